@@ -1,0 +1,91 @@
+"""Stage `download`: the four original MNIST IDX files in data/raw/, each verified by its MD5.
+
+Sources, in order: the gzip copy the repository carries (data/mnist/), then torchvision's MNIST
+downloader (the official mirrors) when that copy is missing or params.yaml says
+``data.source: download``. A file is decompressed to a temporary name and renamed into place only
+once its checksum is right, so data/raw never holds a half-written or unverified file.
+"""
+
+import tempfile
+from pathlib import Path
+
+from . import idx, params
+from .atomic import write_bytes
+from .errors import SweepError, stage_main
+
+CARRIED_DIR = Path("data/mnist")
+RAW_DIR = Path("data/raw")
+
+# MD5 of the decompressed files: the well-known MNIST checksums.
+MD5 = {
+    "train-images-idx3-ubyte": "6bbc9ace898e44ae57da46a324031adb",
+    "train-labels-idx1-ubyte": "a25bea736e30d166cdddb491f175f624",
+    "t10k-images-idx3-ubyte": "2646ac647ad5339dbf082846283269ea",
+    "t10k-labels-idx1-ubyte": "27ae3e4e09519cfbb04c329615203637",
+}
+
+
+def from_carried_copy(name, carried_dir=CARRIED_DIR) -> bytes:
+    path = carried_dir / f"{name}.gz"
+    if not path.exists():
+        raise FileNotFoundError(f"{path} does not exist")
+    return idx.read_bytes(path)
+
+
+def from_mirrors(name, mirrors=None) -> bytes:
+    """Fetch ``name``.gz with torchvision's downloader, trying each mirror in turn."""
+    from torchvision.datasets import MNIST
+    from torchvision.datasets.utils import download_url
+
+    failures = []
+    with tempfile.TemporaryDirectory() as tmp:
+        for mirror in mirrors or MNIST.mirrors:
+            url = f"{mirror.rstrip('/')}/{name}.gz"
+            try:
+                # No md5 here: it would be that of the mirrors' gzip file; we verify the content.
+                download_url(url, tmp, filename=f"{name}.gz")
+                return idx.read_bytes(Path(tmp) / f"{name}.gz")
+            except (OSError, RuntimeError, ValueError, SweepError) as error:
+                failures.append(f"{url}: {error}")
+    raise OSError("no mirror could be reached (is there network access?): " + "; ".join(failures))
+
+
+def fetch_verified(name, sources) -> bytes:
+    """The decompressed content of ``name`` from the first source whose MD5 is right."""
+    tried = []
+    for label, fetch in sources:
+        try:
+            data = fetch(name)
+        except (OSError, SweepError) as error:
+            tried.append(f"{label}: {error}")
+            continue
+        actual = idx.md5(data)
+        if actual == MD5[name]:
+            return data
+        tried.append(f"{label}: checksum mismatch, expected MD5 {MD5[name]}, actual {actual}")
+    raise SweepError(f"{name}: no source gave a verified copy. Sources tried:\n  " + "\n  ".join(tried))
+
+
+def sources_for(data_params, carried_dir=CARRIED_DIR):
+    carried = ("carried copy " + str(carried_dir), lambda name: from_carried_copy(name, carried_dir))
+    mirrors = ("torchvision download", lambda name: from_mirrors(name, data_params.mirrors))
+    return [mirrors] if data_params.source == "download" else [carried, mirrors]
+
+
+def download(data_params, raw_dir=RAW_DIR, carried_dir=CARRIED_DIR):
+    raw_dir = Path(raw_dir)
+    raw_dir.mkdir(parents=True, exist_ok=True)
+    sources = sources_for(data_params, carried_dir)
+    for name in MD5:
+        target = raw_dir / name
+        write_bytes(target, fetch_verified(name, sources))
+        print(f"download: {target} verified (MD5 {MD5[name]})", flush=True)
+
+
+@stage_main
+def main():
+    download(params.load().data)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,73 @@
+"""Stage `flatten`: data/flat/{train,test}.pt, images as uint8 [N, 784] and labels as int64 [N].
+
+Each file loads with one call (``load_split``), which checks shapes, dtypes and the label range,
+so a replaced or corrupted file is an error that names it instead of a silently wrong input.
+"""
+
+from pathlib import Path
+
+import torch
+
+from . import idx
+from .atomic import atomic_path
+from .download import RAW_DIR
+from .errors import SweepError, stage_main
+
+FLAT_DIR = Path("data/flat")
+PIXELS = 28 * 28
+SPLITS = {"train": ("train", 60_000), "test": ("t10k", 10_000)}
+
+
+def flatten_split(raw_dir, prefix):
+    images = idx.read(Path(raw_dir) / f"{prefix}-images-idx3-ubyte")
+    labels = idx.read(Path(raw_dir) / f"{prefix}-labels-idx1-ubyte")
+    if images.dim() != 3 or labels.dim() != 1 or len(images) != len(labels):
+        raise SweepError(f"{raw_dir}/{prefix}-*: images {tuple(images.shape)} and labels "
+                         f"{tuple(labels.shape)} do not match")
+    return {"images": images.reshape(len(images), -1).contiguous(), "labels": labels.long()}
+
+
+def check_split(split, path, expected_count):
+    """Raise a SweepError naming ``path`` unless ``split`` is a valid flattened MNIST split."""
+    if not isinstance(split, dict) or set(split) != {"images", "labels"}:
+        raise SweepError(f"{path}: expected a dict with 'images' and 'labels'")
+    images, labels = split["images"], split["labels"]
+    if images.dtype != torch.uint8 or tuple(images.shape) != (expected_count, PIXELS):
+        raise SweepError(f"{path}: images are {images.dtype} {tuple(images.shape)}, "
+                         f"expected torch.uint8 ({expected_count}, {PIXELS})")
+    if labels.dtype != torch.int64 or tuple(labels.shape) != (expected_count,):
+        raise SweepError(f"{path}: labels are {labels.dtype} {tuple(labels.shape)}, "
+                         f"expected torch.int64 ({expected_count},)")
+    if labels.numel() and (labels.min() < 0 or labels.max() > 9):
+        raise SweepError(f"{path}: labels outside 0-9 (min {labels.min()}, max {labels.max()})")
+
+
+def load_split(name, flat_dir=FLAT_DIR):
+    path = Path(flat_dir) / f"{name}.pt"
+    try:
+        split = torch.load(path, weights_only=True)
+    except FileNotFoundError:
+        raise SweepError(f"{path} is missing; run `dvc repro flatten`") from None
+    except Exception as error:  # torch raises several types for a file that is not a tensor file
+        raise SweepError(f"{path}: not a readable tensor file ({error})") from None
+    check_split(split, path, SPLITS[name][1])
+    return split
+
+
+def flatten(raw_dir=RAW_DIR, flat_dir=FLAT_DIR):
+    for name, (prefix, count) in SPLITS.items():
+        path = Path(flat_dir) / f"{name}.pt"
+        split = flatten_split(raw_dir, prefix)
+        check_split(split, path, count)
+        with atomic_path(path) as tmp:
+            torch.save(split, tmp)
+        print(f"flatten: {path} images {tuple(split['images'].shape)} uint8", flush=True)
+
+
+@stage_main
+def main():
+    flatten()
+
+
+if __name__ == "__main__":
+    main()
