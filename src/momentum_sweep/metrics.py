@@ -12,6 +12,7 @@ from pathlib import Path
 import pandas as pd
 
 from .atomic import write_text
+from .params import momentum_name
 
 METRICS_DIR = Path("metrics")
 EPOCHS_FILE = METRICS_DIR / "epochs.tsv"
@@ -34,7 +35,7 @@ def epochs_table(results) -> pd.DataFrame:
     rows = []
     for momentum, (record, timing) in results.items():
         for quality, cost in zip(record["epochs"], timing["epochs"]):
-            rows.append({"momentum": momentum, **quality, **cost,
+            rows.append({"momentum": momentum_name(momentum), **quality, **cost,
                          "models_in_pass": timing["models_in_pass"],
                          "diverged": int(record["diverged_epoch"] == quality["epoch"])})
     return pd.DataFrame(rows, columns=COLUMNS)
