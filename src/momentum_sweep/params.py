@@ -69,9 +69,13 @@ class SurfaceParams(Section):
     steps: Annotated[int, Field(ge=1, le=100_000)]
 
 
+class MinimaParams(SurfaceParams):
+    tilt: Annotated[float, Field(gt=0, le=1, allow_inf_nan=False)] = 0.3
+
+
 class LandscapeParams(Section):
     saddle: SurfaceParams = SurfaceParams(start=[0.3, 0.001], lr=0.01, steps=800)
-    minima: SurfaceParams = SurfaceParams(start=[2.0, 0.5], lr=0.01, steps=400)
+    minima: MinimaParams = MinimaParams(start=[2.2, 0.5], lr=0.05, steps=400)
 
 
 class Params(Section):

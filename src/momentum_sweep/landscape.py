@@ -1,0 +1,149 @@
+"""Stage `landscape`: the notebook's two claims about momentum, on 2-D surfaces.
+
+- saddle: f = x^2/2 + y^4/4 - y^2/2 has a saddle at (0, 0), where the gradient vanishes, and
+  minima at (0, +-1) with f = -0.25. Started next to the saddle, plain gradient descent lingers
+  on its flat top; momentum builds up velocity and leaves it sooner.
+- minima: f = (x^2 - 1)^2 + tilt*x + y^2 is a double well: a shallow local minimum at x > 0 and
+  the deeper global one at x < 0. Started outside the local one, too little momentum is caught
+  there, enough carries over the barrier, and too much can overshoot the global one as well.
+
+Every momentum in params.yaml runs PyTorch's SGD rule (buf = mu*buf + grad; p -= lr*buf).
+"""
+
+import json
+import math
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from . import params
+from .atomic import write_text
+from .errors import stage_main
+from .params import momentum_name
+from .plots import PLOTS_DIR, momentum_styles, save
+
+import matplotlib.pyplot as plt  # noqa: E402  (plots has chosen the Agg backend)
+
+LANDSCAPE_FILE = Path("metrics/landscape.json")
+ESCAPE_LOSS = -0.1      # the saddle is at f = 0, the minima at -0.25: below -0.1 means "left it"
+NEAR_SADDLE = 0.1       # distance from (0, 0) counted as "at the saddle"
+
+
+def saddle_loss(x, y):
+    return x ** 2 / 2 + y ** 4 / 4 - y ** 2 / 2
+
+
+def minima_loss(x, y, tilt):
+    return (x ** 2 - 1) ** 2 + tilt * x + y ** 2
+
+
+def heavy_ball(loss, start, lr, momentum, steps):
+    """Trajectory [steps + 1, 2] and losses of SGD with momentum, PyTorch's update rule."""
+    point = torch.tensor(start, dtype=torch.float64)
+    buffer = None
+    path = [point.clone()]
+    for _ in range(steps):
+        p = point.clone().requires_grad_(True)
+        (grad,) = torch.autograd.grad(loss(p[0], p[1]), p)
+        buffer = grad if buffer is None else momentum * buffer + grad
+        point = point - lr * buffer
+        path.append(point.clone())
+    path = torch.stack(path)
+    return path.numpy(), loss(path[:, 0], path[:, 1]).numpy()
+
+
+def minima_of(tilt):
+    """x of the two minima of (x^2-1)^2 + tilt*x along y = 0: (global, local)."""
+    roots = sorted(r.real for r in np.roots([4, 0, -4, tilt]) if abs(r.imag) < 1e-9)
+    return roots[0], roots[2]
+
+
+def saddle_outcome(path, losses):
+    below = np.nonzero(losses < ESCAPE_LOSS)[0]
+    near = np.linalg.norm(path, axis=1) < NEAR_SADDLE
+    return {"escaped": bool(len(below)), "escape_step": int(below[0]) if len(below) else None,
+            "steps_near_saddle": int(near.sum()), "final_loss": float(losses[-1]),
+            "final_point": [float(v) for v in path[-1]]}
+
+
+def minima_outcome(path, losses, tilt):
+    global_x, local_x = minima_of(tilt)
+    final_x = path[-1, 0]
+    ends_in = "global" if abs(final_x - global_x) < abs(final_x - local_x) else "local"
+    return {"ends_in": ends_in, "passed_global_minimum": bool(path[:, 0].min() < global_x),
+            "final_loss": float(losses[-1]), "final_point": [float(v) for v in path[-1]]}
+
+
+def run_surface(loss, settings, momenta):
+    return {m: heavy_ball(loss, settings.start, settings.lr, m, settings.steps) for m in momenta}
+
+
+def draw(runs, loss, extent, title, outcome_text, path):
+    styles = momentum_styles(list(runs))
+    fig, (contour_ax, loss_ax) = plt.subplots(1, 2, figsize=(12.5, 4.8))
+    xs, ys = np.meshgrid(np.linspace(*extent[0], 300), np.linspace(*extent[1], 300))
+    zs = loss(xs, ys)
+    # Levels over the lower part of the surface, where the minima and the saddle are.
+    levels = np.linspace(zs.min(), np.percentile(zs, 60), 25)
+    contour_ax.contourf(xs, ys, zs, levels=levels, cmap="Greys_r", alpha=0.55, extend="max")
+    contour_ax.contour(xs, ys, zs, levels=levels, colors="grey", linewidths=0.4)
+    for m, (trajectory, losses) in runs.items():
+        colour, marker = styles[m]
+        label = f"momentum {momentum_name(m)}: {outcome_text(m)}"
+        contour_ax.plot(trajectory[:, 0], trajectory[:, 1], color=colour, linewidth=1.6,
+                        label=label)
+        contour_ax.plot(*trajectory[-1], marker=marker, color=colour, markersize=8,
+                        markeredgecolor="black")
+        loss_ax.plot(losses, color=colour, linewidth=1.6, label=label)
+    start = next(iter(runs.values()))[0][0]
+    contour_ax.plot(*start, marker="*", color="black", markersize=13, label="start")
+    contour_ax.set(xlim=extent[0], ylim=extent[1], xlabel="x", ylabel="y", title=title)
+    loss_ax.set(xlabel="step", ylabel="loss f(x, y)", title="loss along each trajectory")
+    loss_ax.set_yscale("symlog", linthresh=1)  # linear near the minima, compressed above
+    loss_ax.grid(alpha=0.3)
+    loss_ax.legend(fontsize=8, loc="upper right")
+    fig.set_layout_engine("constrained")
+    save(fig, path)
+
+
+def landscape(p, plots_dir=PLOTS_DIR, out=LANDSCAPE_FILE):
+    settings = p.landscape
+    tilt = settings.minima.tilt
+    minima = lambda x, y: minima_loss(x, y, tilt)
+    saddle_runs = run_surface(saddle_loss, settings.saddle, p.momenta)
+    minima_runs = run_surface(minima, settings.minima, p.momenta)
+    table = {
+        "saddle": {momentum_name(m): saddle_outcome(*r) for m, r in saddle_runs.items()},
+        "minima": {momentum_name(m): minima_outcome(*r, tilt) for m, r in minima_runs.items()},
+    }
+
+    def saddle_text(m):
+        row = table["saddle"][momentum_name(m)]
+        return f"left after {row['escape_step']} steps" if row["escaped"] else "stuck"
+
+    def minima_text(m):
+        row = table["minima"][momentum_name(m)]
+        return f"ends in {row['ends_in']} minimum"
+
+    draw(saddle_runs, saddle_loss, [(-0.4, 0.4), (-0.3, 1.3)],
+         "saddle point at (0, 0): f = x²/2 + y⁴/4 − y²/2", saddle_text,
+         Path(plots_dir) / "landscape_saddle.png")
+    draw(minima_runs, minima, [(-1.8, 2.4), (-0.8, 0.8)],
+         f"local and global minimum: f = (x²−1)² + {tilt}·x + y²", minima_text,
+         Path(plots_dir) / "landscape_minima.png")
+    write_text(out, json.dumps(table, indent=2) + "\n")
+    for surface, rows in table.items():
+        for m, row in rows.items():
+            print(f"landscape {surface} momentum {m}: " + ", ".join(
+                f"{k} {v}" for k, v in row.items() if k != "final_point"), flush=True)
+    return table
+
+
+@stage_main
+def main():
+    landscape(params.load())
+
+
+if __name__ == "__main__":
+    main()
