@@ -25,11 +25,28 @@ MD5 = {
 }
 
 
+def carried_gzip_md5(carried_dir, filename):
+    """The MD5 the carried .gz file had when it was added (its MD5SUMS.gz.txt), or None."""
+    sums = Path(carried_dir) / "MD5SUMS.gz.txt"
+    if sums.exists():
+        for line in sums.read_text().splitlines():
+            parts = line.split()
+            if len(parts) == 2 and parts[1] == filename:
+                return parts[0]
+    return None
+
+
 def from_carried_copy(name, carried_dir=CARRIED_DIR) -> bytes:
-    path = carried_dir / f"{name}.gz"
+    path = Path(carried_dir) / f"{name}.gz"
     if not path.exists():
         raise FileNotFoundError(f"{path} does not exist")
-    return idx.read_bytes(path)
+    try:
+        return idx.read_bytes(path)
+    except SweepError as error:
+        # A damaged gzip stream has no content to checksum: compare the .gz file itself.
+        raise SweepError(f"{error}; expected MD5 of {path.name} "
+                         f"{carried_gzip_md5(carried_dir, path.name)}, actual "
+                         f"{idx.md5(path.read_bytes())}") from None
 
 
 def from_mirrors(name, mirrors=None) -> bytes:
