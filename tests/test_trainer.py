@@ -97,8 +97,30 @@ def test_metrics_are_epoch_means_not_last_batch(splits):
     assert stats.train_seconds > 0 and stats.epoch_seconds >= stats.train_seconds
 
 
-def test_huge_learning_rate_diverges_without_touching_the_others(splits):
-    stack, stats = train([0.0, 0.9], splits, SMALL_TRAIN.model_copy(update={"lr": 50.0}))
-    assert not math.isfinite(stats.train_loss[1])
-    calm, calm_stats = train([0.0], splits, SMALL_TRAIN.model_copy(update={"lr": 50.0}))
-    assert stats.test_accuracy[0] == calm_stats.test_accuracy[0]
+def test_a_diverged_model_leaves_the_others_untouched(splits):
+    images, labels = splits["train"].images[:800], splits["train"].labels[:800]
+    inputs = trainer.with_ones(images)
+    neg_onehot = -torch.nn.functional.one_hot(labels, 10).float()
+    initial = model.initial_state([50, 50], seed=1)
+    pair = trainer.StackedMLPs([50, 50], initial, [0.0, 0.9], "cpu")
+    alone = trainer.StackedMLPs([50, 50], initial, [0.0], "cpu")
+    for step, start in enumerate(range(0, 800, 20)):
+        if step == 10:
+            pair.weights[1][1].fill_(float("nan"))  # model 1 blows up
+        log_probs = pair.step(inputs[start:start + 20], neg_onehot[start:start + 20], 0.1)
+        alone.step(inputs[start:start + 20], neg_onehot[start:start + 20], 0.1)
+    assert log_probs[1].isnan().all() and log_probs[0].isfinite().all()
+    for name, tensor in alone.state_dict(0).items():
+        assert torch.equal(pair.state_dict(0)[name], tensor)
+
+
+def test_huge_learning_rate_is_reported_as_non_finite_loss(splits):
+    _, stats = train([0.0, 0.9], splits, SMALL_TRAIN.model_copy(update={"lr": 1e4, "epochs": 1}))
+    assert not any(map(math.isfinite, stats.train_loss))
+
+
+def test_saved_state_holds_only_this_model():
+    initial = model.initial_state([50, 50], seed=1)
+    stack = trainer.StackedMLPs([50, 50], initial, MOMENTA, "cpu")
+    for tensor in stack.state_dict(2).values():
+        assert tensor.untyped_storage().nbytes() == tensor.numel() * 4

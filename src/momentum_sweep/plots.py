@@ -64,7 +64,9 @@ def draw_panel(ax, table, column, title, styles):
 
 
 def figure(table, panels, styles):
-    panels = [(c, t) for c, t in panels if c in table and table[c].notna().any()]
+    # CUDA memory columns are empty on the CPU: leave those panels out.
+    panels = [(c, t) for c, t in panels
+              if c in table and (table[c].notna().any() or not c.startswith("cuda"))]
     fig, axes = plt.subplots(1, len(panels), figsize=(6.2 * len(panels), 4.4), squeeze=False)
     for ax, (column, title) in zip(axes[0], panels):
         draw_panel(ax, table, column, title, styles)

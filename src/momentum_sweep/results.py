@@ -1,8 +1,8 @@
 """Per-momentum results under models/, and the fingerprint rule that decides reuse.
 
 A momentum's folder holds ``model.pt`` (a plain MLP state_dict), ``record.json`` (what produced
-it and its per-epoch losses and accuracies), ``timing.json`` (seconds and memory, which differ
-run to run) and ``fingerprint``: a hash of everything that determines the result. The folder is
+it, its per-epoch losses and accuracies, and the model file's hash), ``timing.json`` (seconds
+and memory, which differ run to run, so they are kept out of the record) and ``fingerprint``: a hash of everything that determines the result. The folder is
 built under a temporary name with the fingerprint written last, then renamed into place, so a
 killed run never leaves a folder that looks complete. A folder is reused only if its fingerprint
 matches and its files are exactly those it recorded, byte for byte; anything else is retrained.
@@ -73,9 +73,9 @@ def load_reusable(momentum, expected_fingerprint, models_dir=MODELS_DIR):
         if record.get("model_sha256") != sha256_file(path / "model.pt"):
             return None
         timing = json.loads((path / "timing.json").read_text())
-        if record.get("timing_sha256") != sha256_file(path / "timing.json"):
+        if len(timing["epochs"]) != len(record["epochs"]):
             return None
-    except (OSError, ValueError):
+    except (OSError, ValueError, KeyError, TypeError):
         return None
     return record, timing
 
@@ -86,10 +86,8 @@ def save(momentum, state_dict, record, timing, models_dir=MODELS_DIR):
     target.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(dir=target.parent, prefix=f".incomplete-{target.name}-"))
     torch.save(state_dict, staging / "model.pt")
-    timing_text = json.dumps(timing, indent=1) + "\n"
-    (staging / "timing.json").write_text(timing_text)
-    record = {**record, "model_sha256": sha256_file(staging / "model.pt"),
-              "timing_sha256": hashlib.sha256(timing_text.encode()).hexdigest()}
+    (staging / "timing.json").write_text(json.dumps(timing, indent=1) + "\n")
+    record = {**record, "model_sha256": sha256_file(staging / "model.pt")}
     (staging / "record.json").write_text(json.dumps(record, indent=1) + "\n")
     (staging / "fingerprint").write_text(record["fingerprint"])
     for name in FILES:

@@ -64,8 +64,10 @@ class StackedMLPs:
         """Model k as an ordinary ``MLP`` state_dict, on the CPU."""
         state = {}
         for layer, (weight, bias) in enumerate(self._layer(k)):
-            state[f"layers.{layer}.weight"] = weight.T.contiguous().cpu()
-            state[f"layers.{layer}.bias"] = bias.contiguous().cpu()
+            # clone: a view would carry the whole flat buffer, every model's, into torch.save
+            state[f"layers.{layer}.weight"] = weight.T.cpu().clone(
+                memory_format=torch.contiguous_format)
+            state[f"layers.{layer}.bias"] = bias.cpu().clone(memory_format=torch.contiguous_format)
         return state
 
     @torch.no_grad()

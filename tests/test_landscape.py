@@ -1,0 +1,72 @@
+"""The landscape stage: PyTorch's update rule, and what the default surfaces show."""
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from conftest import ROOT
+from momentum_sweep import landscape, params
+
+DEFAULT = params.load(ROOT / "params.yaml")
+
+
+@pytest.mark.parametrize("momentum", [0.0, 0.5, 0.9])
+def test_update_rule_is_torch_optim_sgd(momentum):
+    loss = lambda x, y: landscape.minima_loss(x, y, 0.3)
+    path, _ = landscape.heavy_ball(loss, [2.2, 0.5], 0.05, momentum, 50)
+    point = torch.tensor([2.2, 0.5], dtype=torch.float64, requires_grad=True)
+    optimizer = torch.optim.SGD([point], lr=0.05, momentum=momentum)
+    for step in range(50):
+        optimizer.zero_grad()
+        loss(point[0], point[1]).backward()
+        optimizer.step()
+        np.testing.assert_allclose(path[step + 1], point.detach().numpy(), rtol=1e-12)
+
+
+@pytest.fixture(scope="module")
+def table(tmp_path_factory):
+    out = tmp_path_factory.mktemp("landscape")
+    return landscape.landscape(DEFAULT, plots_dir=out, out=out / "landscape.json"), out
+
+
+def test_saddle_momentum_zero_lingers_and_larger_momenta_leave_sooner(table):
+    saddle = table[0]["saddle"]
+    steps = [saddle[params.momentum_name(m)]["escape_step"] for m in DEFAULT.momenta]
+    assert all(saddle[k]["escaped"] for k in saddle)
+    assert steps == sorted(steps, reverse=True) and len(set(steps)) == len(steps)
+    assert saddle["0.0"]["steps_near_saddle"] > 1.5 * saddle["0.5"]["steps_near_saddle"]
+
+
+def test_minima_small_momentum_is_caught_and_enough_reaches_the_global_minimum(table):
+    ends = {m: row["ends_in"] for m, row in table[0]["minima"].items()}
+    assert ends == {"0.0": "local", "0.1": "local", "0.2": "local", "0.4": "global",
+                    "0.5": "global"}
+
+
+def test_too_much_momentum_overshoots_the_global_minimum():
+    p = params.parse({"momentum": [0.9]})
+    settings = p.landscape.minima
+    loss = lambda x, y: landscape.minima_loss(x, y, settings.tilt)
+    path, losses = landscape.heavy_ball(loss, settings.start, settings.lr, 0.9, settings.steps)
+    outcome = landscape.minima_outcome(path, losses, settings.tilt)
+    assert outcome["passed_global_minimum"] and outcome["ends_in"] == "local"
+
+
+def test_table_agrees_with_its_trajectories_and_pictures_exist(table):
+    rows, out = table
+    assert json.loads((out / "landscape.json").read_text()) == rows
+    settings = DEFAULT.landscape
+    for m in DEFAULT.momenta:
+        path, losses = landscape.heavy_ball(landscape.saddle_loss, settings.saddle.start,
+                                            settings.saddle.lr, m, settings.saddle.steps)
+        row = rows["saddle"][params.momentum_name(m)]
+        assert row["final_loss"] == pytest.approx(losses[-1])
+        assert losses[row["escape_step"]] < landscape.ESCAPE_LOSS <= losses[row["escape_step"] - 1]
+    global_x, local_x = landscape.minima_of(settings.minima.tilt)
+    for m, row in rows["minima"].items():
+        target = global_x if row["ends_in"] == "global" else local_x
+        assert abs(row["final_point"][0] - target) < 0.05 and abs(row["final_point"][1]) < 0.05
+    for name in ("landscape_saddle", "landscape_minima"):
+        assert (out / f"{name}.png").stat().st_size > 10_000
