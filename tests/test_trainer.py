@@ -27,7 +27,7 @@ def splits():
     return data.load_splits(SMALL_TRAIN, torch.device("cpu"), flat_dir=flat)
 
 
-SMALL_TRAIN = TrainParams(max_train_images=1500, validation_size=500, epochs=2, batch_size=20)
+SMALL_TRAIN = TrainParams(max_train_images=3000, validation_size=500, epochs=2, batch_size=20)
 
 
 def train(momenta, splits, train_params=SMALL_TRAIN, hidden=(50, 50)):
