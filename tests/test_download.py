@@ -104,3 +104,17 @@ def test_corrupted_byte_stops_dvc_repro_and_restoring_fixes_it(fresh_clone, tmp_
     target.write_bytes(original)
     dvc(repo, "repro", "flatten")
     assert (repo / "data" / "flat" / "train.pt").exists()
+
+
+def test_truncated_carried_copy_names_the_file_and_both_checksums(tmp_path):
+    carried = tmp_path / "carried"
+    shutil.copytree(CARRIED, carried)
+    target = carried / "t10k-images-idx3-ubyte.gz"
+    target.write_bytes(target.read_bytes()[:100_000])
+    with pytest.raises(SweepError) as error:
+        download.download(DataParams(mirrors=[closed_port_url()]), raw_dir=tmp_path / "raw",
+                          carried_dir=carried)
+    message = str(error.value)
+    assert "t10k-images-idx3-ubyte.gz: not a valid gzip file" in message
+    assert download.carried_gzip_md5(carried, target.name) in message
+    assert md5_of(target) in message

@@ -3,12 +3,11 @@
 import pytest
 import yaml
 
-from conftest import dvc
+from conftest import ROOT, dvc
 from momentum_sweep import params
 from momentum_sweep.errors import SweepError
 
-GOOD = yaml.safe_load((params.PARAMS_FILE if params.PARAMS_FILE.exists() else
-                       __import__("conftest").ROOT / "params.yaml").read_text())
+GOOD = yaml.safe_load((ROOT / "params.yaml").read_text())
 
 
 def with_change(path, value):

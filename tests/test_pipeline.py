@@ -6,7 +6,7 @@ import time
 
 import torch
 
-from conftest import dvc, git, update_params
+from conftest import dvc, update_params
 from momentum_sweep import flatten, model
 
 
@@ -154,7 +154,9 @@ def test_default_pipeline_end_to_end(fresh_clone):
     """The README's `dvc repro` with the default params: five correctly trained models."""
     repo = fresh_clone
     log = dvc(repo, "repro").stdout
-    for stage in ("download", "flatten", "train", "plot", "landscape"):
+    # A clone has none of the DVC-cached outputs: these stages must run. plot and landscape write
+    # files committed to git, so they run only if their inputs changed.
+    for stage in ("download", "flatten", "train"):
         assert f"Running stage '{stage}'" in log
     result = summary(repo)
     assert list(result["momenta"]) == ["0.0", "0.1", "0.2", "0.4", "0.5"]
@@ -165,4 +167,4 @@ def test_default_pipeline_end_to_end(fresh_clone):
         assert (repo / "plots" / f"{name}.png").stat().st_size > 10_000
     again = dvc(repo, "repro").stdout
     assert "Running stage" not in again
-    git(repo, "status", "--short")
+    assert "up to date" in dvc(repo, "status").stdout

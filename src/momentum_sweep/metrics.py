@@ -22,8 +22,7 @@ QUALITY = ["train_loss", "train_accuracy", "val_loss", "val_accuracy", "test_los
 COST = ["epoch_seconds", "samples_per_second", "models_in_pass", "cpu_peak_rss_mib",
         "cuda_peak_allocated_mib", "cuda_peak_reserved_mib"]
 COLUMNS = ["momentum", "epoch", *QUALITY, "diverged", *COST]
-SELECTION = ("highest validation accuracy after the last epoch, among momenta that did not "
-             "diverge; ties go to the smaller momentum")
+SELECTION = "max final val_accuracy; not diverged; ties: smaller momentum"
 
 
 def finite_or_none(value):

@@ -116,7 +116,8 @@ def final_table(results_by_momentum) -> str:
 def run(p):
     device = devices.resolve(p.train.device)
     print(f"train: device {devices.describe(device)}", flush=True)
-    fingerprints = {m: results.fingerprint(m, p, data_hash(), device.type) for m in p.momenta}
+    flat_hash = data_hash()
+    fingerprints = {m: results.fingerprint(m, p, flat_hash, device.type) for m in p.momenta}
     reused = {m: found for m in p.momenta
               if (found := results.load_reusable(m, fingerprints[m])) is not None}
     results.remove_all_but(p.momenta)

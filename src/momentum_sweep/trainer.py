@@ -122,25 +122,29 @@ def with_ones(images):
     return padded
 
 
+def loss_sum_and_correct(log_probs, labels):
+    """Summed cross-entropy (float64) and correct predictions per model, for [K, N, 10]."""
+    picked = log_probs.gather(2, labels.expand(len(log_probs), -1).unsqueeze(2)).squeeze(2)
+    return -picked.double().sum(1), (log_probs.argmax(2) == labels).sum(1)
+
+
 def loss_and_accuracy(log_probs, labels):
     """Mean cross-entropy and accuracy per model from log-probabilities [K, N, 10]."""
-    picked = log_probs.gather(2, labels.expand(len(log_probs), -1).unsqueeze(2)).squeeze(2)
-    correct = (log_probs.argmax(2) == labels).sum(1)
-    return (-picked.mean(1)).tolist(), (correct.double() / len(labels)).tolist()
+    loss, correct = loss_sum_and_correct(log_probs, labels)
+    return (loss / len(labels)).tolist(), (correct.double() / len(labels)).tolist()
 
 
 @torch.no_grad()
 def evaluate(stack, split, chunk=10_000):
     """Mean loss and accuracy of every model on a split, in chunks to bound memory."""
-    totals = torch.zeros(stack.K, dtype=torch.float64, device=split.images.device)
+    loss = torch.zeros(stack.K, dtype=torch.float64, device=split.images.device)
     correct = torch.zeros(stack.K, dtype=torch.int64, device=split.images.device)
     for start in range(0, len(split), chunk):
-        labels = split.labels[start:start + chunk]
         log_probs = torch.log_softmax(stack.logits(split.images[start:start + chunk]), -1)
-        picked = log_probs.gather(2, labels.expand(stack.K, -1).unsqueeze(2)).squeeze(2)
-        totals -= picked.double().sum(1)
-        correct += (log_probs.argmax(2) == labels).sum(1)
-    return (totals / len(split)).tolist(), (correct.double() / len(split)).tolist()
+        chunk_loss, chunk_correct = loss_sum_and_correct(log_probs, split.labels[start:start + chunk])
+        loss += chunk_loss
+        correct += chunk_correct
+    return (loss / len(split)).tolist(), (correct.double() / len(split)).tolist()
 
 
 @dataclass
