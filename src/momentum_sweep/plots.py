@@ -26,9 +26,11 @@ FIGURES = {
     "memory": [("cpu_peak_rss_mib", "CPU peak resident memory (MiB)"),
                ("cuda_peak_allocated_mib", "CUDA peak allocated (MiB)"),
                ("cuda_peak_reserved_mib", "CUDA peak reserved (MiB)")],
-    "time": [("epoch_seconds", "seconds per epoch (whole pass)"),
+    "time": [("epoch_seconds", "seconds per epoch"),
              ("samples_per_second", "training samples per second")],
 }
+# Costs belong to a training pass, which momenta trained together share: their lines coincide.
+COST_FIGURES = {"memory", "time"}
 
 
 def momentum_styles(momenta):
@@ -63,13 +65,18 @@ def draw_panel(ax, table, column, title, styles):
         ax.set_xticks(range(1, int(table["epoch"].max()) + 1))
 
 
-def figure(table, panels, styles):
+def figure(table, panels, styles, from_zero=False):
     # CUDA memory columns are empty on the CPU: leave those panels out.
     panels = [(c, t) for c, t in panels
               if c in table and (table[c].notna().any() or not c.startswith("cuda"))]
     fig, axes = plt.subplots(1, len(panels), figsize=(6.2 * len(panels), 4.4), squeeze=False)
     for ax, (column, title) in zip(axes[0], panels):
         draw_panel(ax, table, column, title, styles)
+        if from_zero:
+            ax.set_ylim(bottom=0)
+    if from_zero:
+        fig.suptitle("momenta trained in the same pass share its cost, so their lines coincide",
+                     fontsize=9)
     handles, labels = axes[0][0].get_legend_handles_labels()
     fig.legend(handles, labels, loc="outside right center", frameon=False)
     fig.set_layout_engine("constrained")
@@ -86,7 +93,8 @@ def render(epochs_file=metrics.EPOCHS_FILE, plots_dir=PLOTS_DIR):
     table = metrics.read_epochs(epochs_file)
     styles = momentum_styles(table["momentum"].unique())
     for name, panels in FIGURES.items():
-        save(figure(table, panels, styles), Path(plots_dir) / f"{name}.png")
+        save(figure(table, panels, styles, from_zero=name in COST_FIGURES),
+             Path(plots_dir) / f"{name}.png")
         print(f"plot: {Path(plots_dir) / name}.png", flush=True)
 
 
