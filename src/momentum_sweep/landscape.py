@@ -11,7 +11,6 @@ Every momentum in params.yaml runs PyTorch's SGD rule (buf = mu*buf + grad; p -=
 """
 
 import json
-import math
 from pathlib import Path
 
 import numpy as np
