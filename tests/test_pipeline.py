@@ -5,8 +5,9 @@ import re
 import time
 
 import torch
+import yaml
 
-from conftest import dvc, update_params
+from conftest import dvc, git, update_params
 from momentum_sweep import flatten, model
 
 
@@ -32,6 +33,13 @@ def test_flatten_outputs_and_a_second_repro_does_nothing(repo):
     log = dvc(repo, "repro", "flatten").stdout
     assert "didn't change" in log and "Running stage" not in log
     assert (repo / "data" / "flat" / "train.pt").stat().st_mtime_ns == stamp
+
+
+def test_flatten_in_a_clone_reproduces_the_committed_lock(repo):
+    # The clone's first commit holds this repository's dvc.lock; the fixture then ran flatten.
+    committed = yaml.safe_load(git(repo, "show", "HEAD~1:dvc.lock").stdout)
+    assert yaml.safe_load((repo / "dvc.lock").read_text())["stages"]["flatten"] \
+        == committed["stages"]["flatten"]
 
 
 def test_only_changed_momenta_retrain_and_reuse_is_byte_identical(repo):

@@ -59,8 +59,10 @@ def flatten(raw_dir=RAW_DIR, flat_dir=FLAT_DIR):
         path = Path(flat_dir) / f"{name}.pt"
         split = flatten_split(raw_dir, prefix)
         check_split(split, path, count)
-        with atomic_path(path) as tmp:
-            torch.save(split, tmp)
+        # Saved through a file object: given a path, torch.save names the archive inside after
+        # the (random) temporary file, and the bytes, so the hash DVC records, would differ.
+        with atomic_path(path) as tmp, open(tmp, "wb") as f:
+            torch.save(split, f)
         print(f"flatten: {path} images {tuple(split['images'].shape)} uint8", flush=True)
 
 
