@@ -26,10 +26,12 @@ import torch
 from .model import INPUTS, layer_sizes
 
 PADDED_INPUTS = 800
+PROGRESS_EVERY = 100  # steps between progress reports
 
 
 class StackedMLPs:
-    """K MLPs of one shape, parameters in one flat tensor; model k has momentum ``momenta[k]``."""
+    """K MLPs of one shape, parameters in one flat tensor; model k has momentum ``momenta[k]``.
+    Nothing here requires grad, so steps build no autograd graph without a no_grad guard."""
 
     def __init__(self, hidden, initial_state, momenta, device):
         self.sizes = layer_sizes(hidden)
@@ -89,7 +91,6 @@ class StackedMLPs:
                 for size in self.sizes[1:-1]]
         return self._activations[batch]
 
-    @torch.no_grad()
     def step(self, inputs, neg_onehot, lr):
         """One SGD step of every model on one batch. inputs: [B, 800] from ``with_ones``;
         neg_onehot: [B, 10], minus the one-hot labels. Returns log-probabilities [K, B, 10]."""
@@ -178,12 +179,14 @@ def train_together(momenta, initial_state, hidden, train_params, splits, memory_
         memory_probe.start_epoch()
         started = time.perf_counter()
         order = torch.randperm(len(train), generator=generator).to(device)
-        for start in range(0, len(train), batch_size):
-            batch = order[start:start + batch_size]
-            train_log_probs[:, start:start + len(batch)] = stack.step(
-                inputs.index_select(0, batch), neg_onehot.index_select(0, batch), lr)
-            if progress is not None:
-                progress(epoch, start + len(batch))
+        batches = zip(order.split(batch_size), train_log_probs.split(batch_size, dim=1))
+        for step, (batch, log_probs) in enumerate(batches, 1):
+            log_probs.copy_(stack.step(inputs.index_select(0, batch),
+                                       neg_onehot.index_select(0, batch), lr))
+            if progress is not None and step % PROGRESS_EVERY == 0:
+                progress(epoch, min(step * batch_size, len(train)))
+        if progress is not None:
+            progress(epoch, len(train))
         memory_probe.synchronize()
         train_seconds = time.perf_counter() - started
         train_loss, train_accuracy = loss_and_accuracy(train_log_probs, train.labels[order])
