@@ -5,8 +5,11 @@
   (b) a plain loop over a pre-loaded tensor with torch.optim.SGD, one model at a time;
   (c) this project's trainer: the default five momenta together in one pass.
 
-Each variant runs in its own process, so its peak resident memory is its own. Also printed: the
-FLOP floor, the arithmetic of one model-epoch at this machine's measured matrix-multiply rate.
+Each variant runs in its own process, so its peak resident memory is its own; the variants take
+turns, --repeats times, and the median is printed, since a shared machine's speed drifts. Also
+printed: the FLOP floor, the arithmetic of one model-epoch at this machine's measured
+matrix-multiply rate, and the first-layer floor, the four full passes over the first layer that
+every step of (c) makes, timed alone.
 Run from the repository root after `dvc repro flatten`:  python benchmarks/train_speed.py
 """
 
@@ -14,6 +17,7 @@ import argparse
 import json
 import os
 import resource
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -104,6 +108,31 @@ def matmul_gflops():
     return 2 * 1024 ** 3 * runs / (time.perf_counter() - started) / 1e9
 
 
+def first_layer_floor(models=len(MOMENTA), hidden=50):
+    """Seconds per model-epoch of the first-layer work each step of (c) cannot skip: the forward
+    and gradient matrix multiplies, the momentum decay and the weight update, at (c)'s shapes."""
+    batch = TRAIN.batch_size
+    inputs = torch.rand(batch, trainer.PADDED_INPUTS)
+    weights = torch.randn(models * hidden, trainer.PADDED_INPUTS)
+    velocity = torch.zeros_like(weights)
+    grad = torch.randn(models * hidden, batch)
+    mu = torch.rand_like(weights)
+
+    def passes():
+        velocity.mul_(mu)
+        torch.mm(inputs, weights.T)
+        velocity.addmm_(grad, inputs, alpha=0.01)
+        weights.sub_(velocity)
+
+    steps = TRAIN.train_size // batch
+    for _ in range(100):
+        passes()
+    started = time.perf_counter()
+    for _ in range(steps):
+        passes()
+    return (time.perf_counter() - started) / models
+
+
 def flops_per_model_epoch():
     """Forward and backward (weight gradients and the inputs' of the later layers) of one epoch."""
     sizes = [784, 50, 50, 10]
@@ -130,9 +159,21 @@ def measure(variant, device, epochs):
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
+def measure_in_turns(device, epochs, repeats):
+    """Each variant ``repeats`` times, taking turns; per variant the median of every figure."""
+    runs = {v: [] for v in VARIANTS}
+    for _ in range(repeats):
+        for v in VARIANTS:
+            runs[v].append(measure(v, device, epochs))
+    return {v: {key: statistics.median(r[key] for r in rs) for key in rs[0]}
+            for v, rs in runs.items()}
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--epochs", type=int, default=1, help="epochs per variant (default 1)")
+    parser.add_argument("--repeats", type=int, default=3,
+                        help="runs per variant, taking turns; the median is printed (default 3)")
     parser.add_argument("--child", choices=VARIANTS)
     parser.add_argument("--device", default=None)
     args = parser.parse_args()
@@ -142,15 +183,18 @@ def main():
     devices = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
     rate = matmul_gflops()
     floor = flops_per_model_epoch() / (rate * 1e9)
+    first_layer = first_layer_floor()
     print(f"machine: {os.cpu_count()} CPUs, torch {torch.__version__}, "
           f"{torch.get_num_threads()} threads; "
           + (f"GPU {torch.cuda.get_device_name()}" if torch.cuda.is_available() else "no GPU"))
     print(f"FLOP floor (CPU): {flops_per_model_epoch() / 1e9:.1f} GFLOP per model-epoch at a "
           f"measured {rate:.0f} GFLOP/s (1024x1024 matmul) = {floor:.3f} s")
+    print(f"first-layer floor (CPU): (c)'s two first-layer matrix multiplies and two momentum "
+          f"passes alone = {first_layer:.3f} s per model-epoch")
     for device in devices:
-        results = {v: measure(v, device, args.epochs) for v in VARIANTS}
-        print(f"\n{device}: seconds per model-epoch (55,000 images, batch 20, "
-              f"{args.epochs} epoch(s) each)")
+        results = measure_in_turns(device, args.epochs, args.repeats)
+        print(f"\n{device}: seconds per model-epoch (55,000 images, batch 20, {args.epochs} "
+              f"epoch(s) each; median of {args.repeats} runs per variant, taking turns)")
         print(f"  {'variant':<52} {'s/model-epoch':>14} {'peak RSS MiB':>13}"
               + ("  CUDA peak MiB" if device == "cuda" else ""))
         for v, (label, _) in VARIANTS.items():
@@ -160,7 +204,8 @@ def main():
         c = results["c"]["seconds"]
         print(f"  (a)/(c) = {results['a']['seconds'] / c:.1f}x   "
               f"(b)/(c) = {results['b']['seconds'] / c:.1f}x"
-              + (f"   (c)/floor = {c / floor:.1f}x" if device == "cpu" else ""))
+              + (f"   (c)/floor = {c / floor:.1f}x   (c)/first-layer floor = "
+                 f"{c / first_layer:.1f}x" if device == "cpu" else ""))
 
 
 if __name__ == "__main__":
