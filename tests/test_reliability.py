@@ -17,6 +17,8 @@ from momentum_sweep.errors import SweepError
 
 # Large enough that a kill can land inside an epoch, small enough to stay quick.
 KILL_CONFIG = {"momentum": [0.0, 0.2, 0.4], "train": {"max_train_images": 12000, "epochs": 3}}
+# Training that lasts seconds, so that a Ctrl-C sent 0.5 s in lands inside it.
+CTRL_C_CONFIG = {**KILL_CONFIG, "train": {**KILL_CONFIG["train"], "epochs": 10}}
 
 
 def deterministic_outputs(repo):
@@ -96,7 +98,7 @@ def test_half_written_model_folders_are_never_reused(repo):
 
 
 def test_ctrl_c_exits_promptly_with_a_short_message(repo):
-    update_params(repo, KILL_CONFIG)
+    update_params(repo, CTRL_C_CONFIG)
     started = time.monotonic()
     code, log = run_until(repo, "model(s) together", 0.5, sig=signal.SIGINT)
     assert code != 0 and time.monotonic() - started < 60
