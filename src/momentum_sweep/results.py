@@ -1,11 +1,12 @@
 """Per-momentum results under models/, and the fingerprint rule that decides reuse.
 
 A momentum's folder holds ``model.pt`` (a plain MLP state_dict), ``record.json`` (what produced
-it, its per-epoch losses and accuracies, and the model file's hash), ``timing.json`` (seconds
-and memory, which differ run to run, so they are kept out of the record) and ``fingerprint``: a hash of everything that determines the result. The folder is
-built under a temporary name with the fingerprint written last, then renamed into place, so a
-killed run never leaves a folder that looks complete. A folder is reused only if its fingerprint
-matches and its files are exactly those it recorded, byte for byte; anything else is retrained.
+it, its per-epoch losses and accuracies, and the model file's hash), ``timing.json`` (seconds and
+memory, which differ run to run, so they are kept out of the record) and ``fingerprint``: a hash
+of everything that determines the result. The folder is built under a temporary name with the
+fingerprint written last, then renamed into place, so a killed run never leaves a folder that
+looks complete. A folder is reused only if it holds exactly these files, its fingerprint matches,
+its model has the recorded hash and its timing covers the recorded epochs; else it is retrained.
 """
 
 import hashlib

@@ -31,7 +31,8 @@ PROGRESS_EVERY = 100  # steps between progress reports
 
 class StackedMLPs:
     """K MLPs of one shape, parameters in one flat tensor; model k has momentum ``momenta[k]``.
-    Nothing here requires grad, so steps build no autograd graph without a no_grad guard."""
+    Nothing here requires grad, so no step or evaluation builds an autograd graph: no no_grad
+    guard is needed."""
 
     def __init__(self, hidden, initial_state, momenta, device):
         self.sizes = layer_sizes(hidden)
@@ -72,7 +73,6 @@ class StackedMLPs:
             state[f"layers.{layer}.bias"] = bias.cpu().clone(memory_format=torch.contiguous_format)
         return state
 
-    @torch.no_grad()
     def logits(self, images):
         """Logits of every model, [K, N, 10], for float images [N, 784]."""
         first = self.weights[0]
@@ -135,14 +135,14 @@ def loss_and_accuracy(log_probs, labels):
     return (loss / len(labels)).tolist(), (correct.double() / len(labels)).tolist()
 
 
-@torch.no_grad()
 def evaluate(stack, split, chunk=10_000):
     """Mean loss and accuracy of every model on a split, in chunks to bound memory."""
     loss = torch.zeros(stack.K, dtype=torch.float64, device=split.images.device)
     correct = torch.zeros(stack.K, dtype=torch.int64, device=split.images.device)
     for start in range(0, len(split), chunk):
         log_probs = torch.log_softmax(stack.logits(split.images[start:start + chunk]), -1)
-        chunk_loss, chunk_correct = loss_sum_and_correct(log_probs, split.labels[start:start + chunk])
+        labels = split.labels[start:start + chunk]
+        chunk_loss, chunk_correct = loss_sum_and_correct(log_probs, labels)
         loss += chunk_loss
         correct += chunk_correct
     return (loss / len(split)).tolist(), (correct.double() / len(split)).tolist()
