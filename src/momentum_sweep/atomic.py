@@ -1,9 +1,12 @@
 """Atomic file writes: a reader sees the old file or the complete new one, never a partial one."""
 
 import contextlib
+import json
 import os
 import tempfile
 from pathlib import Path
+
+from .errors import SweepError
 
 
 def _umask():
@@ -12,19 +15,27 @@ def _umask():
     return mask
 
 
+def fsync(path):
+    with open(path, "rb") as f:
+        os.fsync(f.fileno())
+
+
 @contextlib.contextmanager
 def atomic_path(path):
     """Yield a temporary path beside ``path``; on success it is fsynced and renamed onto ``path``."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    except OSError as error:
+        raise SweepError(f"{path.parent}: cannot write there ({error.strerror}); it must be a "
+                         f"writable folder") from None
     os.close(fd)
     tmp = Path(tmp)
     os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600; give the file the usual permissions
     try:
         yield tmp
-        with open(tmp, "rb+") as f:
-            os.fsync(f.fileno())
+        fsync(tmp)
         os.replace(tmp, path)
     finally:
         tmp.unlink(missing_ok=True)
@@ -37,3 +48,28 @@ def write_bytes(path, data: bytes):
 
 def write_text(path, text: str):
     write_bytes(path, text.encode())
+
+
+def json_text(value) -> str:
+    """Strict JSON: NaN or infinity is a bug in the caller, never written into a file."""
+    return json.dumps(value, indent=1, allow_nan=False) + "\n"
+
+
+def write_json(path, value):
+    write_text(path, json_text(value))
+
+
+def check_writable_folder(path):
+    """Raise a SweepError naming ``path`` unless files can be created in it (creating it if needed).
+    Tried for real: permission bits do not tell for root, read-only mounts or full disks."""
+    path = Path(path)
+    if path.is_symlink() or (path.exists() and not path.is_dir()):
+        raise SweepError(f"{path}: expected a folder, found a "
+                         f"{'symlink' if path.is_symlink() else 'file'}; move it away")
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryFile(dir=path):
+            pass
+    except OSError as error:
+        raise SweepError(f"{path}: cannot write there ({error.strerror}); it must be a writable "
+                         f"folder") from None

@@ -7,20 +7,19 @@
   the deeper global one at x < 0. Started outside the local one, too little momentum is caught
   there, enough carries over the barrier, and too much can overshoot the global one as well.
 
-Every momentum in params.yaml runs PyTorch's SGD rule (buf = mu*buf + grad; p -= lr*buf).
+Every momentum in params.yaml runs PyTorch's SGD rule (buf = mu*buf + grad; p -= lr*buf). A
+path that leaves the floating-point range (momentum close to 1 with a large step) is reported as
+diverged at the step where it did, not as a minimum it never reached.
 """
 
-import json
 from pathlib import Path
 
 import numpy as np
 import torch
 
-from . import params
-from .atomic import write_text
-from .errors import stage_main
-from .params import momentum_name
-from .plots import PLOTS_DIR, momentum_styles, save
+from .analysis.plots import PLOTS_DIR, momentum_styles, save
+from .atomic import write_json
+from .training.arms import momentum_name
 
 import matplotlib.pyplot as plt  # noqa: E402  (plots has chosen the Agg backend)
 
@@ -38,7 +37,8 @@ def minima_loss(x, y, tilt):
 
 
 def heavy_ball(loss, start, lr, momentum, steps):
-    """Trajectory [steps + 1, 2] and losses of SGD with momentum, PyTorch's update rule."""
+    """Trajectory [n + 1, 2] and losses of SGD with momentum, PyTorch's update rule; n = steps,
+    or fewer if the path stops being finite (the last point is then the first non-finite one)."""
     point = torch.tensor(start, dtype=torch.float64)
     buffer = None
     path = [point.clone()]
@@ -48,8 +48,16 @@ def heavy_ball(loss, start, lr, momentum, steps):
         buffer = grad if buffer is None else momentum * buffer + grad
         point = point - lr * buffer
         path.append(point.clone())
+        if not (point.isfinite().all() and loss(point[0], point[1]).isfinite()):
+            break
     path = torch.stack(path)
     return path.numpy(), loss(path[:, 0], path[:, 1]).numpy()
+
+
+def divergence(path, losses):
+    """The step at which the path stopped being finite, or None."""
+    bad = ~(np.isfinite(path).all(axis=1) & np.isfinite(losses))
+    return int(np.argmax(bad)) if bad.any() else None
 
 
 def minima_of(tilt):
@@ -58,19 +66,31 @@ def minima_of(tilt):
     return roots[0], roots[2]
 
 
+def diverged_outcome(step):
+    return {"diverged": True, "diverged_step": step, "final_loss": None, "final_point": None}
+
+
 def saddle_outcome(path, losses):
+    step = divergence(path, losses)
+    if step is not None:
+        return {"escaped": None, "escape_step": None, "steps_near_saddle": None,
+                **diverged_outcome(step)}
     below = np.nonzero(losses < ESCAPE_LOSS)[0]
     near = np.linalg.norm(path, axis=1) < NEAR_SADDLE
     return {"escaped": bool(len(below)), "escape_step": int(below[0]) if len(below) else None,
-            "steps_near_saddle": int(near.sum()), "final_loss": float(losses[-1]),
-            "final_point": [float(v) for v in path[-1]]}
+            "steps_near_saddle": int(near.sum()), "diverged": False, "diverged_step": None,
+            "final_loss": float(losses[-1]), "final_point": [float(v) for v in path[-1]]}
 
 
 def minima_outcome(path, losses, tilt):
+    step = divergence(path, losses)
+    if step is not None:
+        return {"ends_in": None, "passed_global_minimum": None, **diverged_outcome(step)}
     global_x, local_x = minima_of(tilt)
     final_x = path[-1, 0]
     ends_in = "global" if abs(final_x - global_x) < abs(final_x - local_x) else "local"
     return {"ends_in": ends_in, "passed_global_minimum": bool(path[:, 0].min() < global_x),
+            "diverged": False, "diverged_step": None,
             "final_loss": float(losses[-1]), "final_point": [float(v) for v in path[-1]]}
 
 
@@ -90,11 +110,14 @@ def draw(runs, loss, extent, title, outcome_text, path):
     for m, (trajectory, losses) in runs.items():
         colour, marker = styles[m]
         label = f"momentum {momentum_name(m)}: {outcome_text(m)}"
-        contour_ax.plot(trajectory[:, 0], trajectory[:, 1], color=colour, linewidth=1.6,
-                        label=label)
-        contour_ax.plot(*trajectory[-1], marker=marker, color=colour, markersize=8,
-                        markeredgecolor="black")
-        loss_ax.plot(losses, color=colour, linewidth=1.6, label=label)
+        finite = np.isfinite(trajectory).all(axis=1) & np.isfinite(losses)
+        contour_ax.plot(trajectory[finite, 0], trajectory[finite, 1], color=colour,
+                        linewidth=1.6, label=label)
+        last = trajectory[finite][-1]
+        contour_ax.plot(*last, marker=marker if finite.all() else "x", color=colour,
+                        markersize=8, markeredgecolor="black" if finite.all() else colour)
+        loss_ax.plot(np.nonzero(finite)[0], losses[finite], color=colour, linewidth=1.6,
+                     label=label)
     start = next(iter(runs.values()))[0][0]
     contour_ax.plot(*start, marker="*", color="black", markersize=13, label="start")
     contour_ax.set(xlim=extent[0], ylim=extent[1], xlabel="x", ylabel="y", title=title)
@@ -119,10 +142,14 @@ def landscape(p, plots_dir=PLOTS_DIR, out=LANDSCAPE_FILE):
 
     def saddle_text(m):
         row = table["saddle"][momentum_name(m)]
+        if row["diverged"]:
+            return f"diverged at step {row['diverged_step']}"
         return f"left after {row['escape_step']} steps" if row["escaped"] else "stuck"
 
     def minima_text(m):
         row = table["minima"][momentum_name(m)]
+        if row["diverged"]:
+            return f"diverged at step {row['diverged_step']}"
         return f"ends in {row['ends_in']} minimum"
 
     draw(saddle_runs, saddle_loss, [(-0.4, 0.4), (-0.3, 1.3)],
@@ -131,7 +158,7 @@ def landscape(p, plots_dir=PLOTS_DIR, out=LANDSCAPE_FILE):
     draw(minima_runs, minima, [(-1.8, 2.4), (-0.8, 0.8)],
          f"local and global minimum: f = (x²−1)² + {tilt}·x + y²", minima_text,
          Path(plots_dir) / "landscape_minima.png")
-    write_text(out, json.dumps(table, indent=2) + "\n")
+    write_json(out, table)
     for surface, rows in table.items():
         for m, row in rows.items():
             print(f"landscape {surface} momentum {m}: " + ", ".join(
@@ -139,10 +166,6 @@ def landscape(p, plots_dir=PLOTS_DIR, out=LANDSCAPE_FILE):
     return table
 
 
-@stage_main
-def main():
-    landscape(params.load())
-
-
-if __name__ == "__main__":
-    main()
+def run(p):
+    """Stage `landscape`."""
+    landscape(p)

@@ -1,20 +1,37 @@
 """params.yaml: its schema, and validation that names the key, the value and what is allowed.
 
-``momentum`` is a list *or* one number: ``dvc exp run -S momentum=0.4`` replaces the list with
-the number 0.4, which simply means "train the 0.4 model" (see DESIGN.md).
+Every default lives in params.yaml itself; the schema only says what is allowed, so every key is
+required. The file is read as DVC reads it (YAML 1.2, ruamel.yaml): `dvc exp run -S train.lr=1e-5`
+writes `lr: 1e-05`, a number in YAML 1.2 and a string in YAML 1.1.
+
+``momentum`` is a list *or* one number: `dvc exp run -S momentum=0.4` replaces the list with the
+number 0.4, which means "this experiment is about momentum 0.4". That is why training is one stage
+rather than a DVC foreach/matrix, which cannot expand over a number.
+
+Run as the `params` stage, this module only validates: the stage depends on the whole file, so
+an edit of any key (a misspelled one included) makes DVC run it, and the error stops the run.
 """
 
 import math
 from pathlib import Path
 from typing import Annotated, Literal, Optional, Union
 
-import yaml
+import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from ruamel.yaml import YAML
+from ruamel.yaml.error import YAMLError
 
+from .data.mnist import TRAIN_IMAGES
 from .errors import SweepError
 
 PARAMS_FILE = Path("params.yaml")
-MNIST_TRAIN_IMAGES = 60_000
+FLOAT32_MAX = float(np.finfo(np.float32).max)
+LARGEST_MOMENTUM = float(np.nextafter(np.float32(1), np.float32(0)))  # 0.99999994
+
+
+def fits_float32(value: float) -> bool:
+    return math.isfinite(value) and abs(value) <= FLOAT32_MAX
+
 
 class Section(BaseModel):
     # strict: "0.1" (a string) or true (a bool) is not silently taken as a number; forbid: a typo
@@ -22,42 +39,46 @@ class Section(BaseModel):
     model_config = ConfigDict(strict=True, extra="forbid", frozen=True)
 
 
+Positive = Annotated[float, Field(gt=0, allow_inf_nan=False)]
+Count = Annotated[int, Field(ge=1)]
+
+
 class DataParams(Section):
-    source: Literal["carried", "download"] = "carried"
-    mirrors: Optional[list[str]] = None
+    source: Literal["carried", "download"]
+    mirrors: Optional[list[str]]
 
 
 class ModelParams(Section):
-    hidden: list[Annotated[int, Field(ge=1)]] = Field(default=[50, 50], min_length=1)
+    hidden: Annotated[list[Count], Field(min_length=1)]
 
 
 class TrainParams(Section):
-    lr: Annotated[float, Field(gt=0, allow_inf_nan=False)] = 0.1
-    batch_size: Annotated[int, Field(ge=1)] = 20
-    epochs: Annotated[int, Field(ge=1)] = 10
-    seed: Annotated[int, Field(ge=0)] = 1
-    validation_size: Annotated[int, Field(ge=1)] = 5000
-    max_train_images: Optional[Annotated[int, Field(ge=2, le=MNIST_TRAIN_IMAGES)]] = None
-    device: Literal["auto", "cpu", "cuda"] = "auto"
+    lr: Positive
+    batch_size: Count
+    epochs: Count
+    replicates: Annotated[int, Field(ge=1, le=10_000)]
+    lr_control: bool
+    seed: Annotated[int, Field(ge=0, lt=2 ** 63)]
+    validation_size: Count
+    max_train_images: Optional[Annotated[int, Field(ge=2, le=TRAIN_IMAGES)]]
+    device: Literal["auto", "cpu", "cuda"]
+
+    @field_validator("lr")
+    @classmethod
+    def _float32(cls, value):
+        if not fits_float32(value):
+            raise ValueError(f"too large: training runs in float32, whose largest value is "
+                             f"{FLOAT32_MAX:.4g}")
+        return value
 
     @property
     def images_used(self) -> int:
         """MNIST training images used, the validation split included."""
-        return self.max_train_images or MNIST_TRAIN_IMAGES
+        return self.max_train_images or TRAIN_IMAGES
 
     @property
     def train_size(self) -> int:
         return self.images_used - self.validation_size
-
-    def check_split(self):
-        """Checks that need several keys at once; pydantic's errors would name only ``train``."""
-        if self.train_size < 1:
-            raise SweepError(f"{PARAMS_FILE}: train.validation_size = {self.validation_size}: leaves "
-                             f"no training data out of {self.images_used} images; it must be below "
-                             f"{self.images_used} (see train.max_train_images)")
-        if self.batch_size > self.train_size:
-            raise SweepError(f"{PARAMS_FILE}: train.batch_size = {self.batch_size}: larger than the "
-                             f"{self.train_size} training images; it must be at most {self.train_size}")
 
 
 Point = Annotated[list[Annotated[float, Field(allow_inf_nan=False)]], Field(min_length=2, max_length=2)]
@@ -65,46 +86,71 @@ Point = Annotated[list[Annotated[float, Field(allow_inf_nan=False)]], Field(min_
 
 class SurfaceParams(Section):
     start: Point
-    lr: Annotated[float, Field(gt=0, allow_inf_nan=False)]
+    lr: Positive
     steps: Annotated[int, Field(ge=1, le=100_000)]
 
 
 class MinimaParams(SurfaceParams):
-    tilt: Annotated[float, Field(gt=0, le=1, allow_inf_nan=False)] = 0.3
+    tilt: Annotated[float, Field(gt=0, le=1, allow_inf_nan=False)]
 
 
 class LandscapeParams(Section):
-    saddle: SurfaceParams = SurfaceParams(start=[0.3, 0.001], lr=0.01, steps=800)
-    minima: MinimaParams = MinimaParams(start=[2.2, 0.5], lr=0.05, steps=400)
+    saddle: SurfaceParams
+    minima: MinimaParams
+
+
+def _momentum(value) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value < 1:
+        raise ValueError(f"{value!r} is not allowed: each momentum is a number with "
+                         f"0 <= momentum < 1 (a list of them, or one)")
+    if np.float32(value) >= 1:
+        raise ValueError(f"{value!r} rounds to 1.0 in float32, the precision training uses; "
+                         f"the largest momentum below 1 is {LARGEST_MOMENTUM!r}")
+    return float(value) + 0.0  # + 0.0 turns -0.0 into 0.0: one momentum, one name
 
 
 class Params(Section):
     momentum: Union[float, list[float]]
-    data: DataParams = DataParams()
-    model: ModelParams = ModelParams()
-    train: TrainParams = TrainParams()
-    landscape: LandscapeParams = LandscapeParams()
+    data: DataParams
+    model: ModelParams
+    train: TrainParams
+    landscape: LandscapeParams
 
     @field_validator("momentum", mode="plain")
     @classmethod
-    def _momentum(cls, value):
+    def _momenta(cls, value):
         values = value if isinstance(value, list) else [value]
         if not values:
             raise ValueError("the list is empty; list at least one momentum")
-        for m in values:
-            if isinstance(m, bool) or not isinstance(m, (int, float)) or not (0 <= m < 1):
-                raise ValueError(f"{m!r} is not allowed: each momentum is a number with "
-                                 f"0 <= momentum < 1 (a list of them, or one)")
-        duplicates = sorted({float(m) for m in values if values.count(m) > 1})
+        momenta = [_momentum(m) for m in values]
+        duplicates = sorted({m for m in momenta if momenta.count(m) > 1})
         if duplicates:
             raise ValueError(f"{duplicates} listed more than once; list each momentum once")
-        return [float(m) for m in value] if isinstance(value, list) else float(value)
+        return momenta if isinstance(value, list) else momenta[0]
 
     @property
     def momenta(self) -> list[float]:
         """The momentum values, always as a list of floats, in the order given."""
-        values = self.momentum if isinstance(self.momentum, list) else [self.momentum]
-        return [float(m) for m in values]
+        return list(self.momentum) if isinstance(self.momentum, list) else [self.momentum]
+
+    def check_consistency(self, source):
+        """Checks that need several keys at once; pydantic's errors would name only one."""
+        t = self.train
+        if t.train_size < 1:
+            raise SweepError(f"{source}: train.validation_size = {t.validation_size}: leaves no "
+                             f"training data out of {t.images_used} images; it must be below "
+                             f"{t.images_used} (see train.max_train_images)")
+        if t.batch_size > t.train_size:
+            raise SweepError(f"{source}: train.batch_size = {t.batch_size}: larger than the "
+                             f"{t.train_size} training images; it must be at most {t.train_size}")
+        if t.lr_control:
+            for m in self.momenta:
+                if not fits_float32(t.lr / (1 - m)):
+                    raise SweepError(
+                        f"{source}: train.lr = {t.lr!r} with momentum {m!r}: the control's "
+                        f"learning rate lr/(1-momentum) = {t.lr / (1 - m):.4g} is too large for "
+                        f"float32 (at most {FLOAT32_MAX:.4g}); lower train.lr or that momentum, "
+                        f"or set train.lr_control: false")
 
 
 def _describe(error: dict) -> str:
@@ -112,7 +158,7 @@ def _describe(error: dict) -> str:
     if error["type"] == "extra_forbidden":
         return f"{key}: unknown key (a typo?); remove it or use one of the documented keys"
     if error["type"] == "missing":
-        return f"{key}: required but missing"
+        return f"{key}: required but missing (params.yaml holds every setting)"
     value = error.get("input")
     message = error["msg"].removeprefix("Value error, ")
     return f"{key} = {value!r}: {message}"
@@ -121,7 +167,7 @@ def _describe(error: dict) -> str:
 def parse(raw, source=PARAMS_FILE) -> Params:
     """Validate an already-loaded YAML document; every problem is listed in one SweepError."""
     if raw is None:
-        raise SweepError(f"{source}: the file is empty; it needs at least `momentum`")
+        raise SweepError(f"{source}: the file is empty; it needs every setting")
     if not isinstance(raw, dict):
         raise SweepError(f"{source}: expected a mapping of keys (momentum, data, model, train, "
                          f"landscape), got {type(raw).__name__}")
@@ -130,24 +176,28 @@ def parse(raw, source=PARAMS_FILE) -> Params:
     except ValidationError as error:
         lines = [_describe(e) for e in error.errors()]
         raise SweepError(f"{source}: invalid parameters:\n  " + "\n  ".join(lines)) from None
-    params.train.check_split()
+    params.check_consistency(source)
     return params
 
 
-def load(path=PARAMS_FILE) -> Params:
+def read_yaml(path=PARAMS_FILE):
+    """The file's content as DVC reads it: YAML 1.2, safe (no Python objects)."""
     path = Path(path)
     try:
         text = path.read_text()
     except OSError as error:
         raise SweepError(f"{path}: cannot read parameters ({error.strerror})") from None
     try:
-        raw = yaml.safe_load(text)
-    except yaml.YAMLError as error:
+        return YAML(typ="safe", pure=True).load(text)
+    except YAMLError as error:
         raise SweepError(f"{path}: not valid YAML: {error}") from None
-    return parse(raw, path)
 
 
-def momentum_name(momentum: float) -> str:
-    """How a momentum value is written in folder names and tables: 0.0, 0.1, 0.25."""
-    assert math.isfinite(momentum)
-    return repr(float(momentum))
+def load(path=PARAMS_FILE) -> Params:
+    return parse(read_yaml(path), path)
+
+
+def run(p: Params):
+    """Stage `params`: loading has validated every key; say so."""
+    print(f"params: {PARAMS_FILE} is valid ({len(p.momenta)} momentum value(s), "
+          f"{p.train.replicates} replicate(s))", flush=True)

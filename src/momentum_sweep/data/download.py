@@ -9,20 +9,10 @@ once its checksum is right, so data/raw never holds a half-written or unverified
 import tempfile
 from pathlib import Path
 
-from . import idx, params
-from .atomic import write_bytes
-from .errors import SweepError, stage_main
-
-CARRIED_DIR = Path("data/mnist")
-RAW_DIR = Path("data/raw")
-
-# MD5 of the decompressed files: the well-known MNIST checksums.
-MD5 = {
-    "train-images-idx3-ubyte": "6bbc9ace898e44ae57da46a324031adb",
-    "train-labels-idx1-ubyte": "a25bea736e30d166cdddb491f175f624",
-    "t10k-images-idx3-ubyte": "2646ac647ad5339dbf082846283269ea",
-    "t10k-labels-idx1-ubyte": "27ae3e4e09519cfbb04c329615203637",
-}
+from . import idx
+from ..atomic import write_bytes
+from ..errors import SweepError
+from .mnist import CARRIED_DIR, MD5, RAW_DIR
 
 
 def carried_gzip_md5(carried_dir, filename):
@@ -99,10 +89,6 @@ def download(data_params, raw_dir=RAW_DIR, carried_dir=CARRIED_DIR):
         print(f"download: {target} verified (MD5 {MD5[name]})", flush=True)
 
 
-@stage_main
-def main():
-    download(params.load().data)
-
-
-if __name__ == "__main__":
-    main()
+def run(p):
+    """Stage `download`."""
+    download(p.data)

@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .errors import SweepError
+from ..errors import SweepError
 
 # Magic numbers of the IDX format: two zero bytes, the type code (0x08: unsigned byte), the rank.
 IMAGES_MAGIC = 0x00000803

@@ -9,13 +9,12 @@ from pathlib import Path
 import torch
 
 from . import idx
-from .atomic import atomic_path
-from .download import RAW_DIR
-from .errors import SweepError, stage_main
+from ..atomic import atomic_path
+from ..errors import SweepError
+from .mnist import (CLASSES, FLAT_DIR, MISSING_FLAT, PIXELS, RAW_DIR, TEST_IMAGES,
+                    TRAIN_IMAGES)
 
-FLAT_DIR = Path("data/flat")
-PIXELS = 28 * 28
-SPLITS = {"train": ("train", 60_000), "test": ("t10k", 10_000)}
+SPLITS = {"train": ("train", TRAIN_IMAGES), "test": ("t10k", TEST_IMAGES)}
 
 
 def flatten_split(raw_dir, prefix):
@@ -38,8 +37,9 @@ def check_split(split, path, expected_count):
     if labels.dtype != torch.int64 or tuple(labels.shape) != (expected_count,):
         raise SweepError(f"{path}: labels are {labels.dtype} {tuple(labels.shape)}, "
                          f"expected torch.int64 ({expected_count},)")
-    if labels.numel() and (labels.min() < 0 or labels.max() > 9):
-        raise SweepError(f"{path}: labels outside 0-9 (min {labels.min()}, max {labels.max()})")
+    if labels.numel() and (labels.min() < 0 or labels.max() >= CLASSES):
+        raise SweepError(f"{path}: labels outside 0-{CLASSES - 1} "
+                         f"(min {labels.min()}, max {labels.max()})")
 
 
 def load_split(name, flat_dir=FLAT_DIR):
@@ -47,7 +47,7 @@ def load_split(name, flat_dir=FLAT_DIR):
     try:
         split = torch.load(path, weights_only=True)
     except FileNotFoundError:
-        raise SweepError(f"{path} is missing; run `dvc repro flatten`") from None
+        raise SweepError(f"{path} is missing; {MISSING_FLAT}") from None
     except Exception as error:  # torch raises several types for a file that is not a tensor file
         raise SweepError(f"{path}: not a readable tensor file ({error})") from None
     check_split(split, path, SPLITS[name][1])
@@ -55,6 +55,7 @@ def load_split(name, flat_dir=FLAT_DIR):
 
 
 def flatten(raw_dir=RAW_DIR, flat_dir=FLAT_DIR):
+    """Write data/flat/{train,test}.pt from the raw IDX files."""
     for name, (prefix, count) in SPLITS.items():
         path = Path(flat_dir) / f"{name}.pt"
         split = flatten_split(raw_dir, prefix)
@@ -66,10 +67,6 @@ def flatten(raw_dir=RAW_DIR, flat_dir=FLAT_DIR):
         print(f"flatten: {path} images {tuple(split['images'].shape)} uint8", flush=True)
 
 
-@stage_main
-def main():
+def run(p):
+    """Stage `flatten` (needs no parameters)."""
     flatten()
-
-
-if __name__ == "__main__":
-    main()

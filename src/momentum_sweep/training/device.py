@@ -1,10 +1,13 @@
-"""Which device to train on, and how much memory training used there."""
+"""Which device to train on, how much memory training needs there, and how much it used."""
 
+import os
 import resource
 
 import torch
 
-from .errors import SweepError
+from ..errors import SweepError
+
+GIB = 2 ** 30
 
 
 def resolve(setting: str) -> torch.device:
@@ -20,7 +23,21 @@ def resolve(setting: str) -> torch.device:
 def describe(device: torch.device) -> str:
     if device.type == "cuda":
         return f"cuda ({torch.cuda.get_device_name(device)})"
-    return f"cpu ({torch.get_num_threads()} threads)"
+    return "cpu"
+
+
+def available_bytes(device: torch.device) -> int:
+    """Memory training can still allocate: free GPU memory, or the system's MemAvailable."""
+    if device.type == "cuda":
+        return torch.cuda.mem_get_info(device)[0]
+    try:
+        with open("/proc/meminfo") as f:
+            for line in f:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_AVPHYS_PAGES")
 
 
 class MemoryProbe:

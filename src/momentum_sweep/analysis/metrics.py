@@ -1,0 +1,78 @@
+"""metrics/epochs.tsv: one row per (arm, replicate, epoch), in long format for DVC's plots.
+
+Columns: ``arm`` (its folder name: momentum_0.4, control_0.4), ``momentum`` (the listed
+momentum the arm is about), ``control`` (1 for plain SGD at lr/(1 - momentum)), ``lr``,
+``replicate``, ``epoch``, the losses and accuracies (fractions), ``diverged`` (1 in the epoch in
+which a model's loss stopped being finite; its figures are then empty), and the cost of the pass
+that trained the model (seconds, samples per second, models in the pass, peak memory).
+"""
+
+import io
+from pathlib import Path
+
+import pandas as pd
+
+from ..atomic import write_text
+from ..errors import SweepError
+from ..training import results
+from ..training.arms import Arm
+
+METRICS_DIR = Path("metrics")
+EPOCHS_FILE = METRICS_DIR / "epochs.tsv"
+SUMMARY_FILE = METRICS_DIR / "summary.json"
+
+IDENTITY = ["arm", "momentum", "control", "lr", "replicate"]
+QUALITY = ["train_loss", "train_accuracy", "val_loss", "val_accuracy", "test_loss",
+           "test_accuracy"]
+COST = ["epoch_seconds", "samples_per_second", "models_in_pass", "cpu_peak_rss_mib",
+        "cuda_peak_allocated_mib", "cuda_peak_reserved_mib"]
+COLUMNS = [*IDENTITY, "epoch", *QUALITY, "diverged", *COST]
+
+
+def read_models(models_dir=results.MODELS_DIR) -> pd.DataFrame:
+    """The epochs table of every model folder below models/, each checked against its seal."""
+    rows = []
+    for folder in results.model_folders(models_dir):
+        try:
+            record, timing = results.read_sealed(folder)
+        except results.Damaged as damage:
+            raise SweepError(f"{folder}: {damage}; run `dvc repro train` to rebuild it") from None
+        inputs = record["inputs"]
+        arm = Arm(**inputs["arm"])
+        for quality, cost in zip(record["epochs"], timing["epochs"]):
+            rows.append({"arm": arm.name, "momentum": arm.momentum, "control": int(arm.control),
+                         "lr": arm.lr, "replicate": inputs["replicate"], **quality, **cost,
+                         "models_in_pass": timing["models_in_pass"],
+                         "diverged": int(record["diverged_epoch"] == quality["epoch"])})
+    if not rows:
+        raise SweepError(f"{models_dir}: no trained models; run `dvc repro train`")
+    table = pd.DataFrame(rows, columns=COLUMNS)
+    return table.sort_values(["control", "momentum", "replicate", "epoch"], kind="stable",
+                             ignore_index=True)
+
+
+def write_epochs(table, path=EPOCHS_FILE):
+    buffer = io.StringIO()
+    table.to_csv(buffer, sep="\t", index=False, float_format="%.6g")
+    write_text(path, buffer.getvalue())
+
+
+def read_epochs(path=EPOCHS_FILE) -> pd.DataFrame:
+    try:
+        return pd.read_csv(path, sep="\t")
+    except (OSError, pd.errors.ParserError, pd.errors.EmptyDataError) as error:
+        raise SweepError(f"{path}: cannot read it ({error}); run `dvc repro summarize`") from None
+
+
+def arms_of(table) -> list[Arm]:
+    """The arms in a table: listed momenta in increasing order, then their controls."""
+    unique = table[["momentum", "lr", "control"]].drop_duplicates()
+    found = [Arm(float(r.momentum), float(r.lr), bool(r.control)) for r in unique.itertuples()]
+    return sorted(found, key=lambda arm: (arm.control, arm.momentum))
+
+
+def final_rows(table) -> pd.DataFrame:
+    """One row per model: its last epoch (quality empty if it diverged)."""
+    # Not groupby().last(): that skips empty values, and a diverged model's last row is empty.
+    ordered = table.sort_values(["arm", "replicate", "epoch"], kind="stable")
+    return ordered.drop_duplicates(["arm", "replicate"], keep="last")

@@ -1,0 +1,111 @@
+"""Statistics over replicates: means with confidence intervals, paired t-tests, Holm's
+correction, the smallest detectable difference, and the verdict rule. scipy and statsmodels
+compute; this module only decides what to compute and says it in words.
+"""
+
+import math
+
+import numpy as np
+from scipy import stats
+from statsmodels.stats.multitest import multipletests
+from statsmodels.stats.power import TTestPower
+
+CONFIDENCE = 0.95
+ALPHA = 1 - CONFIDENCE
+POWER = 0.8
+VERDICT_RULE = (f"paired t-test on the final test accuracy of each replicate; 'better'/'worse' "
+                f"only where the Holm-adjusted p (over the comparisons of one kind) is below "
+                f"{ALPHA:.2f}, otherwise 'no detectable difference', with the smallest difference "
+                f"this run detects with {POWER:.0%} power at the Bonferroni level")
+
+
+def describe(values) -> dict:
+    """n, mean, standard deviation and the 95% t-interval of the mean (None below 2 values)."""
+    values = np.asarray([v for v in values if v is not None and math.isfinite(v)], float)
+    n = len(values)
+    if n == 0:
+        return {"n": 0, "mean": None, "sd": None, "ci": None}
+    mean = float(values.mean())
+    if n < 2:
+        return {"n": 1, "mean": mean, "sd": None, "ci": None}
+    sd = float(values.std(ddof=1))
+    if sd == 0:  # all equal: the mean is exact (scipy would return NaN)
+        return {"n": n, "mean": mean, "sd": 0.0, "ci": [mean, mean]}
+    ci = stats.ttest_1samp(values, 0.0).confidence_interval(CONFIDENCE)
+    return {"n": n, "mean": mean, "sd": sd, "ci": [float(ci.low), float(ci.high)]}
+
+
+def paired(a, b) -> dict:
+    """Mean of a - b over the pairs where both are finite, its 95% CI and the t-test's p."""
+    pairs = [(x, y) for x, y in zip(a, b)
+             if x is not None and y is not None and math.isfinite(x) and math.isfinite(y)]
+    n = len(pairs)
+    if n < 2:
+        mean = pairs[0][0] - pairs[0][1] if pairs else None
+        return {"n": n, "mean_difference": mean, "sd_difference": None, "ci": None, "p": None}
+    x, y = np.array(pairs).T
+    d = x - y
+    sd = float(d.std(ddof=1))
+    mean = float(d.mean())
+    if sd == 0:  # every pair differs by the same amount: the difference is exact
+        return {"n": n, "mean_difference": mean, "sd_difference": 0.0, "ci": [mean, mean],
+                "p": 1.0 if mean == 0 else 0.0}
+    test = stats.ttest_rel(x, y)
+    ci = test.confidence_interval(CONFIDENCE)
+    return {"n": n, "mean_difference": mean, "sd_difference": sd,
+            "ci": [float(ci.low), float(ci.high)], "p": float(test.pvalue)}
+
+
+def holm(pvalues) -> list:
+    """Holm-adjusted p-values; None stays None."""
+    present = [i for i, p in enumerate(pvalues) if p is not None]
+    adjusted = [None] * len(pvalues)
+    if present:
+        values = multipletests([pvalues[i] for i in present], alpha=ALPHA, method="holm")[1]
+        for i, value in zip(present, values):
+            adjusted[i] = float(value)
+    return adjusted
+
+
+def detectable(n, sd_difference, comparisons) -> float | None:
+    """The smallest mean difference a paired t-test on n pairs detects with 80% power, at the
+    Bonferroni level ALPHA/comparisons (the strictest level Holm's method applies)."""
+    if n is None or n < 2 or not sd_difference:
+        return None
+    effect = TTestPower().solve_power(effect_size=None, nobs=n, alpha=ALPHA / comparisons,
+                                      power=POWER, alternative="two-sided")
+    return float(effect * sd_difference)
+
+
+def pp(fraction) -> str:
+    """A difference of accuracies in percentage points."""
+    return f"{100 * fraction:+.2f} pp"
+
+
+def outcome(comparison) -> str:
+    """better, worse, no detectable difference, cannot tell (one pair) or diverged."""
+    n, p = comparison["n"], comparison["p_holm"]
+    if n == 0:
+        return "diverged"
+    if n < 2:
+        return "cannot tell"
+    if p is not None and p < ALPHA:
+        return "better" if comparison["mean_difference"] > 0 else "worse"
+    return "no detectable difference"
+
+
+def verdict(comparison, against) -> str:
+    """A comparison's result in a sentence, following VERDICT_RULE."""
+    result, difference = outcome(comparison), comparison["mean_difference"]
+    if result == "diverged":
+        return f"no result: a model diverged in every pair with {against}"
+    if result == "cannot tell":
+        return (f"cannot tell from {against} ({pp(difference)}): one replicate gives no "
+                f"interval; set train.replicates to 2 or more")
+    low, high = comparison["ci"]
+    interval = f"{pp(difference)} [{pp(low)}, {pp(high)}]"
+    if result in ("better", "worse"):
+        return f"{result} than {against}: {interval}"
+    detect = comparison["detectable"]
+    limit = f"; this run detects about {100 * detect:.2f} pp" if detect else ""
+    return f"no detectable difference from {against}: {interval}{limit}"

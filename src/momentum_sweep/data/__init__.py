@@ -1,0 +1,1 @@
+"""MNIST: the carried copy, its download and flattening, and the splits the trainer sees."""

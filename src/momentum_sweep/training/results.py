@@ -1,0 +1,174 @@
+"""Model folders: how a trained model is stored, sealed, found again and reused.
+
+A model's folder holds ``model.pt`` (a plain MLP state_dict), ``record.json`` (what produced it:
+the fingerprint and its inputs, and the per-epoch losses and accuracies), ``timing.json``
+(seconds and memory, which differ run to run) and ``seal.json``: the fingerprint and the SHA-256
+of the other three files. The seal is written last, into a folder built under a temporary name
+and then renamed into place, so a killed run never leaves a folder that looks complete, and an
+edit of any file (the record included) breaks the seal instead of being trusted.
+
+Two places hold folders:
+- ``models/<arm>/replicate_<r>/``: exactly the models params.yaml lists (a DVC output);
+- ``.model-cache/<fingerprint>/``: every model this machine trained or saw, so that narrowing
+  the list, an experiment, or an interruption never costs finished work. Git and DVC ignore it.
+"""
+
+import hashlib
+import json
+import os
+import shutil
+import tempfile
+from pathlib import Path
+
+import torch
+
+from ..atomic import fsync, json_text
+from ..errors import SweepError
+
+MODELS_DIR = Path("models")
+CACHE_DIR = Path(".model-cache")
+FILES = ("model.pt", "record.json", "timing.json")
+SEAL = "seal.json"
+
+
+class Damaged(Exception):
+    """A folder that is not a complete, sealed model; the message says what is wrong."""
+
+
+def sha256_file(path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def check_folder_path(path):
+    """A SweepError if ``path`` is a file or symlink where a folder belongs: that is the user's,
+    and this project neither follows nor deletes it."""
+    path = Path(path)
+    if path.is_symlink() or (path.exists() and not path.is_dir()):
+        kind = "symlink" if path.is_symlink() else "file"
+        raise SweepError(f"{path}: a {kind}, where a folder of trained models belongs; move it "
+                         f"away (or delete it) and run again")
+
+
+def read_sealed(path):
+    """(record, timing) of a complete, untouched folder; else ``Damaged`` saying why."""
+    path = Path(path)
+    if not path.is_dir() or path.is_symlink():
+        raise Damaged("missing")
+    try:
+        names = sorted(os.listdir(path))
+        if names != sorted((*FILES, SEAL)):
+            missing = sorted(set((*FILES, SEAL)) - set(names))
+            extra = sorted(set(names) - set((*FILES, SEAL)))
+            raise Damaged(", ".join([f"missing {n}" for n in missing] +
+                                    [f"unexpected {n}" for n in extra]))
+        seal = json.loads((path / SEAL).read_text())
+        for name in FILES:
+            if seal["sha256"][name] != sha256_file(path / name):
+                raise Damaged(f"{name} does not match its seal")
+        record = json.loads((path / "record.json").read_text())
+        timing = json.loads((path / "timing.json").read_text())
+        if record["fingerprint"] != seal["fingerprint"]:
+            raise Damaged("record.json does not match its seal")
+    except (OSError, ValueError, KeyError, TypeError) as error:
+        raise Damaged(f"unreadable ({error})") from None
+    return record, timing
+
+
+def _stage_folder(parent: Path, name: str) -> Path:
+    parent.mkdir(parents=True, exist_ok=True)
+    return Path(tempfile.mkdtemp(dir=parent, prefix=f".incomplete-{name}-"))
+
+
+def _put_in_place(staging: Path, target: Path):
+    """Rename a finished staging folder onto ``target``, replacing what was there."""
+    if target.exists():
+        old = Path(tempfile.mkdtemp(dir=target.parent, prefix=f".old-{target.name}-"))
+        os.replace(target, old / target.name)
+        os.replace(staging, target)
+        shutil.rmtree(old)
+    else:
+        os.replace(staging, target)
+
+
+def write_folder(target, state_dict, record, timing):
+    """Write a model folder atomically: files, then the seal, then the rename."""
+    target = Path(target)
+    staging = _stage_folder(target.parent, target.name)
+    try:
+        # Through a file object: given a path, torch.save names the archive inside after the
+        # file, and the temporary name would make the bytes differ from run to run.
+        with open(staging / "model.pt", "wb") as f:
+            torch.save(state_dict, f)
+        (staging / "record.json").write_text(json_text(record))
+        (staging / "timing.json").write_text(json_text(timing))
+        seal = {"fingerprint": record["fingerprint"],
+                "sha256": {name: sha256_file(staging / name) for name in FILES}}
+        for name in FILES:
+            fsync(staging / name)
+        (staging / SEAL).write_text(json_text(seal))
+        fsync(staging / SEAL)
+        _put_in_place(staging, target)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+
+
+def copy_folder(source, target):
+    """Copy a sealed folder atomically (byte for byte: reuse is retraining's exact result)."""
+    target = Path(target)
+    staging = _stage_folder(target.parent, target.name)
+    try:
+        for name in (*FILES, SEAL):
+            shutil.copyfile(Path(source) / name, staging / name)
+            fsync(staging / name)
+        _put_in_place(staging, target)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+
+
+class ModelCache:
+    """Sealed folders by fingerprint: ``.model-cache/<fingerprint>/``."""
+
+    def __init__(self, root=CACHE_DIR):
+        self.root = Path(root)
+
+    def path(self, fingerprint) -> Path:
+        return self.root / fingerprint
+
+    def find(self, fingerprint):
+        """(record, timing) if a sealed folder with this fingerprint is here, else None."""
+        try:
+            record, timing = read_sealed(self.path(fingerprint))
+        except Damaged:
+            return None
+        return (record, timing) if record["fingerprint"] == fingerprint else None
+
+    def keep(self, folder, fingerprint):
+        """Copy a sealed folder in, unless the cache holds it already."""
+        if self.find(fingerprint) is None:
+            copy_folder(folder, self.path(fingerprint))
+
+
+def model_folders(models_dir=MODELS_DIR):
+    """Every ``<arm>/replicate_<r>`` folder below models/, sealed or not."""
+    models_dir = Path(models_dir)
+    if not models_dir.is_dir():
+        return []
+    return sorted(p for arm in models_dir.iterdir() if arm.is_dir() and not arm.is_symlink()
+                  for p in arm.iterdir() if p.name.startswith("replicate_"))
+
+
+def remove_all_but(keep_names, models_dir=MODELS_DIR):
+    """Delete from models/ everything but the folders named in ``keep_names`` (as key.name)."""
+    models_dir = Path(models_dir)
+    keep_arms = {name.split("/")[0] for name in keep_names}
+    for arm in models_dir.iterdir():
+        if arm.name not in keep_arms or not arm.is_dir() or arm.is_symlink():
+            shutil.rmtree(arm) if arm.is_dir() and not arm.is_symlink() else arm.unlink()
+            continue
+        for entry in arm.iterdir():
+            if f"{arm.name}/{entry.name}" not in keep_names:
+                shutil.rmtree(entry) if entry.is_dir() and not entry.is_symlink() else entry.unlink()

@@ -1,0 +1,136 @@
+"""The PyTorch step: K MLPs trained together, one batched forward/backward per step.
+
+This is the path on CUDA and the reference the native CPU step is tested against. It uses public
+PyTorch operations only.
+
+Layout. All K models' parameters live in one flat tensor. The first layer's weights are stacked,
+``[K*H1, 800]`` (784 pixels, the bias as input 784 fed by a constant 1, then zero padding that
+aligns each row to 64 bytes). Models are ordered by replicate, and the models of a replicate see
+the same batch, so the first layer is one matrix multiply per replicate for all of its models.
+Later layers are batched, ``[K, in + 1, out]``, the bias again as the last input row.
+
+The update is PyTorch's SGD rule, ``buf = mu*buf + grad; p -= lr*buf``, with the buffer kept
+pre-scaled by each model's learning rate (``v = lr*buf``): ``v = mu*v + lr*grad; p -= v``. This
+relies on a constant learning rate per model. It needs fewer passes over memory: ``lr*grad`` is
+accumulated straight into ``v`` by the gradient matrix multiplies, because backpropagation is
+linear in the output gradient, which is scaled by ``lr/B`` once.
+
+Each model's arithmetic does not depend on which other models share the pass (MKL runs in its
+strict reproducible mode; see the package's __init__), which the result reuse relies on.
+"""
+
+import math
+
+import torch
+
+from ..data.mnist import CLASSES, PIXELS
+from ..data.splits import scaled
+from .model import layer_sizes
+
+PADDED_INPUTS = 800  # 784 pixels, the bias input, zeros up to a multiple of 16 floats
+BIAS_INPUT = PIXELS
+
+
+class TorchStep:
+    """K MLPs of one shape. Model k has momentum ``momenta[k]`` and learning rate ``lrs[k]``; the
+    models of replicate group g are ``range(*groups[g])``. Nothing requires grad: no step builds
+    an autograd graph."""
+
+    def __init__(self, hidden, initial_states, momenta, lrs, groups, device):
+        self.sizes = layer_sizes(hidden)
+        self.K = K = len(momenta)
+        self.groups = groups
+        self.width = width = self.sizes[1]
+        pairs = list(zip(self.sizes, self.sizes[1:]))
+        shapes = [(K * width, PADDED_INPUTS)] + [(K, a + 1, b) for a, b in pairs[1:]]
+        numels = [math.prod(shape) for shape in shapes]
+        self.flat = torch.zeros(sum(numels), device=device)
+        self.velocity = torch.zeros_like(self.flat)
+        self.weights = [c.view(s) for c, s in zip(self.flat.split(numels), shapes)]
+        self.velocities = [c.view(s) for c, s in zip(self.velocity.split(numels), shapes)]
+        mu = torch.tensor(momenta, dtype=torch.float32, device=device)  # [K]
+        per_layer = [mu.repeat_interleave(width).unsqueeze(1).expand(shapes[0])]
+        per_layer += [mu.view(K, 1, 1).expand(shape) for shape in shapes[1:]]
+        self.mu = torch.cat([m.reshape(-1) for m in per_layer])  # one momentum per parameter
+        self.lr = torch.tensor(lrs, dtype=torch.float32, device=device).view(K, 1, 1)
+        self._activations = {}
+        for k, state in enumerate(initial_states):
+            for layer, (weight, bias) in enumerate(self._layer(k)):
+                weight.copy_(state[f"layers.{layer}.weight"].T)
+                bias.copy_(state[f"layers.{layer}.bias"])
+
+    def _layer(self, k):
+        """(weight transposed [in, out], bias [out]) views of model k, layer by layer."""
+        block = self.weights[0][k * self.width:(k + 1) * self.width]  # [H1, 800]
+        yield block[:, :PIXELS].T, block[:, BIAS_INPUT]
+        for weights in self.weights[1:]:
+            yield weights[k, :-1], weights[k, -1]
+
+    def state_dict(self, k):
+        """Model k as an ordinary ``MLP`` state_dict, on the CPU."""
+        state = {}
+        for layer, (weight, bias) in enumerate(self._layer(k)):
+            # clone: a view would carry the whole flat buffer, every model's, into torch.save
+            state[f"layers.{layer}.weight"] = weight.T.cpu().clone(
+                memory_format=torch.contiguous_format)
+            state[f"layers.{layer}.bias"] = bias.cpu().clone(memory_format=torch.contiguous_format)
+        return state
+
+    def logits(self, images):
+        """Logits of every model, [K, N, 10], for float images [N, 784] shared by all models."""
+        first = self.weights[0]
+        z = torch.addmm(first[:, BIAS_INPUT], images, first[:, :PIXELS].T)  # [N, K*H1]
+        h = z.view(len(images), self.K, -1).transpose(0, 1)                  # [K, N, H1]
+        for weights in self.weights[1:]:
+            z = torch.baddbmm(weights[:, -1:], h.relu(), weights[:, :-1])   # [K, N, out]
+            h = z
+        return z
+
+    def _activation_buffers(self, batch):
+        """Hidden activations [K, B, width + 1], the last column all ones (the bias input)."""
+        if batch not in self._activations:
+            self._activations[batch] = [
+                torch.ones(self.K, batch, size + 1, device=self.flat.device)
+                for size in self.sizes[1:-1]]
+        return self._activations[batch]
+
+    def step(self, inputs, neg_onehot):
+        """One SGD step of every model. inputs: [G, B, 800], group g's batch from ``with_ones``;
+        neg_onehot: [K, B, 10], minus each model's one-hot labels. Returns log-probabilities
+        [K, B, 10] before the step."""
+        batch, K = inputs.shape[1], self.K
+        acts = self._activation_buffers(batch)
+        self.velocity.mul_(self.mu)
+        first = self.weights[0]
+        z = torch.cat([inputs[g] @ first[a * self.width:b * self.width].T          # [B, n*H1]
+                       for g, (a, b) in enumerate(self.groups)], dim=1)
+        z = z.view(batch, K, -1).transpose(0, 1)                                    # [K, B, H1]
+        for act, weights in zip(acts, self.weights[1:]):
+            torch.clamp_min(z, 0, out=act[..., :-1])                               # ReLU
+            z = torch.bmm(act, weights)                                             # [K, B, out]
+        log_probs = torch.log_softmax(z, -1)                                        # [K, B, 10]
+        # lr * d(mean cross-entropy)/dz = lr/B * (softmax - onehot), per model.
+        dz = (log_probs.exp() + neg_onehot).mul_(self.lr / batch)                  # [K, B, 10]
+        for act, weights, velocity in zip(acts[::-1], self.weights[:0:-1], self.velocities[:0:-1]):
+            velocity.baddbmm_(act.transpose(1, 2), dz)                              # [K, in+1, out]
+            dh = torch.bmm(dz, weights[:, :-1].transpose(1, 2))                     # [K, B, in]
+            dz = dh.masked_fill_(act[..., :-1] == 0, 0)  # no gradient where the ReLU was off
+        for g, (a, b) in enumerate(self.groups):
+            rows = slice(a * self.width, b * self.width)
+            self.velocities[0][rows].addmm_(                                        # [n*H1, 800]
+                dz[a:b].transpose(1, 2).reshape(-1, batch), inputs[g])
+        self.flat.sub_(self.velocity)
+        return log_probs
+
+
+def with_ones(images_uint8):
+    """[..., 800] float inputs: the scaled pixels, a 1 (the bias input), zeros."""
+    padded = torch.zeros(*images_uint8.shape[:-1], PADDED_INPUTS, device=images_uint8.device)
+    padded[..., :PIXELS] = scaled(images_uint8)
+    padded[..., BIAS_INPUT] = 1
+    return padded
+
+
+def neg_onehot(labels):
+    """[..., 10]: minus the one-hot encoding of ``labels``."""
+    return -torch.nn.functional.one_hot(labels, CLASSES).float()

@@ -1,0 +1,279 @@
+"""Stage `train`: every model params.yaml asks for, reusing each whose fingerprint still matches.
+
+A model's fingerprint is a hash of everything that decides it: the flattened data, the model
+and training parameters, its arm and replicate, the training code (every source file this stage
+runs, found by reading its imports), the step implementation, and the torch (and Numba) version
+and device type. A sealed folder with the same fingerprint, in models/ or in .model-cache/, is
+reused byte for byte; anything else is trained, and the log says why.
+
+The stage never deletes a finished model before its replacement is in place: every sealed
+folder in models/ is first kept in .model-cache/, the new models are trained and saved there,
+and only then is models/ rebuilt to hold exactly the listed models.
+"""
+
+import hashlib
+import json
+import math
+import sys
+from collections import Counter
+
+import torch
+
+from .. import sources
+from ..atomic import check_writable_folder
+from ..data import splits as data_splits
+from ..data.mnist import FLAT_DIR, FLAT_FILES, MISSING_FLAT
+from ..errors import SweepError
+from . import arms, device as devices, results, trainer
+from .device import GIB
+
+# Which fingerprint inputs, when they differ, give which reason to retrain.
+REASONS = {"arm": "parameters changed", "replicate": "parameters changed",
+           "model": "parameters changed", "train": "parameters changed",
+           "data": "data changed", "code": "code changed", "implementation": "code changed",
+           "torch": "torch version or device changed", "numba": "torch version or device changed",
+           "device_type": "torch version or device changed"}
+# train.* keys that do not change a model: the device is in the fingerprint as its type, the
+# arm carries the learning rate, and the number of replicates or the control switch only
+# decide which models there are.
+NOT_PER_MODEL = {"device", "lr", "replicates", "lr_control"}
+QUALITY = ["train_loss", "train_accuracy", "val_loss", "val_accuracy", "test_loss",
+           "test_accuracy"]
+
+
+def data_hash(flat_dir=FLAT_DIR) -> str:
+    digest = hashlib.sha256()
+    for name in FLAT_FILES:
+        path = flat_dir / name
+        if not path.exists():
+            raise SweepError(f"{path} is missing; {MISSING_FLAT}")
+        digest.update(results.sha256_file(path).encode())
+    return digest.hexdigest()
+
+
+def library_versions(implementation) -> dict:
+    versions = {"torch": torch.__version__}
+    if implementation == "native":
+        import numba
+
+        versions["numba"] = numba.__version__
+    return versions
+
+
+def fingerprint_inputs(key, p, data, code, device_type, implementation) -> dict:
+    """Everything that decides model ``key``, as a JSON-able dict (kept in its record)."""
+    return {
+        "arm": {"momentum": key.arm.momentum, "lr": key.arm.lr, "control": key.arm.control},
+        "replicate": key.replicate,
+        "model": p.model.model_dump(),
+        "train": p.train.model_dump(exclude=NOT_PER_MODEL),
+        "data": data,
+        "code": code,
+        "implementation": implementation,
+        "device_type": device_type,
+        **library_versions(implementation),
+    }
+
+
+def fingerprint(inputs) -> str:
+    return hashlib.sha256(json.dumps(inputs, sort_keys=True).encode()).hexdigest()
+
+
+def why_changed(old_inputs, new_inputs) -> str:
+    reasons = sorted({REASONS.get(k, "parameters changed") for k in new_inputs.keys() | old_inputs
+                      if old_inputs.get(k) != new_inputs.get(k)})
+    return ", ".join(reasons) or "fingerprint changed"
+
+
+def decide(keys, inputs, cache, models_dir):
+    """{key: (reused (record, timing) or None, why it is trained or where it was found)}."""
+    decisions = {}
+    for key in keys:
+        fp = fingerprint(inputs[key])
+        try:
+            record, timing = results.read_sealed(models_dir / key.name)
+        except results.Damaged as damage:
+            found = cache.find(fp)
+            reason = "new" if str(damage) == "missing" else f"files missing or damaged: {damage}"
+            decisions[key] = (found, "reused from .model-cache" if found else reason)
+            continue
+        if record["fingerprint"] == fp:
+            decisions[key] = ((record, timing), "reused")
+        else:
+            found = cache.find(fp)
+            decisions[key] = (found, "reused from .model-cache" if found
+                              else why_changed(record.get("inputs", {}), inputs[key]))
+    return decisions
+
+
+class Progress:
+    """A progress bar within each epoch on a terminal; plain lines, fit for a CI log, always."""
+
+    def __init__(self, total, epochs):
+        self.epochs = epochs
+        self.bar = None
+        if sys.stderr.isatty():
+            from tqdm import tqdm
+
+            self.bar = tqdm(total=total, unit="img", unit_scale=True, leave=False,
+                            mininterval=0.5)
+
+    def __call__(self, epoch, done):
+        if self.bar is None:
+            return
+        if done < self.bar.n:
+            self.bar.reset()
+        self.bar.set_description(f"epoch {epoch}/{self.epochs}", refresh=False)
+        self.bar.update(done - self.bar.n)
+
+    def line(self, text):
+        if self.bar is None:
+            print(text, flush=True)
+        else:
+            self.bar.write(text)
+
+    def close(self):
+        if self.bar is not None:
+            self.bar.close()
+
+
+def mean(values):
+    values = [v for v in values if v is not None and math.isfinite(v)]
+    return sum(values) / len(values) if values else None
+
+
+def by_arm(keys, values):
+    """{arm: [value of each of its models]}, arms in first-seen order."""
+    grouped = {}
+    for key, value in zip(keys, values):
+        grouped.setdefault(key.arm, []).append(value)
+    return grouped
+
+
+def epoch_line(stats, keys):
+    parts = [f"{arm.name}: val {mean(v):.4f}" if mean(v) is not None else f"{arm.name}: diverged"
+             for arm, v in by_arm(keys, stats.val_accuracy).items()]
+    return (f"epoch {stats.epoch:>3}  {stats.train_seconds:6.2f}s train  "
+            f"{stats.epoch_seconds:6.2f}s total  |  " + "  ".join(parts))
+
+
+def check_memory(implementation, keys, p, device):
+    needed = trainer.memory_needed(implementation, len(keys), len({k.replicate for k in keys}),
+                                   p.model.hidden, p.train)
+    available = devices.available_bytes(device)
+    if needed <= available:
+        return
+    width = p.model.hidden[0]
+    while width > 1 and trainer.memory_needed(implementation, len(keys),
+                                              len({k.replicate for k in keys}),
+                                              [width, *p.model.hidden[1:]], p.train) > available:
+        width //= 2
+    raise SweepError(
+        f"model.hidden = {p.model.hidden}: training {len(keys)} model(s) at once needs about "
+        f"{needed / GIB:.1f} GiB, but {available / GIB:.1f} GiB is available on "
+        f"{device.type}; a first hidden layer of about {width} fits (or train fewer models: "
+        f"momentum, train.replicates, train.lr_control)")
+
+
+def train_models(keys, inputs, p, device, implementation, cache):
+    """Train ``keys`` together and save each into the cache; {key: (record, timing)}."""
+    fingerprints = {key: fingerprint(inputs[key]) for key in keys}
+    records = {key: {"model": key.name, "fingerprint": fingerprints[key], "inputs": inputs[key],
+                     "diverged_epoch": None, "epochs": []} for key in keys}
+    splits = data_splits.load_splits(p.train, device)
+    model = trainer.make_trainer(implementation, keys, p.model.hidden, p.train, splits, device)
+    described = f"{devices.describe(device)}, {model.description}"
+    timings = {key: {"device": described, "models_in_pass": len(keys), "epochs": []}
+               for key in keys}
+    print(f"train: {len(keys)} model(s) together on {len(splits['train'])} images, "
+          f"{p.train.epochs} epoch(s), batch {p.train.batch_size}, {described}", flush=True)
+    progress = Progress(len(keys) * p.train.train_size, p.train.epochs)
+    try:
+        for stats in trainer.train_epochs(model, p.train, splits, devices.MemoryProbe(device),
+                                          progress):
+            for k, key in enumerate(keys):
+                record = records[key]
+                if record["diverged_epoch"] is not None:
+                    continue
+                quality = {name: getattr(stats, name)[k] for name in QUALITY}
+                if not all(map(math.isfinite, quality.values())):
+                    record["diverged_epoch"] = stats.epoch
+                    quality = {n: v if math.isfinite(v) else None for n, v in quality.items()}
+                record["epochs"].append({"epoch": stats.epoch, **quality})
+                timings[key]["epochs"].append({
+                    "epoch": stats.epoch, "epoch_seconds": stats.epoch_seconds,
+                    "samples_per_second": p.train.train_size / stats.train_seconds,
+                    **stats.memory})
+            progress.line(epoch_line(stats, keys))
+    finally:
+        progress.close()
+    for k, key in enumerate(keys):
+        results.write_folder(cache.path(fingerprints[key]), model.state_dict(k), records[key],
+                             timings[key])
+        if records[key]["diverged_epoch"] is not None:
+            print(f"{key.label}: diverged in epoch {records[key]['diverged_epoch']} "
+                  f"(loss not finite)", flush=True)
+    return {key: (records[key], timings[key]) for key in keys}
+
+
+def final_table(keys, found) -> str:
+    lines = [f"{'arm':>14}  {'lr':>7}  {'models':>6}  {'diverged':>8}  {'train loss':>10}  "
+             f"{'val acc':>7}  {'test acc':>8}"]
+    for arm, items in by_arm(keys, [found[k][0] for k in keys]).items():
+        finals = [r["epochs"][-1] for r in items if r["diverged_epoch"] is None]
+        fmt = lambda v: "-" if v is None else f"{v:.4f}"
+        lines.append(
+            f"{arm.name:>14}  {arm.lr:7.4g}  {len(items):>6}  "
+            f"{sum(r['diverged_epoch'] is not None for r in items):>8}  "
+            f"{fmt(mean([f['train_loss'] for f in finals])):>10}  "
+            f"{fmt(mean([f['val_accuracy'] for f in finals])):>7}  "
+            f"{fmt(mean([f['test_accuracy'] for f in finals])):>8}")
+    return "\n".join(lines) + "\n(means over replicates; `dvc repro summarize` for intervals)"
+
+
+def run(p, models_dir=results.MODELS_DIR, cache_dir=results.CACHE_DIR):
+    device = devices.resolve(p.train.device)
+    implementation = trainer.implementation_for(device)
+    keys = arms.models(p)
+    results.check_folder_path(models_dir)
+    for key in keys:
+        results.check_folder_path(models_dir / key.arm.name)
+        results.check_folder_path(models_dir / key.name)
+    check_writable_folder(models_dir)
+    check_writable_folder(cache_dir)
+    cache = results.ModelCache(cache_dir)
+
+    code = sources.digest(sources.stage_files("train"))
+    data = data_hash()
+    inputs = {key: fingerprint_inputs(key, p, data, code, device.type, implementation)
+              for key in keys}
+    # Nothing in models/ is lost, whatever happens next: keep every sealed folder in the cache.
+    for folder in results.model_folders(models_dir):
+        try:
+            record, _ = results.read_sealed(folder)
+        except results.Damaged:
+            continue
+        cache.keep(folder, record["fingerprint"])
+
+    decisions = decide(keys, inputs, cache, models_dir)
+    for key in keys:
+        found, why = decisions[key]
+        print(f"{key.label}: {why if found else 'trained (' + why + ')'}", flush=True)
+    to_train = [key for key in keys if decisions[key][0] is None]
+    found = {key: decisions[key][0] for key in keys if decisions[key][0] is not None}
+    if to_train:
+        check_memory(implementation, to_train, p, device)
+        found.update(train_models(to_train, inputs, p, device, implementation, cache))
+
+    for key in keys:  # models/ now gets exactly the listed models, each folder replaced whole
+        target = models_dir / key.name
+        try:
+            current = results.read_sealed(target)[0]["fingerprint"]
+        except results.Damaged:
+            current = None
+        if current != fingerprint(inputs[key]):
+            results.copy_folder(cache.path(fingerprint(inputs[key])), target)
+    results.remove_all_but({key.name for key in keys}, models_dir)
+    counts = Counter("reused" if decisions[k][0] is not None else "trained" for k in keys)
+    print(f"train: {counts['trained']} trained, {counts['reused']} reused", flush=True)
+    print(final_table(keys, found), flush=True)

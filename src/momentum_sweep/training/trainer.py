@@ -1,0 +1,163 @@
+"""The batched pass: every model that needs training, trained together, epoch by epoch.
+
+Two implementations share one interface (``train_epoch``, ``evaluate``, ``state_dict``):
+``TorchTrainer`` (the PyTorch step: CUDA, and the reference) and ``NativeTrainer`` (the fused
+sparse CPU step in ``native_step``). ``implementation`` picks one; it is part of every model's
+fingerprint, since the two agree only to float32 tolerance.
+
+Models are ordered by replicate. Replicate r's models start from the same initial weights and
+see the same mini-batches, drawn from the replicate's own generator on the CPU, so every device
+and both implementations see the same order.
+"""
+
+import time
+from dataclasses import dataclass, field
+
+import torch
+
+from .arms import replicate_seeds
+from .model import initial_state, layer_sizes
+from .torch_step import TorchStep, neg_onehot, with_ones
+from ..data.splits import scaled
+
+PROGRESS_EVERY = 100  # steps between progress reports
+EVAL_CHUNK = 10_000   # images evaluated at once by the PyTorch step
+
+
+def implementation_for(device: torch.device) -> str:
+    """The step used on a device: the native step on the CPU, PyTorch's elsewhere."""
+    return "native" if device.type == "cpu" else "torch"
+
+
+def replicate_groups(keys):
+    """[(replicate, first, stop)]: the models of each replicate, which must be contiguous."""
+    groups = []
+    for k, key in enumerate(keys):
+        if groups and groups[-1][0] == key.replicate:
+            groups[-1][2] = k + 1
+        else:
+            if any(g[0] == key.replicate for g in groups):
+                raise ValueError("models must be ordered by replicate")
+            groups.append([key.replicate, k, k + 1])
+    return [tuple(g) for g in groups]
+
+
+class BatchOrders:
+    """Each replicate's mini-batch order, one permutation per epoch from its own generator."""
+
+    def __init__(self, replicates, seed, size):
+        self.size = size
+        self.generators = [torch.Generator().manual_seed(replicate_seeds(seed, r)["order"])
+                           for r in replicates]
+
+    def next_epoch(self) -> torch.Tensor:
+        """[G, N] int64 on the CPU: this epoch's order of every replicate group."""
+        return torch.stack([torch.randperm(self.size, generator=g) for g in self.generators])
+
+
+class TorchTrainer:
+    def __init__(self, keys, hidden, train_params, splits, device):
+        groups = replicate_groups(keys)
+        initial = {r: initial_state(hidden, replicate_seeds(train_params.seed, r)["init"])
+                   for r, _, _ in groups}
+        self.train = splits["train"]
+        self.batch_size = train_params.batch_size
+        self.K = len(keys)
+        self.step = TorchStep(hidden, [initial[key.replicate] for key in keys],
+                              [key.arm.sgd_momentum for key in keys], [key.arm.lr for key in keys],
+                              [(a, b) for _, a, b in groups], device)
+        self.orders = BatchOrders([r for r, _, _ in groups], train_params.seed, len(self.train))
+        self.description = "PyTorch step"
+        self.group_of_model = torch.tensor([g for g, (_, a, b) in enumerate(groups)
+                                            for _ in range(a, b)], device=device)   # [K]
+
+    def train_epoch(self, progress=None):
+        """One epoch of every model; returns the mean training loss and accuracy per model."""
+        device = self.train.images.device
+        orders = self.orders.next_epoch().to(device)                    # [G, N]
+        n = orders.shape[1]
+        loss_sum = torch.zeros(self.K, dtype=torch.float64, device=device)
+        correct = torch.zeros(self.K, dtype=torch.int64, device=device)
+        for step, start in enumerate(range(0, n, self.batch_size), 1):
+            batch = orders[:, start:start + self.batch_size]           # [G, B]
+            labels = self.train.labels[batch][self.group_of_model]     # [K, B]
+            log_probs = self.step.step(with_ones(self.train.images[batch]), neg_onehot(labels))
+            loss_sum -= log_probs.gather(2, labels.unsqueeze(2)).squeeze(2).double().sum(1)
+            correct += (log_probs.argmax(2) == labels).sum(1)
+            if progress is not None and step % PROGRESS_EVERY == 0:
+                progress(self.K * min(start + self.batch_size, n))
+        return (loss_sum / n).tolist(), (correct.double() / n).tolist()
+
+    def evaluate(self, split, chunk=EVAL_CHUNK):
+        """Mean loss and accuracy of every model on a split, in chunks to bound memory."""
+        device = split.images.device
+        loss = torch.zeros(self.K, dtype=torch.float64, device=device)
+        correct = torch.zeros(self.K, dtype=torch.int64, device=device)
+        for start in range(0, len(split), chunk):
+            log_probs = torch.log_softmax(self.step.logits(scaled(split.images[start:start + chunk])),
+                                          -1)                                  # [K, n, 10]
+            labels = split.labels[start:start + chunk].expand(self.K, -1)     # [K, n]
+            loss -= log_probs.gather(2, labels.unsqueeze(2)).squeeze(2).double().sum(1)
+            correct += (log_probs.argmax(2) == labels).sum(1)
+        return (loss / len(split)).tolist(), (correct.double() / len(split)).tolist()
+
+    def state_dict(self, k):
+        return self.step.state_dict(k)
+
+
+@dataclass
+class EpochStats:
+    """One epoch of a pass: per-model losses and accuracies, and the pass's cost."""
+    epoch: int
+    train_loss: list
+    train_accuracy: list
+    val_loss: list
+    val_accuracy: list
+    test_loss: list
+    test_accuracy: list
+    train_seconds: float
+    epoch_seconds: float
+    memory: dict = field(default_factory=dict)
+
+
+def memory_needed(implementation, n_models, n_replicates, hidden, train_params) -> int:
+    """A generous estimate of the bytes a pass allocates, to refuse before allocating them."""
+    sizes = layer_sizes(hidden)
+    floats = sum((a + 1) * b for a, b in zip(sizes, sizes[1:]))
+    data = 100 * 2 ** 20 + 25 * 2 ** 20 * n_replicates  # images, orders, per-replicate views
+    if implementation == "native":
+        steps = -(-train_params.train_size // train_params.batch_size) * train_params.epochs
+        per_model = 4 * (3 * floats + 2 * 16 * sizes[1] + 2 * (steps + 2)
+                         + train_params.batch_size * sum(sizes[1:]))
+    else:
+        chunk = min(EVAL_CHUNK, train_params.validation_size)
+        per_model = 4 * (3 * floats + 3 * sizes[1]
+                         + 2 * (chunk + train_params.batch_size) * sum(sizes[1:]))
+    return data + n_models * per_model
+
+
+def make_trainer(implementation, keys, hidden, train_params, splits, device):
+    """The trainer of ``keys`` (ordered by replicate) for a step implementation."""
+    if implementation == "native":
+        from .native_step import NativeTrainer
+
+        return NativeTrainer(keys, hidden, train_params, splits)
+    return TorchTrainer(keys, hidden, train_params, splits, device)
+
+
+def train_epochs(trainer, train_params, splits, memory_probe, progress=None):
+    """Train every model of ``trainer``, epoch by epoch; yields EpochStats after each epoch.
+    ``progress(epoch, done)`` counts model-images within the epoch."""
+    for epoch in range(1, train_params.epochs + 1):
+        memory_probe.start_epoch()
+        started = time.perf_counter()
+        report = None if progress is None else (lambda done, e=epoch: progress(e, done))
+        train_loss, train_accuracy = trainer.train_epoch(report)
+        memory_probe.synchronize()
+        train_seconds = time.perf_counter() - started
+        val_loss, val_accuracy = trainer.evaluate(splits["val"])
+        test_loss, test_accuracy = trainer.evaluate(splits["test"])
+        memory_probe.synchronize()
+        yield EpochStats(epoch, train_loss, train_accuracy, val_loss, val_accuracy,
+                                  test_loss, test_accuracy, train_seconds,
+                                  time.perf_counter() - started, memory_probe.peak())
