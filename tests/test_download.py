@@ -9,12 +9,17 @@ from pathlib import Path
 
 import pytest
 
-from conftest import ROOT, dvc
-from momentum_sweep import download
+from clones import ROOT
+from momentum_sweep.data import download
+from momentum_sweep.data.mnist import CARRIED_DIR, MD5
 from momentum_sweep.errors import SweepError
 from momentum_sweep.params import DataParams
 
-CARRIED = ROOT / "data" / "mnist"
+CARRIED = ROOT / CARRIED_DIR
+
+
+def data_params(source="carried", mirrors=None):
+    return DataParams(source=source, mirrors=mirrors)
 
 
 @pytest.fixture
@@ -42,19 +47,19 @@ def md5_of(path):
 
 
 def test_carried_copy_gives_the_verified_files(tmp_path):
-    download.download(DataParams(), raw_dir=tmp_path, carried_dir=CARRIED)
-    assert {md5_of(tmp_path / name) for name in download.MD5} == set(download.MD5.values())
-    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(download.MD5)
+    download.download(data_params(), raw_dir=tmp_path, carried_dir=CARRIED)
+    assert {md5_of(tmp_path / name) for name in MD5} == set(MD5.values())
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(MD5)
 
 
 def test_torchvision_download_from_a_mirror(tmp_path, mirror):
-    params = DataParams(source="download", mirrors=[closed_port_url(), mirror])
+    params = data_params(source="download", mirrors=[closed_port_url(), mirror])
     download.download(params, raw_dir=tmp_path, carried_dir=tmp_path / "none")
-    assert {md5_of(tmp_path / name) for name in download.MD5} == set(download.MD5.values())
+    assert {md5_of(tmp_path / name) for name in MD5} == set(MD5.values())
 
 
 def test_missing_copy_falls_back_to_download_and_says_why_it_failed(tmp_path):
-    params = DataParams(mirrors=[closed_port_url()])
+    params = data_params(mirrors=[closed_port_url()])
     with pytest.raises(SweepError) as error:
         download.download(params, raw_dir=tmp_path / "raw", carried_dir=tmp_path / "none")
     message = str(error.value)
@@ -73,11 +78,11 @@ def test_wrong_checksum_names_file_both_checksums_and_sources(tmp_path):
     content = bytearray(gzip.decompress(target.read_bytes()))
     content[100] ^= 0xFF
     target.write_bytes(gzip.compress(bytes(content)))
-    params = DataParams(mirrors=[closed_port_url()])
+    params = data_params(mirrors=[closed_port_url()])
     with pytest.raises(SweepError) as error:
         download.download(params, raw_dir=tmp_path / "raw", carried_dir=carried)
     message = str(error.value)
-    expected = download.MD5["t10k-labels-idx1-ubyte"]
+    expected = MD5["t10k-labels-idx1-ubyte"]
     actual = hashlib.md5(bytes(content)).hexdigest()
     assert "t10k-labels-idx1-ubyte" in message and expected in message and actual in message
     assert "torchvision download" in message
@@ -86,15 +91,15 @@ def test_wrong_checksum_names_file_both_checksums_and_sources(tmp_path):
     assert left == ["t10k-images-idx3-ubyte", "train-images-idx3-ubyte", "train-labels-idx1-ubyte"]
 
 
+@pytest.mark.dvc
 def test_corrupted_byte_stops_dvc_repro_and_restoring_fixes_it(fresh_clone, tmp_path):
-    repo = tmp_path / "repo"
-    shutil.copytree(fresh_clone, repo)
+    repo = fresh_clone.copy(tmp_path / "repo")
     target = repo / "data" / "mnist" / "train-labels-idx1-ubyte.gz"
     original = target.read_bytes()
     corrupted = bytearray(original)
     corrupted[-10] ^= 0x01  # inside the deflate stream or its CRC: gzip or MD5 must catch it
     target.write_bytes(bytes(corrupted))
-    result = dvc(repo, "repro", "flatten", check=False)
+    result = repo.dvc("repro", "flatten", check=False)
     assert result.returncode != 0
     assert "train-labels-idx1-ubyte" in result.stdout
     expected = download.carried_gzip_md5(repo / "data" / "mnist", target.name)
@@ -102,7 +107,7 @@ def test_corrupted_byte_stops_dvc_repro_and_restoring_fixes_it(fresh_clone, tmp_
     assert expected and expected in result.stdout and actual in result.stdout
     assert "Traceback" not in result.stdout
     target.write_bytes(original)
-    dvc(repo, "repro", "flatten")
+    repo.dvc("repro", "flatten")
     assert (repo / "data" / "flat" / "train.pt").exists()
 
 
@@ -112,7 +117,7 @@ def test_truncated_carried_copy_names_the_file_and_both_checksums(tmp_path):
     target = carried / "t10k-images-idx3-ubyte.gz"
     target.write_bytes(target.read_bytes()[:100_000])
     with pytest.raises(SweepError) as error:
-        download.download(DataParams(mirrors=[closed_port_url()]), raw_dir=tmp_path / "raw",
+        download.download(data_params(mirrors=[closed_port_url()]), raw_dir=tmp_path / "raw",
                           carried_dir=carried)
     message = str(error.value)
     assert "t10k-images-idx3-ubyte.gz: not a valid gzip file" in message

@@ -6,7 +6,7 @@ import struct
 import pytest
 import torch
 
-from momentum_sweep import idx
+from momentum_sweep.data import idx
 from momentum_sweep.errors import SweepError
 
 

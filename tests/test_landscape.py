@@ -6,10 +6,15 @@ import numpy as np
 import pytest
 import torch
 
-from conftest import ROOT
+from clones import ROOT
 from momentum_sweep import landscape, params
+from momentum_sweep.training.arms import momentum_name
 
 DEFAULT = params.load(ROOT / "params.yaml")
+
+
+def with_momenta(momenta):
+    return DEFAULT.model_copy(update={"momentum": momenta})
 
 
 @pytest.mark.parametrize("momentum", [0.0, 0.5, 0.9])
@@ -33,7 +38,7 @@ def table(tmp_path_factory):
 
 def test_saddle_momentum_zero_lingers_and_larger_momenta_leave_sooner(table):
     saddle = table[0]["saddle"]
-    steps = [saddle[params.momentum_name(m)]["escape_step"] for m in DEFAULT.momenta]
+    steps = [saddle[momentum_name(m)]["escape_step"] for m in DEFAULT.momenta]
     assert all(saddle[k]["escaped"] for k in saddle)
     assert steps == sorted(steps, reverse=True) and len(set(steps)) == len(steps)
     assert saddle["0.0"]["steps_near_saddle"] > 1.5 * saddle["0.5"]["steps_near_saddle"]
@@ -46,8 +51,7 @@ def test_minima_small_momentum_is_caught_and_enough_reaches_the_global_minimum(t
 
 
 def test_too_much_momentum_overshoots_the_global_minimum():
-    p = params.parse({"momentum": [0.9]})
-    settings = p.landscape.minima
+    settings = DEFAULT.landscape.minima
     loss = lambda x, y: landscape.minima_loss(x, y, settings.tilt)
     path, losses = landscape.heavy_ball(loss, settings.start, settings.lr, 0.9, settings.steps)
     outcome = landscape.minima_outcome(path, losses, settings.tilt)
@@ -61,7 +65,7 @@ def test_table_agrees_with_its_trajectories_and_pictures_exist(table):
     for m in DEFAULT.momenta:
         path, losses = landscape.heavy_ball(landscape.saddle_loss, settings.saddle.start,
                                             settings.saddle.lr, m, settings.saddle.steps)
-        row = rows["saddle"][params.momentum_name(m)]
+        row = rows["saddle"][momentum_name(m)]
         assert row["final_loss"] == pytest.approx(losses[-1])
         assert losses[row["escape_step"]] < landscape.ESCAPE_LOSS <= losses[row["escape_step"] - 1]
     global_x, local_x = landscape.minima_of(settings.minima.tilt)
@@ -70,3 +74,18 @@ def test_table_agrees_with_its_trajectories_and_pictures_exist(table):
         assert abs(row["final_point"][0] - target) < 0.05 and abs(row["final_point"][1]) < 0.05
     for name in ("landscape_saddle", "landscape_minima"):
         assert (out / f"{name}.png").stat().st_size > 10_000
+
+
+def test_a_path_that_leaves_the_float_range_is_reported_as_diverged(tmp_path):
+    table = landscape.landscape(with_momenta([0.0, 0.999]), plots_dir=tmp_path,
+                                out=tmp_path / "landscape.json")
+    text = (tmp_path / "landscape.json").read_text()
+    assert json.loads(text) == table and "NaN" not in text and "Infinity" not in text
+    for surface in ("saddle", "minima"):
+        assert table[surface]["0.0"]["diverged"] is False
+    diverged = [s for s in ("saddle", "minima") if table[s]["0.999"]["diverged"]]
+    assert diverged, table
+    for surface in diverged:
+        row = table[surface]["0.999"]
+        assert row["diverged_step"] > 0 and row["final_loss"] is None
+        assert row.get("ends_in") is None and row.get("escaped") is None

@@ -1,17 +1,21 @@
 """Bad parameters fail before any work, with a message naming the key; good ones parse."""
 
-import pytest
-import yaml
+import copy
+import math
 
-from conftest import ROOT, dvc
+import pytest
+from ruamel.yaml import YAML
+
+from clones import ROOT
 from momentum_sweep import params
 from momentum_sweep.errors import SweepError
 
-GOOD = yaml.safe_load((ROOT / "params.yaml").read_text())
+GOOD = YAML(typ="safe").load((ROOT / "params.yaml").read_text())
+DELETE = object()
 
 
 def with_change(path, value):
-    raw = yaml.safe_load(yaml.safe_dump(GOOD))
+    raw = copy.deepcopy(GOOD)
     *parents, last = path.split(".")
     node = raw
     for key in parents:
@@ -23,56 +27,72 @@ def with_change(path, value):
     return raw
 
 
-DELETE = object()
-BAD = [  # (key named in the message, key path, bad value)
-    ("momentum", "momentum", -0.1),
-    ("momentum", "momentum", 1.0),
-    ("momentum", "momentum", 1.5),
-    ("momentum", "momentum", "0.4"),
-    ("momentum", "momentum", float("nan")),
-    ("momentum", "momentum", float("inf")),
-    ("momentum", "momentum", True),
-    ("momentum", "momentum", []),
-    ("momentum", "momentum", [0.1, 0.1]),
-    ("momentum", "momentum", [0.1, None]),
-    ("momentum", "momentum", {"a": 1}),
-    ("momentum", "momentum", DELETE),
-    ("train.lr", "train.lr", 0),
-    ("train.lr", "train.lr", -0.1),
-    ("train.lr", "train.lr", "fast"),
-    ("train.batch_size", "train.batch_size", 0),
-    ("train.batch_size", "train.batch_size", 2.5),
-    ("train.batch_size", "train.batch_size", 60_000),
-    ("train.epochs", "train.epochs", 0),
-    ("train.seed", "train.seed", -1),
-    ("train.validation_size", "train.validation_size", 60_000),
-    ("train.validation_size", "train.validation_size", 0),
-    ("train.max_train_images", "train.max_train_images", 70_000),
-    ("train.device", "train.device", "gpu"),
-    ("train.lrr", "train.lrr", 0.1),
-    ("model.hidden", "model.hidden", [50, 0]),
-    ("model.hidden", "model.hidden", []),
-    ("model.hidden", "model.hidden", 50),
-    ("model.layers", "model.layers", 3),
-    ("data.source", "data.source", "internet"),
-    ("landscape.saddle.steps", "landscape.saddle.steps", 0),
-    ("landscape.minima.start", "landscape.minima.start", [1.0]),
-    ("momentun", "momentun", 0.4),
-    ("train", "train", "none"),
+BAD = [  # (key path, bad value, words the message must hold besides the key)
+    ("momentum", -0.1, "0 <= momentum < 1"),
+    ("momentum", 1.0, "0 <= momentum < 1"),
+    ("momentum", 0.99999999, "rounds to 1.0 in float32"),
+    ("momentum", "0.4", "not allowed"),
+    ("momentum", float("nan"), "not allowed"),
+    ("momentum", float("inf"), "not allowed"),
+    ("momentum", True, "not allowed"),
+    ("momentum", [], "empty"),
+    ("momentum", [0.1, 0.1], "more than once"),
+    ("momentum", [0.0, -0.0], "more than once"),
+    ("momentum", [0.1, None], "not allowed"),
+    ("momentum", {"a": 1}, "not allowed"),
+    ("momentum", DELETE, "required but missing"),
+    ("train.lr", 0, "greater than 0"),
+    ("train.lr", -0.1, "greater than 0"),
+    ("train.lr", "fast", "valid number"),
+    ("train.lr", 1.0e308, "too large"),
+    ("train.batch_size", 0, "greater than or equal to 1"),
+    ("train.batch_size", 2.5, "valid integer"),
+    ("train.batch_size", 60_000, "at most"),
+    ("train.epochs", 0, "greater than or equal to 1"),
+    ("train.replicates", 0, "greater than or equal to 1"),
+    ("train.replicates", DELETE, "required but missing"),
+    ("train.lr_control", "yes", "valid boolean"),
+    ("train.seed", -1, "greater than or equal to 0"),
+    ("train.validation_size", 60_000, "leaves no training data"),
+    ("train.validation_size", 0, "greater than or equal to 1"),
+    ("train.max_train_images", 70_000, "less than or equal to 60000"),
+    ("train.device", "gpu", "'auto', 'cpu' or 'cuda'"),
+    ("train.lrr", 0.1, "unknown key"),
+    ("model.hidden", [50, 0], "greater than or equal to 1"),
+    ("model.hidden", [], "at least 1"),
+    ("model.hidden", 50, "valid list"),
+    ("model.layers", 3, "unknown key"),
+    ("data.source", "internet", "'carried' or 'download'"),
+    ("landscape.saddle.steps", 0, "greater than or equal to 1"),
+    ("landscape.minima.start", [1.0], "at least 2"),
+    ("landscape.minima.tilt", DELETE, "required but missing"),
+    ("momentun", 0.4, "unknown key"),
+    ("train", "none", "valid dictionary"),
 ]
 
 
-@pytest.mark.parametrize("key, path, value", BAD, ids=[f"{p}={v!r}" for _, p, v in BAD])
-def test_bad_value_names_the_key(key, path, value):
+@pytest.mark.parametrize("path, value, words", BAD, ids=[f"{p}={v!r}" for p, v, _ in BAD])
+def test_bad_value_names_the_key(path, value, words):
     with pytest.raises(SweepError) as error:
         params.parse(with_change(path, value))
-    assert key in str(error.value)
+    message = str(error.value)
+    assert path in message and words in message, message
+
+
+def test_a_control_whose_learning_rate_overflows_float32_is_refused():
+    raw = with_change("train.lr", 3e38)  # fits float32; 3e38/(1 - 0.2) does not
+    with pytest.raises(SweepError, match=r"train.lr = 3e\+38 with momentum 0.2.*lr_control"):
+        params.parse(raw)
+    raw["train"]["lr_control"] = False
+    assert params.parse(raw).train.lr == 3e38
 
 
 @pytest.mark.parametrize("text, expected", [
     ("", "empty"),
     ("momentum: [0.1\n", "not valid YAML"),
+    ("momentum: 0.1\nmomentum: 0.2\n", "not valid YAML"),  # a duplicate key
     ("- 0.1\n- 0.2\n", "expected a mapping"),
+    ("momentum: !!python/object/apply:os.system ['touch pwned']\n", "not valid YAML"),
 ])
 def test_bad_files(tmp_path, text, expected):
     path = tmp_path / "params.yaml"
@@ -86,29 +106,38 @@ def test_missing_file(tmp_path):
         params.load(tmp_path / "params.yaml")
 
 
-@pytest.mark.parametrize("value, momenta", [(0.4, [0.4]), (0, [0.0]), ([0.5, 0, 0.1], [0.5, 0.0, 0.1])])
+def test_numbers_are_read_as_yaml_1_2_like_dvc(tmp_path):
+    # `dvc exp run -S train.lr=0.00001` writes 1e-05: a string in YAML 1.1, a number in 1.2.
+    text = (ROOT / "params.yaml").read_text().replace("lr: 0.1\n", "lr: 1e-05\n")
+    (tmp_path / "params.yaml").write_text(text)
+    assert params.load(tmp_path / "params.yaml").train.lr == 1e-05
+
+
+@pytest.mark.parametrize("value, momenta", [
+    (0.4, [0.4]), (0, [0.0]), (-0.0, [0.0]), ([0.5, 0, 0.1], [0.5, 0.0, 0.1]),
+    ([-0.0, 0.4], [0.0, 0.4]), (0.99999994, [0.99999994])])
 def test_momentum_is_a_list_or_one_number(value, momenta):
-    assert params.parse(with_change("momentum", value)).momenta == momenta
+    parsed = params.parse(with_change("momentum", value)).momenta
+    assert parsed == momenta and all(math.copysign(1, m) == 1 for m in parsed)
 
 
-def test_defaults_are_the_notebooks():
+def test_the_schema_holds_no_defaults_params_yaml_holds_them_all():
+    def fields(model):
+        for name, field in model.model_fields.items():
+            yield model, name, field
+            annotation = field.annotation
+            if isinstance(annotation, type) and issubclass(annotation, params.Section):
+                yield from fields(annotation)
+
+    for model, name, field in fields(params.Params):
+        assert field.is_required(), f"{model.__name__}.{name} has a default"
+    assert params.parse(GOOD).train.replicates == GOOD["train"]["replicates"]
+
+
+def test_defaults_are_the_notebooks_setup_with_replicates_and_controls():
     p = params.parse(GOOD)
     assert p.momenta == [0.0, 0.1, 0.2, 0.4, 0.5]
     assert (p.train.lr, p.train.batch_size, p.train.epochs) == (0.1, 20, 10)
     assert p.model.hidden == [50, 50]
     assert p.train.train_size == 55_000
-
-
-def test_bad_params_fail_before_training_and_keep_previous_outputs(repo):
-    dvc(repo, "repro", "train")
-    before = {p: p.read_bytes() for p in sorted((repo / "models").rglob("*")) if p.is_file()}
-    summary = (repo / "metrics" / "summary.json").read_bytes()
-    text = (repo / "params.yaml").read_text()
-    (repo / "params.yaml").write_text(text.replace("lr: 0.1", "lr: -0.1"))
-    result = dvc(repo, "repro", "train", check=False)
-    assert result.returncode != 0
-    assert "train.lr = -0.1" in result.stdout and "Traceback" not in result.stdout
-    assert "epoch" not in result.stdout.split("train.lr")[0]  # failed before any training
-    after = {p: p.read_bytes() for p in sorted((repo / "models").rglob("*")) if p.is_file()}
-    assert after == before
-    assert (repo / "metrics" / "summary.json").read_bytes() == summary
+    assert p.train.replicates == 5 and p.train.lr_control is True

@@ -6,23 +6,25 @@ import time
 
 import pytest
 import torch
-import yaml
+from ruamel.yaml import YAML
 
-from conftest import dvc, git, update_params
-from momentum_sweep import flatten, model
+from clones import statuses
+from momentum_sweep.data import flatten
+from momentum_sweep.training import model
 
-
-def summary(repo):
-    return json.loads((repo / "metrics" / "summary.json").read_text())
-
-
-def model_files(repo):
-    return {p.relative_to(repo / "models").as_posix(): p.read_bytes()
-            for p in sorted((repo / "models").rglob("*")) if p.is_file()}
+pytestmark = pytest.mark.dvc
 
 
-def statuses(log):
-    return dict(re.findall(r"^momentum (\S+): (reused|trained)$", log, re.MULTILINE))
+def trained(log):
+    return sorted(k for k, v in statuses(log).items() if v.startswith("trained"))
+
+
+def reused(log):
+    return sorted(k for k, v in statuses(log).items() if v.startswith("reused"))
+
+
+def labels(arm_names, replicates):
+    return sorted(f"{arm} replicate {r}" for arm in arm_names for r in replicates)
 
 
 def test_flatten_outputs_and_a_second_repro_does_nothing(repo):
@@ -31,149 +33,176 @@ def test_flatten_outputs_and_a_second_repro_does_nothing(repo):
     assert train["images"].shape == (60_000, 784) and train["images"].dtype == torch.uint8
     assert test["labels"].shape == (10_000,) and set(test["labels"].tolist()) == set(range(10))
     stamp = (repo / "data" / "flat" / "train.pt").stat().st_mtime_ns
-    log = dvc(repo, "repro", "flatten").stdout
-    assert "didn't change" in log and "Running stage" not in log
+    log = repo.dvc("repro", "flatten").stdout
+    assert "Running stage 'flatten'" not in log
     assert (repo / "data" / "flat" / "train.pt").stat().st_mtime_ns == stamp
 
 
 def test_flatten_in_a_clone_reproduces_the_committed_lock(repo):
     # The clone's first commit holds this repository's dvc.lock; the fixture then ran flatten.
-    committed = yaml.safe_load(git(repo, "show", "HEAD~1:dvc.lock").stdout)
-    assert yaml.safe_load((repo / "dvc.lock").read_text())["stages"]["flatten"] \
-        == committed["stages"]["flatten"]
+    committed = YAML(typ="safe").load(repo.git("show", "HEAD~1:dvc.lock").stdout)
+    current = YAML(typ="safe").load((repo / "dvc.lock").read_text())
+    assert current["stages"]["flatten"] == committed["stages"]["flatten"]
 
 
-def test_only_changed_momenta_retrain_and_reuse_is_byte_identical(repo):
-    update_params(repo, {"momentum": [0.0, 0.4]})
-    log = dvc(repo, "repro", "train").stdout
-    assert statuses(log) == {"0.0": "trained", "0.4": "trained"}
-    first = model_files(repo)
+def test_only_what_changed_trains_and_reuse_is_byte_identical(repo):
+    M0, M4, C4 = "momentum 0.0", "momentum 0.4", "control 0.4 (SGD, lr 0.1667)"
+    M2, C2 = "momentum 0.2", "control 0.2 (SGD, lr 0.125)"
+    repo.set_params({"train": {"lr_control": False}})
+    log = repo.dvc("repro", "summarize").stdout
+    assert trained(log) == labels([M0, M4], [0, 1]) and "trained (new)" in log
+    assert "batch 20, cpu, native step" in log  # the device it used, and the step
 
-    update_params(repo, {"momentum": [0.0, 0.2, 0.4]})
-    log = dvc(repo, "repro", "train").stdout
-    assert statuses(log) == {"0.0": "reused", "0.2": "trained", "0.4": "reused"}
-    assert "1 model(s) together" in log
-    grown = model_files(repo)
-    assert {k: v for k, v in grown.items() if "0.2" not in k} == first
-    assert list(summary(repo)["momenta"]) == ["0.0", "0.2", "0.4"]
+    repo.set_params({"train": {"lr_control": True}})  # turning the control on: only controls
+    log = repo.dvc("repro", "summarize").stdout
+    assert trained(log) == labels([C4], [0, 1]) and reused(log) == labels([M0, M4], [0, 1])
 
-    update_params(repo, {"momentum": [0.0, 0.2]})
-    log = dvc(repo, "repro", "train").stdout
-    assert statuses(log) == {"0.0": "reused", "0.2": "reused"} and "together" not in log
-    assert not (repo / "models" / "momentum_0.4").exists()
-    assert list(summary(repo)["momenta"]) == ["0.0", "0.2"]
+    repo.set_params({"train": {"replicates": 3}})  # a replicate more: only its models
+    log = repo.dvc("repro").stdout
+    assert trained(log) == labels([M0, M4, C4], [2])
+    summary = repo.summary()
+    assert all(a["replicates"] == 3 and a["val_accuracy"]["ci"] for a in summary["arms"])
+    assert summary["verdict"]["0p4"].startswith("vs 0: ") and "warning" not in summary
+    assert (repo / "plots" / "accuracy.png").stat().st_size > 20_000
 
-    # Retraining all three in one pass gives the files that reuse kept, byte for byte
-    # (timing.json aside: it records seconds and memory).
-    update_params(repo, {"momentum": [0.0, 0.2, 0.4]})
-    for path in (repo / "models").iterdir():
-        (path / "fingerprint").write_text("stale")
-    log = dvc(repo, "repro", "train").stdout
-    assert set(statuses(log).values()) == {"trained"} and "3 model(s) together" in log
-    fresh = model_files(repo)
-    for name in grown:
-        if not name.endswith("timing.json"):
-            assert fresh[name] == grown[name], name
+    repo.set_params({"momentum": [0.0, 0.2, 0.4]})  # a momentum more: it and its control
+    log = repo.dvc("repro", "summarize").stdout
+    assert trained(log) == labels([M2, C2], [0, 1, 2])
+    grown = repo.model_files()
+    assert len(grown) == 5 * 3 * 2  # five arms, three replicates, model.pt and record.json
+    assert [a["arm"] for a in repo.summary()["arms"]] == [
+        "momentum_0.0", "momentum_0.2", "momentum_0.4", "control_0.2", "control_0.4"]
 
-    update_params(repo, {"train": {"lr": 0.05}})
-    assert set(statuses(dvc(repo, "repro", "train").stdout).values()) == {"trained"}
+    # Retraining all fifteen in one pass gives what the four passes above gave, byte for byte.
+    repo.run("rm", "-rf", "models", ".model-cache")
+    log = repo.dvc("repro", "train").stdout
+    assert len(trained(log)) == 15 and "15 model(s) together" in log
+    assert repo.model_files() == grown
 
-    trainer_py = repo / "src" / "momentum_sweep" / "trainer.py"
+    repo.set_params({"train": {"lr": 0.05}})
+    log = repo.dvc("repro", "train").stdout
+    assert set(statuses(log).values()) == {"trained (parameters changed)"}
+
+    trainer_py = repo / "src" / "momentum_sweep" / "training" / "trainer.py"
     trainer_py.write_text(trainer_py.read_text() + "\n# a change to the training code\n")
-    assert set(statuses(dvc(repo, "repro", "train").stdout).values()) == {"trained"}
+    log = repo.dvc("repro", "train").stdout
+    assert set(statuses(log).values()) == {"trained (code changed)"}
 
 
 def test_saved_models_are_plain_state_dicts_with_their_record(repo):
-    update_params(repo, {"momentum": 0.1})
-    dvc(repo, "repro", "train")
-    folder = repo / "models" / "momentum_0.1"
-    state = torch.load(folder / "model.pt", weights_only=True)
+    repo.set_params({"momentum": 0.4, "train": {"replicates": 1}})
+    repo.dvc("repro", "train")
+    folder = repo / "models" / "momentum_0.4" / "replicate_0"
     net = model.MLP([50, 50])
-    net.load_state_dict(state)
+    net.load_state_dict(torch.load(folder / "model.pt", weights_only=True))
     record = json.loads((folder / "record.json").read_text())
     test = flatten.load_split("test", repo / "data" / "flat")
     with torch.no_grad():
         predictions = net(test["images"].float() / 255).argmax(1)
     accuracy = (predictions == test["labels"]).double().mean().item()
-    assert abs(accuracy - record["epochs"][-1]["test_accuracy"]) <= 1 / 10_000
-    assert record["params"]["train"]["max_train_images"] == 2500
+    assert accuracy == record["epochs"][-1]["test_accuracy"]
+    assert record["inputs"]["train"]["max_train_images"] == 2500
+    assert record["inputs"]["arm"] == {"momentum": 0.4, "lr": 0.1, "control": False}
+    assert sorted(p.name for p in folder.iterdir()) == ["model.pt", "record.json", "seal.json",
+                                                        "timing.json"]
 
 
-def test_exp_run_with_one_momentum_and_exp_show(repo):
-    dvc(repo, "exp", "run", "-S", "momentum=0.4")
-    assert list(summary(repo)["momenta"]) == ["0.4"]
-    assert summary(repo)["best"]["momentum"] == 0.4
-    shown = json.loads(dvc(repo, "exp", "show", "--json").stdout)
-    text = json.dumps(shown)
-    assert '"momentum": 0.4' in text and "test_accuracy" in text
-    assert "0.4" in dvc(repo, "metrics", "show").stdout
+def test_exp_run_with_one_momentum_and_with_more_replicates(repo):
+    repo.dvc("repro", "summarize")
+    log = repo.dvc("exp", "run", "-S", "momentum=0.4").stdout
+    assert set(statuses(log).values()) == {"reused"}
+    summary = repo.summary()
+    assert [a["arm"] for a in summary["arms"]] == ["momentum_0.4", "control_0.4"]
+    assert summary["best"]["momentum"] == 0.4
+    log = repo.dvc("exp", "run", "-S", "train.replicates=3").stdout
+    assert len(trained(log)) == 2 and len(reused(log)) == 4  # 0.4 and its control, replicate 2
+    shown = json.dumps(json.loads(repo.dvc("exp", "show", "--json").stdout))
+    assert '"replicates": 3' in shown and "verdict" in shown
+    assert "best.momentum" in repo.dvc("metrics", "show").stdout
 
 
-def test_exp_run_with_a_list_and_a_queued_sweep(repo):
-    dvc(repo, "exp", "run", "-S", "momentum=[0.1,0.9]")
-    assert list(summary(repo)["momenta"]) == ["0.1", "0.9"]
-    dvc(repo, "exp", "run", "--queue", "-S", "momentum=0.1,0.4")
-    dvc(repo, "queue", "start")
-    deadline = time.monotonic() + 300
+def wait_for_queue(repo, timeout=600):
+    deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        status = dvc(repo, "queue", "status").stdout
+        status = repo.dvc("queue", "status").stdout
         if not re.search(r"Queued|Running", status):
-            break
+            return status
         time.sleep(2)
+    raise AssertionError(f"queue still busy: {status}")
+
+
+def test_a_queued_experiment_runs_the_code_it_records(repo, tmp_path):
+    """Queue, then edit the workspace's training code: the experiment must still run the code
+    it was queued with (its commit), as `dvc exp show` then records."""
+    reference = repo.copy(tmp_path / "reference")
+    repo.dvc("exp", "run", "--queue", "-S", "train.epochs=1", "-S", "momentum=[0.0,0.4]")
+    repo.dvc("exp", "run", "--queue", "-S", "train.epochs=1", "-S", "momentum=0.4")
+    kernels = repo / "src" / "momentum_sweep" / "training" / "native_kernels.py"
+    kernels.write_text(kernels.read_text().replace(
+        "alpha = np.float32(lr) / np.float32(B)", "alpha = np.float32(2 * lr) / np.float32(B)"))
+    repo.dvc("queue", "start", "-j", "2")
+    status = wait_for_queue(repo)
     assert status.count("Success") == 2, status
-    shown = json.dumps(json.loads(dvc(repo, "exp", "show", "--json").stdout))
-    assert shown.count('"momentum": 0.4') >= 1 and shown.count('"momentum": 0.1') >= 1
+
+    reference.set_params({"train": {"epochs": 1}})
+    reference.dvc("repro", "summarize")
+    expected = {a["arm"]: a["test_accuracy"]["mean"] for a in reference.summary()["arms"]}
+    shown = json.loads(repo.dvc("exp", "show", "--json").stdout)
+    experiments = [e for commit in shown for exp in (commit.get("experiments") or [])
+                   for e in exp["revs"]]
+    assert len(experiments) == 2
+    for e in experiments:  # DVC's table leaves lists out: read the file at the experiment
+        data = json.loads(repo.git("show", f"{e['rev']}:metrics/summary.json").stdout)
+        for arm in data["arms"]:
+            assert arm["test_accuracy"]["mean"] == expected[arm["arm"]], arm["arm"]
+    # The edit does change results: the workspace, which runs it, gets other figures.
+    repo.set_params({"train": {"epochs": 1}})
+    repo.dvc("repro", "summarize")
+    edited = {a["arm"]: a["test_accuracy"]["mean"] for a in repo.summary()["arms"]}
+    assert edited != expected
 
 
 def test_divergence_is_a_result_not_a_crash(repo):
-    # With a shared learning rate a ReLU MLP either survives or overflows at every momentum
-    # (measured: finite up to lr 2000, NaN from 2500); that one momentum's NaN leaves the
-    # others untouched is shown in test_trainer.
-    update_params(repo, {"momentum": [0.0, 0.9], "train": {"lr": 1e4}})
-    log = dvc(repo, "repro").stdout
-    result = summary(repo)
-    for momentum in ("0.0", "0.9"):
-        assert result["momenta"][momentum]["diverged"] is True
-        assert result["momenta"][momentum]["diverged_epoch"] == 1
-        assert f"momentum {momentum}: diverged in epoch 1" in log
-    assert result["best"] is None
-    rows = [row.split("\t") for row in (repo / "metrics" / "epochs.tsv").read_text().splitlines()]
-    header, body = rows[0], rows[1:]
-    assert [(r[0], r[1], r[header.index("diverged")]) for r in body] == [("0.0", "1", "1"),
-                                                                         ("0.9", "1", "1")]
+    repo.set_params({"train": {"lr": 1e4, "replicates": 1}})
+    log = repo.dvc("repro").stdout
+    summary = repo.summary()
+    assert summary["best"] is None and all(a["diverged"] == 1 for a in summary["arms"])
+    for label in ("momentum 0.0 replicate 0", "momentum 0.4 replicate 0"):
+        assert f"{label}: diverged in epoch 1" in log
+    assert "vs 0: diverged" in summary["verdict"]["0p4"]
+    rows = (repo / "metrics" / "epochs.tsv").read_text().splitlines()
+    header = rows[0].split("\t")
+    assert {row.split("\t")[header.index("diverged")] for row in rows[1:]} == {"1"}
     assert (repo / "plots" / "loss.png").stat().st_size > 10_000
 
 
 def test_cuda_without_a_gpu_is_a_clear_error(repo):
     if torch.cuda.is_available():
         pytest.skip("a GPU is present")
-    update_params(repo, {"train": {"device": "cuda"}})
-    result = dvc(repo, "repro", "train", check=False)
+    repo.set_params({"train": {"device": "cuda"}})
+    result = repo.dvc("repro", "train", check=False)
     assert result.returncode != 0 and "no CUDA GPU is available" in result.stdout
 
 
-def test_device_auto_is_logged(repo):
-    update_params(repo, {"momentum": 0.2})
-    log = dvc(repo, "repro", "train").stdout
-    expected = "cuda" if torch.cuda.is_available() else "cpu"
-    assert f"train: device {expected}" in log
-
-
 def test_default_pipeline_end_to_end(fresh_clone):
-    """The README's `dvc repro` with the default params: five correctly trained models."""
+    """The README's `dvc repro` with the default params: 45 correctly trained models."""
     repo = fresh_clone
-    log = dvc(repo, "repro").stdout
-    # A clone has none of the DVC-cached outputs: these stages must run. plot and landscape write
-    # files committed to git, so they run only if their inputs changed.
-    for stage in ("download", "flatten", "train"):
+    log = repo.dvc("repro").stdout
+    # A clone has none of the DVC-cached outputs: these stages must run.
+    for stage in ("download", "flatten", "train", "summarize"):
         assert f"Running stage '{stage}'" in log
-    result = summary(repo)
-    assert list(result["momenta"]) == ["0.0", "0.1", "0.2", "0.4", "0.5"]
-    for momentum, figures in result["momenta"].items():
-        assert figures["epochs"] == 10 and not figures["diverged"]
-        assert 0.96 <= figures["test_accuracy"] <= 0.985, (momentum, figures)
-    for name in ("loss", "accuracy", "memory", "time", "landscape_saddle", "landscape_minima"):
+    assert "45 model(s) together" in log
+    summary = repo.summary()
+    assert len(summary["arms"]) == 9 and summary["best"]["replicates"] == 5
+    for arm in summary["arms"]:
+        assert arm["replicates"] == 5 and not arm["diverged"]
+        assert 0.96 <= arm["test_accuracy"]["mean"] <= 0.985, arm
+        low, high = arm["test_accuracy"]["ci"]
+        assert low < arm["test_accuracy"]["mean"] < high
+    assert len(summary["verdict"]) == 4
+    for name in ("accuracy", "loss", "final_accuracy", "differences", "memory", "time",
+                 "landscape_saddle", "landscape_minima"):
         assert (repo / "plots" / f"{name}.png").stat().st_size > 10_000
-    again = dvc(repo, "repro").stdout
+    again = repo.dvc("repro").stdout
     assert "Running stage" not in again
-    assert "up to date" in dvc(repo, "status").stdout
+    assert "up to date" in repo.dvc("status").stdout

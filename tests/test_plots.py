@@ -9,86 +9,88 @@ import pandas as pd
 import pytest
 import vl_convert
 
-from conftest import dvc, git, update_params
-from momentum_sweep import metrics, plots
+from momentum_sweep.analysis import metrics, plots, summarize
 
 
-def synthetic_epochs(momenta, epochs=4, diverged=None):
-    """An epochs table as the train stage writes it; ``diverged`` stops in epoch 2."""
+def synthetic_epochs(momenta, replicates=3, epochs=4, diverged=None, controls=True):
+    """An epochs table as the summarize stage writes it; ``diverged`` (a momentum) stops in
+    epoch 2 of replicate 0."""
+    rng = np.random.default_rng(0)
     rows = []
-    for i, m in enumerate(momenta):
-        for epoch in range(1, epochs + 1):
-            if m == diverged and epoch > 2:
-                break
-            blown = m == diverged and epoch == 2
-            loss = None if blown else 1.0 / (epoch + i)
-            rows.append({"momentum": m, "epoch": epoch, "train_loss": loss, "test_loss": loss,
-                         "train_accuracy": 0.9, "val_accuracy": None if blown else 0.9 + i / 100,
-                         "val_loss": loss, "test_accuracy": None if blown else 0.9 + i / 200,
-                         "diverged": int(blown), "epoch_seconds": 1.5 + i,
-                         "samples_per_second": 1000.0 * (i + 1), "models_in_pass": len(momenta),
-                         "cpu_peak_rss_mib": 900.0 + i})
+    arms = [(m, False) for m in momenta] + [(m, True) for m in momenta if controls and m > 0]
+    for i, (m, control) in enumerate(arms):
+        for r in range(replicates):
+            for epoch in range(1, epochs + 1):
+                if m == diverged and not control and r == 0 and epoch > 2:
+                    break
+                blown = m == diverged and not control and r == 0 and epoch == 2
+                value = None if blown else 0.9 + epoch / 100 + rng.normal(0, 0.003)
+                rows.append({"arm": f"{'control' if control else 'momentum'}_{m!r}",
+                             "momentum": m, "control": int(control),
+                             "lr": 0.1 / (1 - m) if control else 0.1, "replicate": r,
+                             "epoch": epoch, "train_loss": None if blown else 1 / (epoch + i),
+                             "train_accuracy": value, "val_loss": None if blown else 0.2,
+                             "val_accuracy": value, "test_loss": None if blown else 0.2,
+                             "test_accuracy": value, "diverged": int(blown),
+                             "epoch_seconds": 1.5, "samples_per_second": 1000.0,
+                             "models_in_pass": len(arms) * replicates, "cpu_peak_rss_mib": 900.0})
     return pd.DataFrame(rows, columns=metrics.COLUMNS)
 
 
 @pytest.mark.parametrize("momenta, diverged", [
     ([0.4], None),
-    ([0.0, 0.1, 0.2, 0.4, 0.5], None),
     ([round(0.1 * i, 1) for i in range(10)], None),
     ([0.0, 0.5, 0.99], 0.99),
 ])
-def test_every_figure_has_one_line_per_momentum_with_its_data(tmp_path, momenta, diverged):
+def test_every_figure_renders_with_one_curve_and_band_per_arm(tmp_path, momenta, diverged):
     table = synthetic_epochs(momenta, diverged=diverged)
-    table.to_csv(tmp_path / "epochs.tsv", sep="\t", index=False)
-    plots.render(tmp_path / "epochs.tsv", tmp_path)
+    metrics.write_epochs(table, tmp_path / "epochs.tsv")
+    (tmp_path / "summary.json").write_text(json.dumps(summarize.summary(table)))
+    plots.render(tmp_path / "epochs.tsv", tmp_path / "summary.json", tmp_path)
     for name in plots.FIGURES:
         image = matplotlib.image.imread(tmp_path / f"{name}.png")
-        assert image.ndim == 3 and image.shape[0] > 300 and image.std() > 0.01
+        assert image.ndim == 3 and image.shape[0] > 300 and image.std() > 0.01, name
 
-    styles = plots.momentum_styles(table["momentum"].unique())
-    assert len({colour for colour, _ in styles.values()}) == len(momenta)
-    figure = plots.figure(metrics.read_epochs(tmp_path / "epochs.tsv"), plots.FIGURES["loss"],
-                          styles)
-    ax = figure.axes[0]
-    lines = [line for line in ax.get_lines() if line.get_label().startswith("momentum")]
-    assert len(lines) == len(momenta)
-    for line, m in zip(lines, sorted(momenta)):
-        expected = table[(table["momentum"] == m) & table["train_loss"].notna()]
-        assert np.allclose(line.get_ydata(), expected["train_loss"])
-        assert ("diverged, epoch 2" in line.get_label()) == (m == diverged)
-    crosses = [line for line in ax.get_lines() if line.get_marker() == "x"]
-    assert len(crosses) == (1 if diverged is not None else 0)
+    read = metrics.read_epochs(tmp_path / "epochs.tsv")
+    fig = plots.curves_figure(read, plots.CURVES["accuracy"], plots.momentum_styles(momenta))
+    panels = plots.curve_panels(read)
+    assert len(fig.axes) == 2 * len(panels)
+    for ax, arms in zip(fig.axes, panels):  # first row: validation accuracy
+        lines = [line for line in ax.get_lines() if line.get_label()[0] in "mc"]
+        assert len(lines) == len(arms) and len(ax.collections) == len(arms)  # one band each
+        for line, arm in zip(lines, arms):
+            assert (line.get_linestyle() == "--") == arm.control
+            expected = read[read["arm"] == arm.name].groupby("epoch")["val_accuracy"].mean()
+            assert np.allclose(line.get_ydata(), expected.dropna())
+    crosses = [line for ax in fig.axes for line in ax.get_lines() if line.get_marker() == "x"]
+    assert bool(crosses) == (diverged is not None)
 
 
-def rendered_lines(spec):
-    """How many lines Vega-Lite draws for a filled spec, rendered offline to SVG."""
+def rendered(spec, mark):
+    """How many marks of a kind Vega-Lite draws for a filled spec, rendered offline to SVG."""
     svg = vl_convert.vegalite_to_svg(json.dumps(spec))
-    return len(re.findall(r'aria-roledescription="line mark"', svg))
+    return len(re.findall(f'aria-roledescription="{mark}"', svg))
 
 
-def test_dvc_plots_show_and_diff_draw_one_line_per_momentum_and_revision(repo):
-    update_params(repo, {"momentum": [0.0, 0.4]})
-    dvc(repo, "repro", "train")
-    git(repo, "add", "-A")
-    git(repo, "commit", "-qm", "two momenta")
-
-    shown = json.loads(dvc(repo, "plots", "show", "--json").stdout)["data"]
+@pytest.mark.dvc
+def test_dvc_plots_show_and_diff_draw_a_mean_line_and_band_per_momentum_and_revision(repo):
+    repo.dvc("repro", "summarize")
+    repo.commit("two momenta, two replicates")
+    shown = json.loads(repo.dvc("plots", "show", "--json").stdout)["data"]
     spec = shown["test_accuracy"][0]["content"]
     points = spec["data"]["values"]
-    assert {p["momentum"] for p in points} == {"0.0", "0.4"}
-    assert {p["rev"] for p in points} == {"workspace"}
-    assert spec["encoding"]["color"]["field"] == "momentum"
-    assert rendered_lines(spec) == 2
+    assert {p["arm"] for p in points} == {"momentum_0.0", "momentum_0.4", "control_0.4"}
+    assert rendered(spec, "line mark") == 2  # controls are left to the PNGs
+    assert rendered(spec, "area mark") == 2  # the 95% bands
     assert vl_convert.vegalite_to_png(json.dumps(spec))[:4] == b"\x89PNG"
 
-    update_params(repo, {"momentum": [0.0, 0.4, 0.5]})
-    dvc(repo, "repro", "train")
-    diff = json.loads(dvc(repo, "plots", "diff", "HEAD", "--json").stdout)["data"]
+    repo.set_params({"momentum": [0.0, 0.4, 0.5]})
+    repo.dvc("repro", "summarize")
+    diff = json.loads(repo.dvc("plots", "diff", "HEAD", "--json").stdout)["data"]
     for name in ("train_loss", "test_loss", "val_accuracy", "test_accuracy"):
         spec = diff[name][0]["content"]
-        points = spec["data"]["values"]
-        groups = {(p["rev"], p["momentum"]) for p in points}
-        assert groups == {("HEAD", "0.0"), ("HEAD", "0.4"), ("workspace", "0.0"),
-                          ("workspace", "0.4"), ("workspace", "0.5")}
-        assert spec["encoding"]["strokeDash"]["field"] == "rev"
-        assert rendered_lines(spec) == 5
+        revisions = {(p["rev"], p["momentum"]) for p in spec["data"]["values"]
+                     if str(p["control"]) == "0"}
+        assert revisions == {("HEAD", "0.0"), ("HEAD", "0.4"), ("workspace", "0.0"),
+                             ("workspace", "0.4"), ("workspace", "0.5")}
+        assert rendered(spec, "line mark") == 5 and rendered(spec, "area mark") == 5

@@ -1,48 +1,38 @@
-"""Interruptions, corrupted files and concurrent runs end in a correct result or a clear error."""
+"""Interruptions, careless edits, corrupted files and concurrent runs end in a correct result or a
+clear error, and never cost finished work."""
 
+import json
 import os
 import shutil
 import signal
-import subprocess
 import time
-from pathlib import Path
 
 import pytest
 import torch
-import yaml
 
-from conftest import BIN, ROOT, dvc, environment, update_params
-from momentum_sweep import params
-from momentum_sweep.errors import SweepError
+from clones import statuses
+
+pytestmark = pytest.mark.dvc
 
 # Large enough that a kill can land inside an epoch, small enough to stay quick.
-KILL_CONFIG = {"momentum": [0.0, 0.2, 0.4], "train": {"max_train_images": 12000, "epochs": 3}}
-# Training that lasts seconds, so that a Ctrl-C sent 0.5 s in lands inside it.
+KILL_CONFIG = {"momentum": [0.0, 0.4], "train": {"max_train_images": 12000, "epochs": 3}}
 CTRL_C_CONFIG = {**KILL_CONFIG, "train": {**KILL_CONFIG["train"], "epochs": 10}}
 
 
 def deterministic_outputs(repo):
     """What must be identical to an uninterrupted run: models (timing aside) and results."""
-    files = {p.relative_to(repo).as_posix(): p.read_bytes()
-             for p in sorted((repo / "models").rglob("*"))
-             if p.is_file() and p.name != "timing.json"}
+    files = repo.model_files()
     table = (repo / "metrics" / "epochs.tsv").read_text().splitlines()
     header = table[0].split("\t")
-    keep = [header.index(c) for c in ("momentum", "epoch", "train_loss", "val_accuracy",
+    keep = [header.index(c) for c in ("arm", "replicate", "epoch", "train_loss", "val_accuracy",
                                       "test_accuracy", "diverged")]
     files["epochs"] = [[row.split("\t")[i] for i in keep] for row in table]
     return files
 
 
-def start(repo, *args):
-    return subprocess.Popen([BIN / "dvc", *args], cwd=repo, env=environment(repo),
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                            start_new_session=True, stdin=subprocess.DEVNULL)
-
-
 def run_until(repo, marker, delay, sig=signal.SIGKILL, args=("repro",)):
     """Start `dvc repro`, wait for a log line containing ``marker``, wait ``delay`` s, signal."""
-    process = start(repo, *args)
+    process = repo.start("dvc", *args)
     seen = []
     for line in process.stdout:
         seen.append(line)
@@ -50,62 +40,179 @@ def run_until(repo, marker, delay, sig=signal.SIGKILL, args=("repro",)):
             time.sleep(delay)
             os.killpg(process.pid, sig)
             break
-    rest = process.communicate(timeout=120)[0]
+    rest = process.communicate(timeout=300)[0]
     return process.returncode, "".join(seen) + rest
 
 
 @pytest.fixture(scope="module")
 def reference(flattened, tmp_path_factory):
-    repo = tmp_path_factory.mktemp("reference") / "repo"
-    shutil.copytree(flattened, repo, symlinks=True)
-    update_params(repo, KILL_CONFIG)
-    dvc(repo, "repro")
+    repo = flattened.copy(tmp_path_factory.mktemp("reference") / "repo")
+    repo.set_params(KILL_CONFIG)
+    repo.dvc("repro")
     return deterministic_outputs(repo)
 
 
 @pytest.mark.parametrize("marker, delay", [
     ("Running stage 'download'", 0.3),              # during download
-    ("download: data/raw/train-images", 0.0),       # between two downloaded files
     ("Running stage 'flatten'", 1.0),               # during flatten
-    ("model(s) together", 0.4),                     # mid-epoch
+    ("model(s) together", 1.0),                     # mid-epoch
     ("epoch   2", 0.0),                              # between epochs
-    ("epoch   3", 0.05),                             # while saving momenta and writing metrics
+    ("epoch   3", 0.05),                             # while saving models
 ])
 def test_kill_at_any_moment_then_rerun_gives_the_uninterrupted_result(repo, reference, marker,
                                                                       delay):
-    update_params(repo, KILL_CONFIG)
+    repo.set_params(KILL_CONFIG)
     # --force: download and flatten really run, instead of being restored from DVC's cache.
     early = "download" in marker or "flatten" in marker
     code, log = run_until(repo, marker, delay, args=("repro", "--force") if early else ("repro",))
     assert code != 0 or "epoch   3" in marker, log  # the kill landed (a finished run is fine)
     for path in (repo / "data").rglob("*"):
         assert ".tmp" not in path.name, f"temporary file left behind: {path}"
-    rerun = dvc(repo, "repro").stdout
+    repo.dvc("repro")
     assert deterministic_outputs(repo) == reference
-    if "epoch" in marker or "together" in marker:
-        assert "trained" in rerun or "reused" in rerun
 
 
-def test_half_written_model_folders_are_never_reused(repo):
-    update_params(repo, {"momentum": [0.0, 0.4]})
-    dvc(repo, "repro", "train")
-    models = repo / "models"
-    (models / "momentum_0.0" / "fingerprint").unlink()             # killed before the last write
-    shutil.copytree(models / "momentum_0.4", models / ".incomplete-momentum_0.4-x")
-    log = dvc(repo, "repro", "train").stdout
-    assert "momentum 0.0: trained" in log and "momentum 0.4: reused" in log
-    assert sorted(p.name for p in models.iterdir()) == ["momentum_0.0", "momentum_0.4"]
-
-
-def test_ctrl_c_exits_promptly_with_a_short_message(repo):
-    update_params(repo, CTRL_C_CONFIG)
+def test_ctrl_c_keeps_every_finished_model_even_after_narrowing_the_list(repo):
+    repo.set_params(KILL_CONFIG)
+    repo.dvc("repro")
+    before, summary = repo.model_files(), repo.summary()
+    repo.set_params({**CTRL_C_CONFIG, "momentum": [0.3]})  # 0.3 must train; the rest is unlisted
     started = time.monotonic()
     code, log = run_until(repo, "model(s) together", 0.5, sig=signal.SIGINT)
-    assert code != 0 and time.monotonic() - started < 60
-    assert "interrupted: finished results are kept" in log
-    assert "Traceback" not in log
-    dvc(repo, "repro")
-    assert (repo / "metrics" / "summary.json").exists()
+    assert code != 0 and time.monotonic() - started < 60, log
+    assert "interrupted: finished results are kept" in log and "Traceback" not in log
+    assert repo.model_files() == before and repo.summary() == summary  # nothing lost or changed
+    repo.set_params(KILL_CONFIG)  # back to the list: everything is reused
+    log = repo.dvc("repro").stdout
+    assert set(statuses(log).values()) == {"reused"}
+    assert repo.model_files() == before
+
+
+def test_going_back_after_an_experiment_on_one_momentum_retrains_nothing(repo):
+    repo.dvc("repro", "summarize")
+    before = repo.model_files()
+    repo.dvc("exp", "run", "-S", "momentum=0.0")
+    assert sorted(p.name for p in (repo / "models").iterdir()) == ["momentum_0.0"]
+    repo.git("checkout", "params.yaml")
+    log = repo.dvc("repro", "summarize").stdout
+    assert set(statuses(log).values()) == {"reused", "reused from .model-cache"}
+    assert "reused from .model-cache" in statuses(log).values()
+    assert repo.model_files() == before
+
+
+def test_half_written_folders_are_never_reused(repo):
+    repo.dvc("repro", "train")
+    models = repo / "models"
+    (models / "momentum_0.0" / "replicate_0" / "seal.json").unlink()  # killed before the seal
+    shutil.copytree(models / "momentum_0.4" / "replicate_1",
+                    models / "momentum_0.4" / ".incomplete-replicate_1-x")
+    log = repo.dvc("repro", "train").stdout
+    assert statuses(log)["momentum 0.0 replicate 0"].startswith("reused from .model-cache")
+    assert statuses(log)["momentum 0.4 replicate 1"] == "reused"
+    assert sorted(p.name for p in (models / "momentum_0.4").iterdir()) == [
+        "replicate_0", "replicate_1"]
+
+
+def test_an_edited_record_or_damaged_model_is_retrained_not_trusted(repo):
+    repo.dvc("repro", "summarize")
+    before = repo.model_files()
+    record = repo / "models" / "momentum_0.4" / "replicate_0" / "record.json"
+    data = json.loads(record.read_text())
+    data["epochs"][-1]["val_accuracy"] = 0.99
+    record.write_text(json.dumps(data))
+    damaged = repo / "models" / "momentum_0.0" / "replicate_1" / "model.pt"
+    content = bytearray(damaged.read_bytes())
+    content[len(content) // 2] ^= 0xFF
+    damaged.write_bytes(bytes(content))
+    (repo / "models" / "control_0.4" / "replicate_0" / "notes.txt").write_text("foreign")
+    repo.run("rm", "-rf", ".model-cache")  # so that these must be retrained, not copied back
+    log = repo.dvc("repro", "summarize").stdout
+    found = statuses(log)
+    assert found["momentum 0.4 replicate 0"] == (
+        "trained (files missing or damaged: record.json does not match its seal)")
+    assert found["momentum 0.0 replicate 1"].startswith("trained (files missing or damaged")
+    assert "unexpected notes.txt" in found["control 0.4 (SGD, lr 0.1667) replicate 0"]
+    assert repo.model_files() == before
+    assert repo.summary()["best"]["val_accuracy"] < 0.99
+
+
+@pytest.mark.parametrize("make", ["file", "symlink", "model folder file"])
+def test_models_that_is_not_a_folder_is_a_clear_error(repo, tmp_path, make):
+    target = repo / "models"
+    if make == "file":
+        target.write_text("not a folder")
+    elif make == "symlink":
+        (tmp_path / "elsewhere").mkdir()
+        target.symlink_to(tmp_path / "elsewhere")
+    else:
+        target = target / "momentum_0.4" / "replicate_0"
+        target.parent.mkdir(parents=True)
+        target.write_text("not a folder")
+    result = repo.dvc("repro", "train", check=False)
+    assert result.returncode != 0 and "Traceback" not in result.stdout
+    kind = "symlink" if make == "symlink" else "file"
+    assert f"error: {target.relative_to(repo.path)}: a {kind}, where a folder" in result.stdout
+
+
+def test_metrics_that_cannot_be_written_is_a_clear_error_and_training_is_kept(repo):
+    (repo / "metrics").rename(repo / "metrics-kept")
+    (repo / "metrics").write_text("a file where the metrics folder belongs")
+    result = repo.dvc("repro", "summarize", check=False)
+    assert result.returncode != 0 and "Traceback" not in result.stdout
+    assert "error: metrics: expected a folder, found a file" in result.stdout
+    (repo / "metrics").unlink()
+    (repo / "metrics-kept").rename(repo / "metrics")
+    log = repo.dvc("repro", "summarize").stdout
+    assert set(statuses(log).values()) == {"reused"}  # the models trained before the error
+
+
+def test_a_network_too_large_for_memory_is_refused_before_allocating(repo):
+    repo.set_params({"model": {"hidden": [20_000_000, 50]}})
+    result = repo.dvc("repro", "train", check=False)
+    assert result.returncode != 0 and "Traceback" not in result.stdout
+    assert "model.hidden = [20000000, 50]: training 6 model(s) at once needs about" in result.stdout
+    assert "GiB is available on cpu; a first hidden layer of about" in result.stdout
+    assert "epoch" not in result.stdout
+
+
+@pytest.mark.parametrize("key, value, expected", [
+    ("momentun", 0.4, "momentun: unknown key"),
+    ("train.lr", 1.0e308, "train.lr = 1e+308: too large"),
+    ("momentum", 0.99999999, "momentum = 0.99999999: 0.99999999 rounds to 1.0 in float32"),
+])
+def test_bad_params_stop_the_run_before_any_work_and_keep_the_outputs(repo, key, value,
+                                                                      expected):
+    repo.dvc("repro")
+    before = {p: p.read_bytes() for p in sorted(repo.path.rglob("*"))
+              if p.is_file() and ".git" not in p.parts and ".dvc" not in p.parts}
+    *parents, last = key.split(".")
+    change = {last: value}
+    for parent in reversed(parents):
+        change = {parent: change}
+    repo.set_params(change)
+    result = repo.dvc("repro", check=False)
+    assert result.returncode != 0 and expected in result.stdout and "Traceback" not in result.stdout
+    assert "Running stage 'train'" not in result.stdout or "epoch" not in result.stdout
+    after = {p: p.read_bytes() for p in before}
+    assert {p for p in before if after[p] != before[p]} == {repo / "params.yaml"}
+
+
+def test_minus_zero_is_momentum_zero(repo):
+    repo.dvc("repro", "train")
+    repo.set_params({"momentum": [-0.0, 0.4]})
+    log = repo.dvc("repro", "train").stdout
+    assert set(statuses(log).values()) == {"reused"} and "momentum 0.0 replicate 0" in log
+
+
+def test_two_concurrent_runs_one_is_refused_by_dvcs_lock(repo):
+    first = repo.start("dvc", "repro")
+    time.sleep(1.5)
+    second = repo.start("dvc", "repro")
+    second_log = second.communicate(timeout=300)[0]
+    first_log = first.communicate(timeout=300)[0]
+    assert first.returncode == 0, first_log
+    assert second.returncode != 0 and "lock" in second_log.lower()
+    assert "Running stage" not in repo.dvc("repro").stdout
 
 
 def test_tampered_raw_data_is_detected_and_rebuilt(repo):
@@ -113,69 +220,16 @@ def test_tampered_raw_data_is_detected_and_rebuilt(repo):
     original = path.read_bytes()
     path.chmod(0o644)
     path.write_bytes(original[:-1] + bytes([original[-1] ^ 1]))
-    log = dvc(repo, "repro", "flatten").stdout
-    # DVC notices the change and restores the verified file: from its cache, or by rerunning.
+    log = repo.dvc("repro", "flatten").stdout
     assert "Running stage 'download'" in log or "Stage 'download' is cached" in log
     assert path.read_bytes() == original
 
 
-def test_flat_file_of_the_wrong_shape_is_an_error_naming_it(repo):
+def test_a_flat_file_of_the_wrong_shape_is_an_error_naming_it(repo):
     target = repo / "data" / "flat" / "train.pt"
     target.chmod(0o644)
     torch.save({"images": torch.zeros(10, 28, 28, dtype=torch.uint8),
                 "labels": torch.zeros(10, dtype=torch.int64)}, target)
-    result = dvc(repo, "repro", "train", "--single-item", check=False)
-    assert result.returncode != 0
+    result = repo.dvc("repro", "train", "--single-item", check=False)
+    assert result.returncode != 0 and "Traceback" not in result.stdout
     assert "data/flat/train.pt: images are torch.uint8 (10, 28, 28)" in result.stdout
-    assert "Traceback" not in result.stdout
-
-
-def test_corrupted_or_foreign_model_files_are_retrained(repo):
-    update_params(repo, {"momentum": [0.0, 0.2, 0.4]})
-    dvc(repo, "repro", "train")
-    before = {p: p.read_bytes() for p in (repo / "models").rglob("model.pt")}
-    corrupted = repo / "models" / "momentum_0.0" / "model.pt"
-    data = bytearray(corrupted.read_bytes())
-    data[len(data) // 2] ^= 0xFF
-    corrupted.write_bytes(bytes(data))
-    (repo / "models" / "momentum_0.4" / "notes.txt").write_text("foreign")
-    torch.save({"w": torch.zeros(3)}, repo / "models" / "momentum_0.2" / "model.pt")
-    log = dvc(repo, "repro", "train").stdout
-    assert "momentum 0.0: trained" in log
-    assert "momentum 0.2: trained" in log
-    assert "momentum 0.4: trained" in log
-    assert {p: p.read_bytes() for p in (repo / "models").rglob("model.pt")} == before
-    assert not (repo / "models" / "momentum_0.4" / "notes.txt").exists()
-
-
-def test_two_concurrent_runs_one_is_refused_by_dvcs_lock(repo):
-    update_params(repo, {"momentum": [0.0, 0.4]})
-    first = start(repo, "repro")
-    time.sleep(1.5)
-    second = start(repo, "repro")
-    second_log = second.communicate(timeout=300)[0]
-    first_log = first.communicate(timeout=300)[0]
-    assert first.returncode == 0, first_log
-    assert second.returncode != 0
-    assert "lock" in second_log.lower()
-    assert "momentum 0.0: trained" in first_log
-    assert "0.0" in (repo / "metrics" / "summary.json").read_text()
-    assert "Running stage" not in dvc(repo, "repro").stdout
-
-
-def test_params_are_read_with_a_safe_yaml_loader(tmp_path):
-    path = tmp_path / "params.yaml"
-    path.write_text("momentum: !!python/object/apply:os.system ['touch pwned']\n")
-    with pytest.raises(SweepError, match="not valid YAML"):
-        params.load(path)
-    assert not Path("pwned").exists()
-
-
-def test_stage_commands_take_no_parameter_values_and_models_load_weights_only():
-    stages = yaml.safe_load((ROOT / "dvc.yaml").read_text())["stages"]
-    for name, stage in stages.items():
-        assert "${" not in stage["cmd"] and stage["cmd"].startswith("python -m momentum_sweep.")
-    sources = "\n".join(p.read_text() for p in (ROOT / "src").rglob("*.py"))
-    loads = sources.count("torch.load(")
-    assert loads and loads == sources.count("weights_only=True)")
-    assert "yaml.load(" not in sources and "shell=True" not in sources

@@ -76,10 +76,10 @@ def stage_files(stage: str) -> list[Path]:
     return sorted({RUNNER, *files("momentum_sweep.stage"), *files(STAGES[stage])})
 
 
-def digest(paths) -> str:
-    """SHA-256 over the files' names (relative to src/) and contents, in sorted order."""
+def digest(paths, src_dir=SRC_DIR) -> str:
+    """SHA-256 over the files' names (relative to ``src_dir``) and contents, in sorted order."""
     h = hashlib.sha256()
     for path in sorted(paths):
-        h.update(Path(path).resolve().relative_to(SRC_DIR).as_posix().encode() + b"\0")
+        h.update(Path(path).resolve().relative_to(src_dir).as_posix().encode() + b"\0")
         h.update(Path(path).read_bytes())
     return h.hexdigest()

@@ -31,7 +31,7 @@ def by_replicate(finals, arm, column) -> dict:
 def arm_statistics(finals, arm) -> dict:
     rows = finals[finals["arm"] == arm.name]
     entry = {"arm": arm.name, "momentum": arm.momentum, "lr": arm.lr, "control": arm.control,
-             "replicates": len(rows), "diverged": int(rows["val_accuracy"].isna().sum())}
+             "replicates": len(rows), "diverged": int(rows["diverged"].sum())}
     for column in FIGURES:
         entry[column] = statistics.describe([finite(v) for v in rows[column]])
     return entry

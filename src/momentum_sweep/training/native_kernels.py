@@ -137,7 +137,7 @@ def train_epoch(w1, v1, W, Wt, V, last, sizes, widths, lr, mu, decay, drift, sca
     for s in range(len(act_ptr) - 1):
         start = s * batch_size
         B = min(batch_size, n - start)
-        alpha = np.float32(lr / B)
+        alpha = np.float32(lr) / np.float32(B)  # as the PyTorch step: float32 lr over B
         # Pass A: bring each active row up to date, decay its velocity for this step, and add
         # its contribution to the first layer's output of every image that has the pixel.
         for b in range(B):

@@ -20,8 +20,6 @@ import shutil
 import tempfile
 from pathlib import Path
 
-import torch
-
 from ..atomic import fsync, json_text
 from ..errors import SweepError
 
@@ -96,6 +94,8 @@ def _put_in_place(staging: Path, target: Path):
 
 def write_folder(target, state_dict, record, timing):
     """Write a model folder atomically: files, then the seal, then the rename."""
+    import torch  # here, not above: the analysis stages read folders without loading torch
+
     target = Path(target)
     staging = _stage_folder(target.parent, target.name)
     try:

@@ -52,7 +52,7 @@ def data_hash(flat_dir=FLAT_DIR) -> str:
 
 
 def library_versions(implementation) -> dict:
-    versions = {"torch": torch.__version__}
+    versions = {"torch": torch.version.__version__}
     if implementation == "native":
         import numba
 
@@ -197,8 +197,10 @@ def train_models(keys, inputs, p, device, implementation, cache):
                     continue
                 quality = {name: getattr(stats, name)[k] for name in QUALITY}
                 if not all(map(math.isfinite, quality.values())):
+                    # A diverged model's figures are not results, even the finite ones (an
+                    # accuracy of NaN logits is that of always answering class 0).
                     record["diverged_epoch"] = stats.epoch
-                    quality = {n: v if math.isfinite(v) else None for n, v in quality.items()}
+                    quality = dict.fromkeys(quality)
                 record["epochs"].append({"epoch": stats.epoch, **quality})
                 timings[key]["epochs"].append({
                     "epoch": stats.epoch, "epoch_seconds": stats.epoch_seconds,

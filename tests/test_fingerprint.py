@@ -1,0 +1,71 @@
+"""The reuse rule: what a fingerprint covers, and the reason the log gives for retraining."""
+
+import shutil
+
+import pytest
+
+from momentum_sweep import sources
+from momentum_sweep.training import arms, results, train
+
+from test_arms import parsed
+
+KEY = arms.ModelKey(arms.Arm(0.4, 0.1), 1)
+
+
+def inputs(p=None, key=KEY, data="d", code="c", device="cpu", implementation="native"):
+    return train.fingerprint_inputs(key, p or parsed(), data, code, device, implementation)
+
+
+@pytest.mark.parametrize("change, reason", [
+    (dict(key=arms.ModelKey(arms.Arm(0.4, 0.2), 1)), "parameters changed"),  # train.lr
+    (dict(p=parsed(epochs=3)), "parameters changed"),
+    (dict(key=arms.ModelKey(arms.Arm(0.4, 0.1), 2)), "parameters changed"),
+    (dict(data="other"), "data changed"),
+    (dict(code="other"), "code changed"),
+    (dict(implementation="torch"), "code changed, torch version or device changed"),  # numba
+    (dict(device="cuda"), "torch version or device changed"),
+])
+def test_a_change_gives_a_new_fingerprint_and_names_its_reason(change, reason):
+    old, new = inputs(), inputs(**change)
+    assert train.fingerprint(old) != train.fingerprint(new)
+    assert train.why_changed(old, new) == reason
+
+
+@pytest.mark.parametrize("change", [dict(replicates=9), dict(lr_control=False),
+                                    dict(device="cpu")])
+def test_settings_that_only_choose_which_models_exist_do_not_retrain(change):
+    assert train.fingerprint(inputs(parsed(**change))) == train.fingerprint(inputs())
+
+
+def test_changing_any_training_path_file_changes_the_fingerprint(tmp_path):
+    """Every file the train stage runs, changed one at a time in a copy of src/."""
+    files = sources.stage_files("train")
+    copy = tmp_path / "src"
+    shutil.copytree(sources.SRC_DIR, copy, ignore=shutil.ignore_patterns("__pycache__"))
+    copied = [copy / f.relative_to(sources.SRC_DIR) for f in files]
+    baseline = sources.digest(copied, copy)
+    assert baseline == sources.digest(files)
+    seen = {baseline}
+    for path in copied:
+        original = path.read_bytes()
+        path.write_bytes(original + b"\n# a change\n")
+        changed = sources.digest(copied, copy)
+        assert changed not in seen, path
+        key = train.fingerprint(inputs(code=changed))
+        assert key != train.fingerprint(inputs(code=baseline))
+        seen.add(changed)
+        path.write_bytes(original)
+    assert {f.name for f in files} >= {"train.py", "trainer.py", "native_kernels.py",
+                                       "__init__.py", "model.py", "results.py", "arms.py"}
+
+
+def test_a_sealed_folder_is_reused_only_untouched(tmp_path):
+    import torch
+
+    record = {"fingerprint": "f" * 64, "inputs": {}, "epochs": [], "diverged_epoch": None}
+    folder = tmp_path / "m"
+    results.write_folder(folder, {"w": torch.zeros(2)}, record, {"epochs": []})
+    assert results.read_sealed(folder)[0] == record
+    (folder / "record.json").write_text((folder / "record.json").read_text().replace("[]", "[1]", 1))
+    with pytest.raises(results.Damaged, match="record.json does not match its seal"):
+        results.read_sealed(folder)

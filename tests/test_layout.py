@@ -1,0 +1,97 @@
+"""What must not drift: dvc.yaml against the code's imports, the fingerprint's files, and the
+repository's independence from anything outside it."""
+
+import re
+import subprocess
+import sys
+
+import pytest
+from ruamel.yaml import YAML
+
+from clones import ROOT
+from momentum_sweep import sources
+from momentum_sweep.stage import STAGES
+
+DVC_YAML = YAML(typ="safe").load((ROOT / "dvc.yaml").read_text())
+DATA_DEPS = {"download": {"data/mnist"}, "flatten": {"data/raw"}, "train": {"data/flat"},
+             "summarize": {"models"}, "plot": {"metrics/epochs.tsv", "metrics/summary.json"}}
+
+
+def relative(paths):
+    return {p.resolve().relative_to(ROOT).as_posix() for p in paths}
+
+
+def test_every_stage_runs_through_the_runner_and_is_registered():
+    stages = DVC_YAML["stages"]
+    assert set(stages) == set(STAGES)
+    for name, stage in stages.items():
+        assert stage["cmd"] == f"python src/run_stage.py {name}"
+
+
+@pytest.mark.parametrize("stage", sorted(STAGES))
+def test_stage_deps_are_exactly_the_files_it_imports_and_its_data(stage):
+    declared = set(DVC_YAML["stages"][stage]["deps"])
+    expected = relative(sources.stage_files(stage)) | DATA_DEPS.get(stage, set())
+    assert declared == expected, (f"dvc.yaml deps of {stage}: missing "
+                                  f"{sorted(expected - declared)}, extra {sorted(declared - expected)}")
+
+
+def test_every_import_is_a_statement_the_reading_follows():
+    """Only the entry point imports by name (the stage it is asked to run)."""
+    dynamic = [p.name for p in (ROOT / "src").rglob("*.py")
+               if re.search(r"importlib|__import__", p.read_text())]
+    assert dynamic == ["stage.py"]
+
+
+def test_the_train_stage_loads_no_module_the_fingerprint_misses():
+    """Import the train stage in a fresh interpreter, with what it imports lazily."""
+    program = ("import sys, momentum_sweep.stage, momentum_sweep.training.train, "
+               "momentum_sweep.training.native_step\n"
+               "print('\\n'.join(m for m in sys.modules if m.startswith('momentum_sweep')))")
+    loaded = subprocess.run([sys.executable, "-c", program], check=True, text=True,
+                            stdout=subprocess.PIPE, cwd=ROOT / "src").stdout.split()
+    fingerprinted = {sources.module_file(m) for m in loaded}
+    assert fingerprinted <= set(sources.stage_files("train"))
+
+
+def test_the_params_stage_depends_on_the_whole_file():
+    assert DVC_YAML["stages"]["params"]["params"] == [{"params.yaml": None}]
+
+
+def tracked_text_files():
+    names = subprocess.run(["git", "ls-files", "-co", "--exclude-standard"], cwd=ROOT, check=True,
+                           text=True, stdout=subprocess.PIPE).stdout.split()
+    for name in names:
+        path = ROOT / name
+        if path.is_file() and path.suffix in {".py", ".md", ".yaml", ".toml", ".json", ".sh",
+                                              ".txt", ""} and "data/mnist" not in name:
+            yield name, path.read_text(errors="replace")
+
+
+def test_the_repository_refers_to_nothing_outside_it():
+    pattern = re.compile(r"DESIGN\.md|notebook\.txt|\.\./shared|/work/")
+    hits = [name for name, text in tracked_text_files()
+            if pattern.search(text) and name != "tests/test_layout.py"]
+    assert hits == []
+
+
+def test_the_code_uses_public_pytorch_apis_only():
+    hits = [p for p in (ROOT / "src").rglob("*.py")
+            if re.search(r"torch\._|aten\.", p.read_text())]
+    assert hits == []
+
+
+def test_loads_are_safe_and_no_command_takes_a_value_from_params():
+    text = "\n".join(p.read_text() for p in (ROOT / "src").rglob("*.py"))
+    assert text.count("torch.load(") == text.count("weights_only=True)") > 0
+    assert "yaml.load(" not in text and "shell=True" not in text
+    assert all("${" not in s["cmd"] for s in DVC_YAML["stages"].values())
+
+
+def test_ci_runs_the_readme_test_command():
+    readme = (ROOT / "README.md").read_text()
+    block = re.search(r"```\n(.*?)```", readme, re.DOTALL).group(1).splitlines()
+    assert len(block) == 2 and block[0].endswith("&& dvc repro") and block[1].endswith("pytest")
+    ci = (ROOT / ".ci" / "run").read_text()
+    pattern = re.search(r"grep -m1 -E '([^']+)' README.md", ci).group(1)
+    assert [line for line in readme.splitlines() if re.search(pattern, line)][0] == block[1]
