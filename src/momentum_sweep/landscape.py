@@ -12,10 +12,11 @@ path that leaves the floating-point range (momentum close to 1 with a large step
 diverged at the step where it did, not as a minimum it never reached.
 """
 
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
-import torch
 
 from .analysis.plots import PLOTS_DIR, momentum_styles, save
 from .atomic import write_json
@@ -28,30 +29,38 @@ ESCAPE_LOSS = -0.1      # the saddle is at f = 0, the minima at -0.25: below -0.
 NEAR_SADDLE = 0.1       # distance from (0, 0) counted as "at the saddle"
 
 
-def saddle_loss(x, y):
-    return x ** 2 / 2 + y ** 4 / 4 - y ** 2 / 2
+@dataclass(frozen=True)
+class Surface:
+    """A 2-D loss and its gradient, both written out: numpy arrays or torch tensors alike."""
+    loss: Callable
+    gradient: Callable
 
 
-def minima_loss(x, y, tilt):
-    return (x ** 2 - 1) ** 2 + tilt * x + y ** 2
+SADDLE = Surface(loss=lambda x, y: x ** 2 / 2 + y ** 4 / 4 - y ** 2 / 2,
+                 gradient=lambda x, y: (x, y ** 3 - y))
 
 
-def heavy_ball(loss, start, lr, momentum, steps):
+def minima_surface(tilt) -> Surface:
+    return Surface(loss=lambda x, y: (x ** 2 - 1) ** 2 + tilt * x + y ** 2,
+                   gradient=lambda x, y: (4 * x * (x ** 2 - 1) + tilt, 2 * y))
+
+
+def heavy_ball(surface, start, lr, momentum, steps):
     """Trajectory [n + 1, 2] and losses of SGD with momentum, PyTorch's update rule; n = steps,
     or fewer if the path stops being finite (the last point is then the first non-finite one)."""
-    point = torch.tensor(start, dtype=torch.float64)
+    point = np.array(start, dtype=np.float64)
     buffer = None
-    path = [point.clone()]
-    for _ in range(steps):
-        p = point.clone().requires_grad_(True)
-        (grad,) = torch.autograd.grad(loss(p[0], p[1]), p)
-        buffer = grad if buffer is None else momentum * buffer + grad
-        point = point - lr * buffer
-        path.append(point.clone())
-        if not (point.isfinite().all() and loss(point[0], point[1]).isfinite()):
-            break
-    path = torch.stack(path)
-    return path.numpy(), loss(path[:, 0], path[:, 1]).numpy()
+    path = [point]
+    with np.errstate(over="ignore", invalid="ignore"):
+        for _ in range(steps):
+            grad = np.array(surface.gradient(*point))
+            buffer = grad if buffer is None else momentum * buffer + grad
+            point = point - lr * buffer
+            path.append(point)
+            if not (np.isfinite(point).all() and np.isfinite(surface.loss(*point))):
+                break
+        path = np.array(path)
+        return path, surface.loss(path[:, 0], path[:, 1])
 
 
 def divergence(path, losses):
@@ -94,8 +103,9 @@ def minima_outcome(path, losses, tilt):
             "final_loss": float(losses[-1]), "final_point": [float(v) for v in path[-1]]}
 
 
-def run_surface(loss, settings, momenta):
-    return {m: heavy_ball(loss, settings.start, settings.lr, m, settings.steps) for m in momenta}
+def run_surface(surface, settings, momenta):
+    return {m: heavy_ball(surface, settings.start, settings.lr, m, settings.steps)
+            for m in momenta}
 
 
 def draw(runs, loss, extent, title, outcome_text, path):
@@ -132,8 +142,8 @@ def draw(runs, loss, extent, title, outcome_text, path):
 def landscape(p, plots_dir=PLOTS_DIR, out=LANDSCAPE_FILE):
     settings = p.landscape
     tilt = settings.minima.tilt
-    minima = lambda x, y: minima_loss(x, y, tilt)
-    saddle_runs = run_surface(saddle_loss, settings.saddle, p.momenta)
+    minima = minima_surface(tilt)
+    saddle_runs = run_surface(SADDLE, settings.saddle, p.momenta)
     minima_runs = run_surface(minima, settings.minima, p.momenta)
     table = {
         "saddle": {momentum_name(m): saddle_outcome(*r) for m, r in saddle_runs.items()},
@@ -152,10 +162,10 @@ def landscape(p, plots_dir=PLOTS_DIR, out=LANDSCAPE_FILE):
             return f"diverged at step {row['diverged_step']}"
         return f"ends in {row['ends_in']} minimum"
 
-    draw(saddle_runs, saddle_loss, [(-0.4, 0.4), (-0.3, 1.3)],
+    draw(saddle_runs, SADDLE.loss, [(-0.4, 0.4), (-0.3, 1.3)],
          "saddle point at (0, 0): f = x²/2 + y⁴/4 − y²/2", saddle_text,
          Path(plots_dir) / "landscape_saddle.png")
-    draw(minima_runs, minima, [(-1.8, 2.4), (-0.8, 0.8)],
+    draw(minima_runs, minima.loss, [(-1.8, 2.4), (-0.8, 0.8)],
          f"local and global minimum: f = (x²−1)² + {tilt}·x + y²", minima_text,
          Path(plots_dir) / "landscape_minima.png")
     write_json(out, table)

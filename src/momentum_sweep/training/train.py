@@ -14,6 +14,7 @@ and only then is models/ rebuilt to hold exactly the listed models.
 import hashlib
 import json
 import math
+import os
 import sys
 from collections import Counter
 
@@ -26,6 +27,7 @@ from ..data.mnist import FLAT_DIR, FLAT_FILES, MISSING_FLAT
 from ..errors import SweepError
 from . import arms, device as devices, results, trainer
 from .device import GIB
+from .live import LIVE_DIR, LiveLog, recorded as live_figures
 
 # Which fingerprint inputs, when they differ, give which reason to retrain.
 REASONS = {"arm": "parameters changed", "replicate": "parameters changed",
@@ -175,16 +177,18 @@ def check_memory(implementation, keys, p, device):
         f"momentum, train.replicates, train.lr_control)")
 
 
-def train_models(keys, inputs, p, device, implementation, cache):
-    """Train ``keys`` together and save each into the cache; {key: (record, timing)}."""
+def train_models(keys, inputs, p, device, implementation, cache, live, reused):
+    """Train ``keys`` together and save each into the cache; {key: (record, timing)}.
+    ``live`` gets every epoch's figures, those of the ``reused`` models from their records."""
     fingerprints = {key: fingerprint(inputs[key]) for key in keys}
     records = {key: {"model": key.name, "fingerprint": fingerprints[key], "inputs": inputs[key],
                      "diverged_epoch": None, "epochs": []} for key in keys}
     splits = data_splits.load_splits(p.train, device)
     model = trainer.make_trainer(implementation, keys, p.model.hidden, p.train, splits, device)
     described = f"{devices.describe(device)}, {model.description}"
-    timings = {key: {"device": described, "models_in_pass": len(keys), "epochs": []}
-               for key in keys}
+    timings = {key: {"device": described, "models_in_pass": len(keys),
+                     "cuda_visible_devices": os.environ.get("CUDA_VISIBLE_DEVICES"),
+                     "epochs": []} for key in keys}
     print(f"train: {len(keys)} model(s) together on {len(splits['train'])} images, "
           f"{p.train.epochs} epoch(s), batch {p.train.batch_size}, {described}", flush=True)
     progress = Progress(len(keys) * p.train.train_size, p.train.epochs)
@@ -207,6 +211,9 @@ def train_models(keys, inputs, p, device, implementation, cache):
                     "samples_per_second": p.train.train_size / stats.train_seconds,
                     **stats.memory})
             progress.line(epoch_line(stats, keys))
+            figures = {key: live_figures(records[key], stats.epoch) for key in keys}
+            figures.update({key: live_figures(r, stats.epoch) for key, (r, _) in reused.items()})
+            live.epoch(stats.epoch, figures)
     finally:
         progress.close()
     for k, key in enumerate(keys):
@@ -241,8 +248,8 @@ def run(p, models_dir=results.MODELS_DIR, cache_dir=results.CACHE_DIR):
     for key in keys:
         results.check_folder_path(models_dir / key.arm.name)
         results.check_folder_path(models_dir / key.name)
-    check_writable_folder(models_dir)
-    check_writable_folder(cache_dir)
+    for folder in (models_dir, cache_dir, LIVE_DIR):
+        check_writable_folder(folder)
     cache = results.ModelCache(cache_dir)
 
     code = sources.digest(sources.stage_files("train"))
@@ -265,7 +272,14 @@ def run(p, models_dir=results.MODELS_DIR, cache_dir=results.CACHE_DIR):
     found = {key: decisions[key][0] for key in keys if decisions[key][0] is not None}
     if to_train:
         check_memory(implementation, to_train, p, device)
-        found.update(train_models(to_train, inputs, p, device, implementation, cache))
+    live = LiveLog()
+    if to_train:
+        found.update(train_models(to_train, inputs, p, device, implementation, cache, live,
+                                  dict(found)))
+    else:
+        for epoch in range(1, p.train.epochs + 1):
+            live.epoch(epoch, {key: live_figures(found[key][0], epoch) for key in keys})
+    live.end()
 
     for key in keys:  # models/ now gets exactly the listed models, each folder replaced whole
         target = models_dir / key.name

@@ -1,0 +1,55 @@
+"""Live progress of the train stage, written with DVCLive after every epoch of the pass, so that
+`dvc plots show`, `dvc exp show` and the VS Code extension show the figures so far while a long
+stage runs (for a queued experiment: `dvc exp show`, and `dvc queue logs -f`).
+
+metrics/live/metrics.json holds the epoch and the mean validation accuracy and training loss over
+every model; metrics/live/plots/ their history and each arm's mean curve. Reused models appear
+with their recorded figures, so the log always covers every listed model. It is progress only:
+nothing reads it back, so an interrupted run's partial log is never trusted.
+"""
+
+import math
+from pathlib import Path
+
+LIVE_DIR = Path("metrics/live")
+
+
+def mean(values):
+    values = [v for v in values if v is not None and math.isfinite(v)]
+    return sum(values) / len(values) if values else None
+
+
+class LiveLog:
+    def __init__(self, live_dir=LIVE_DIR):
+        from dvclive import Live
+
+        self.live = Live(dir=str(live_dir), resume=False, report=None, save_dvc_exp=False,
+                         dvcyaml=None)
+        self.points = []
+
+    def epoch(self, epoch, figures):
+        """figures: {ModelKey: {"val_accuracy": ..., "train_loss": ...}} for this epoch."""
+        arms = {}
+        for key, values in figures.items():
+            arms.setdefault(key.arm, []).append(values)
+        for arm, rows in arms.items():
+            self.points.append({"epoch": epoch, "arm": arm.name, "momentum": arm.momentum,
+                                "control": int(arm.control),
+                                "val_accuracy": mean(r["val_accuracy"] for r in rows),
+                                "train_loss": mean(r["train_loss"] for r in rows)})
+        for name in ("val_accuracy", "train_loss"):
+            value = mean(v[name] for v in figures.values())
+            if value is not None:  # every model diverged: nothing to show, and no NaN in JSON
+                self.live.log_metric(name, value)
+        self.live.log_metric("epoch", epoch, plot=False)
+        self.live.log_plot("arms", self.points, x="epoch", y="val_accuracy")
+        self.live.next_step()
+
+    def end(self):
+        self.live.end()
+
+
+def recorded(record, epoch):
+    """A reused model's figures at ``epoch`` (None past the epoch in which it diverged)."""
+    rows = [e for e in record["epochs"] if e["epoch"] == epoch]
+    return rows[0] if rows else {"val_accuracy": None, "train_loss": None}

@@ -1,0 +1,84 @@
+"""A sweep over two hosts, as the README describes it: a bare git repository as `origin`, a local
+folder as the DVC remote, scripts/sweep-host on each host, a collector that pulls and compares
+everything, and a fresh clone whose `dvc pull` restores models that reproduce their records."""
+
+import json
+
+import pandas as pd
+import pytest
+import torch
+
+from clones import Clone
+from momentum_sweep.data import flatten
+from momentum_sweep.training import model
+
+pytestmark = pytest.mark.dvc
+
+
+def git_clone(origin, dest) -> Clone:
+    Clone(dest.parent).git("clone", "-q", str(origin), dest.name)
+    return Clone(dest)
+
+
+def experiments(clone):
+    shown = json.loads(clone.dvc("exp", "show", "--json").stdout)
+    return {e["name"]: e["revs"][0] for commit in shown for e in (commit.get("experiments") or [])}
+
+
+def test_two_hosts_share_a_sweep_through_git_and_dvc_remotes(template, tmp_path):
+    origin, storage = tmp_path / "origin.git", tmp_path / "storage"
+    main = template.copy(tmp_path / "main")
+    main.git("init", "-q", "--bare", str(origin))
+    main.dvc("remote", "add", "-d", "storage", str(storage))
+    main.commit("a DVC remote")
+    main.git("remote", "add", "origin", str(origin))
+    main.git("push", "-q", "origin", "HEAD:main")
+    main.dvc("push")
+
+    slices = {"a": "momentum=0.1,0.2", "b": "momentum=0.4,0.5"}
+    for name, sweep in slices.items():  # each host: clone, pull, its slice on two workers, push
+        host = git_clone(origin, tmp_path / f"host-{name}")
+        host.dvc("pull")
+        log = host.run("scripts/sweep-host", "origin", "0,1", "-S", sweep, "-S", "train.epochs=1",
+                       timeout=900).stdout
+        assert log.count("Success") == 2, log
+
+    collector = git_clone(origin, tmp_path / "collector")
+    collector.dvc("exp", "pull", "origin")
+    found = experiments(collector)
+    assert len(found) == 4
+    momenta = sorted(str(rev["data"]["params"]["params.yaml"]["data"]["momentum"])
+                     for rev in found.values())
+    assert momenta == ["0.1", "0.2", "0.4", "0.5"]
+    for rev in found.values():
+        assert rev["data"]["metrics"]["metrics/summary.json"]["data"]["best"]["replicates"] == 2
+        # Each worker ran with the device it was started with.
+        timing = json.loads(collector.run(
+            "python", "-c", "import dvc.api, sys; print(dvc.api.read(sys.argv[1], rev=sys.argv[2]))",
+            "models/control_" + str(rev["data"]["params"]["params.yaml"]["data"]["momentum"])
+            + "/replicate_0/timing.json", rev["rev"]).stdout)
+        assert timing["cuda_visible_devices"] in ("0", "1")
+
+    log = collector.run("momentum-sweep-compare").stdout
+    assert "compare: 4 of 4 experiment(s)" in log
+    arms = pd.read_csv(collector / "comparison" / "arms.tsv", sep="\t")
+    assert sorted(arms.loc[arms["lr"] == 0.1, "momentum"]) == [0.1, 0.2, 0.4, 0.5]
+    assert len(arms) == 8 and (arms["replicates"] == 2).all()  # four momenta, four controls
+    assert (collector / "comparison" / "accuracy.png").stat().st_size > 10_000
+
+    # A fourth clone restores an experiment's models from the DVC remote.
+    fourth = git_clone(origin, tmp_path / "fourth")
+    name = sorted(found)[0]
+    fourth.dvc("exp", "pull", "origin", name)
+    fourth.dvc("exp", "apply", name)
+    fourth.dvc("pull")
+    test = flatten.load_split("test", fourth / "data" / "flat")
+    folders = sorted((fourth / "models").glob("*/replicate_*"))
+    assert len(folders) == 4
+    for folder in folders:
+        net = model.MLP([50, 50])
+        net.load_state_dict(torch.load(folder / "model.pt", weights_only=True))
+        record = json.loads((folder / "record.json").read_text())
+        with torch.no_grad():
+            accuracy = (net(test["images"].float() / 255).argmax(1) == test["labels"]).double()
+        assert accuracy.mean().item() == record["epochs"][-1]["test_accuracy"]
