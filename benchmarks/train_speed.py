@@ -21,7 +21,6 @@ import argparse
 import json
 import math
 import os
-import resource
 import shutil
 import statistics
 import subprocess
@@ -37,6 +36,7 @@ from momentum_sweep import params as parameters
 from momentum_sweep.data.mnist import PIXELS
 from momentum_sweep.data.splits import Split, load_splits, scaled, split_indices
 from momentum_sweep.training import arms, model, trainer
+from momentum_sweep.training.device import peak_rss_mib
 
 P = parameters.load()
 SIZES = model.layer_sizes(P.model.hidden)
@@ -123,8 +123,7 @@ VARIANTS = variants()
 def measure_one(variant, epochs):
     """Child process: one variant, its seconds per model-epoch and its peak memory."""
     seconds = VARIANTS[variant][1](epochs)
-    print(json.dumps({"seconds": seconds,
-                      "peak_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}))
+    print(json.dumps({"seconds": seconds, "peak_rss_mib": peak_rss_mib()}))
 
 
 def measure(variant, epochs):

@@ -5,7 +5,7 @@ import shutil
 import pytest
 
 from momentum_sweep import sources
-from momentum_sweep.training import arms, results, train
+from momentum_sweep.training import arms, results, reuse
 
 from test_arms import parsed
 
@@ -13,7 +13,7 @@ KEY = arms.ModelKey(arms.Arm(0.4, 0.1), 1)
 
 
 def inputs(p=None, key=KEY, data="d", code="c", device="cpu", implementation="native"):
-    return train.fingerprint_inputs(key, p or parsed(), data, code, device, implementation)
+    return reuse.fingerprint_inputs(key, p or parsed(), data, code, device, implementation)
 
 
 @pytest.mark.parametrize("change, reason", [
@@ -27,14 +27,14 @@ def inputs(p=None, key=KEY, data="d", code="c", device="cpu", implementation="na
 ])
 def test_a_change_gives_a_new_fingerprint_and_names_its_reason(change, reason):
     old, new = inputs(), inputs(**change)
-    assert train.fingerprint(old) != train.fingerprint(new)
-    assert train.why_changed(old, new) == reason
+    assert reuse.fingerprint(old) != reuse.fingerprint(new)
+    assert reuse.why_changed(old, new) == reason
 
 
 @pytest.mark.parametrize("change", [dict(replicates=9), dict(lr_control=False),
                                     dict(device="cpu")])
 def test_settings_that_only_choose_which_models_exist_do_not_retrain(change):
-    assert train.fingerprint(inputs(parsed(**change))) == train.fingerprint(inputs())
+    assert reuse.fingerprint(inputs(parsed(**change))) == reuse.fingerprint(inputs())
 
 
 def test_changing_any_training_path_file_changes_the_fingerprint(tmp_path):
@@ -51,12 +51,12 @@ def test_changing_any_training_path_file_changes_the_fingerprint(tmp_path):
         path.write_bytes(original + b"\n# a change\n")
         changed = sources.digest(copied, copy)
         assert changed not in seen, path
-        key = train.fingerprint(inputs(code=changed))
-        assert key != train.fingerprint(inputs(code=baseline))
+        key = reuse.fingerprint(inputs(code=changed))
+        assert key != reuse.fingerprint(inputs(code=baseline))
         seen.add(changed)
         path.write_bytes(original)
     assert {f.name for f in files} >= {"train.py", "trainer.py", "native_kernels.py",
-                                       "__init__.py", "model.py", "results.py", "arms.py"}
+                                       "__init__.py", "model.py", "results.py", "arms.py", "reuse.py"}
 
 
 def test_a_sealed_folder_is_reused_only_untouched(tmp_path):

@@ -32,7 +32,7 @@ def test_every_stage_runs_through_the_runner_and_is_registered():
 def test_stage_deps_are_exactly_the_files_it_imports_and_its_data(stage):
     declared = set(DVC_YAML["stages"][stage]["deps"])
     expected = relative(sources.stage_files(stage)) | DATA_DEPS.get(stage, set())
-    assert declared == expected, (f"dvc.yaml deps of {stage}: missing "
+    assert declared == expected, (f"dvc.yaml deps of {stage} (scripts/update-dvc-deps): missing "
                                   f"{sorted(expected - declared)}, extra {sorted(declared - expected)}")
 
 

@@ -28,7 +28,7 @@ def experiments(clone):
 def test_two_hosts_share_a_sweep_through_git_and_dvc_remotes(template, tmp_path):
     origin, storage = tmp_path / "origin.git", tmp_path / "storage"
     main = template.copy(tmp_path / "main")
-    main.git("init", "-q", "--bare", str(origin))
+    main.git("init", "-q", "--bare", "--initial-branch=main", str(origin))
     main.dvc("remote", "add", "-d", "storage", str(storage))
     main.commit("a DVC remote")
     main.git("remote", "add", "origin", str(origin))

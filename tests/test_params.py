@@ -141,3 +141,10 @@ def test_defaults_are_the_notebooks_setup_with_replicates_and_controls():
     assert p.model.hidden == [50, 50]
     assert p.train.train_size == 55_000
     assert p.train.replicates == 5 and p.train.lr_control is True
+
+
+@pytest.mark.dvc
+def test_dvc_exp_run_with_a_tiny_learning_rate_is_accepted(repo):
+    result = repo.dvc("exp", "run", "params", "-S", "train.lr=0.00001")
+    assert "lr: 1e-05" in (repo / "params.yaml").read_text()
+    assert "params: params.yaml is valid" in result.stdout

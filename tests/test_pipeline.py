@@ -62,6 +62,11 @@ def test_only_what_changed_trains_and_reuse_is_byte_identical(repo):
     repo.set_params({"train": {"replicates": 3}})  # a replicate more: only its models
     log = repo.dvc("repro").stdout
     assert trained(log) == labels([M0, M2, C2], [2])
+    live = json.loads((repo / "metrics" / "live" / "metrics.json").read_text())
+    assert live["epoch"] == 2 and 0.5 < live["val_accuracy"] < 1  # DVCLive's progress log
+    points = json.loads((repo / "metrics/live/plots/custom/arms.json").read_text())
+    assert {(p["arm"], p["epoch"]) for p in points} == {
+        (arm, e) for arm in ("momentum_0.0", "momentum_0.2", "control_0.2") for e in (1, 2)}
     summary = repo.summary()
     assert all(a["replicates"] == 3 and a["val_accuracy"]["ci"] for a in summary["arms"])
     assert summary["verdict"]["0p2"].startswith("vs 0: ") and "warning" not in summary

@@ -81,7 +81,7 @@ def test_dvc_plots_show_and_diff_draw_a_mean_line_and_band_per_momentum_and_revi
     points = spec["data"]["values"]
     assert {p["arm"] for p in points} == {"momentum_0.0", "momentum_0.4", "control_0.4"}
     assert rendered(spec, "line mark") == 2  # controls are left to the PNGs
-    assert rendered(spec, "area mark") == 2  # the 95% bands
+    assert rendered(spec, "errorband") == 2  # the 95% bands
     assert vl_convert.vegalite_to_png(json.dumps(spec))[:4] == b"\x89PNG"
 
     repo.set_params({"momentum": [0.0, 0.4, 0.5]})
@@ -93,4 +93,4 @@ def test_dvc_plots_show_and_diff_draw_a_mean_line_and_band_per_momentum_and_revi
                      if str(p["control"]) == "0"}
         assert revisions == {("HEAD", "0.0"), ("HEAD", "0.4"), ("workspace", "0.0"),
                              ("workspace", "0.4"), ("workspace", "0.5")}
-        assert rendered(spec, "line mark") == 5 and rendered(spec, "area mark") == 5
+        assert rendered(spec, "line mark") == 5 and rendered(spec, "errorband") == 5

@@ -22,8 +22,7 @@ EPOCHS_FILE = METRICS_DIR / "epochs.tsv"
 SUMMARY_FILE = METRICS_DIR / "summary.json"
 
 IDENTITY = ["arm", "momentum", "control", "lr", "replicate"]
-QUALITY = ["train_loss", "train_accuracy", "val_loss", "val_accuracy", "test_loss",
-           "test_accuracy"]
+QUALITY = results.QUALITY
 COST = ["epoch_seconds", "samples_per_second", "models_in_pass", "cpu_peak_rss_mib",
         "cuda_peak_allocated_mib", "cuda_peak_reserved_mib"]
 COLUMNS = [*IDENTITY, "epoch", *QUALITY, "diverged", *COST]

@@ -17,6 +17,7 @@ SELECTION_RULE = ("best momentum: the largest mean final validation accuracy ove
                   "momentum. Test accuracy never takes part in the choice")
 FIGURES = ["val_accuracy", "test_accuracy", "val_loss", "test_loss", "train_loss"]
 COMPARED = "test_accuracy"
+PROJECTED_REPLICATES = (10, 20, 40)
 
 
 def finite(value):
@@ -45,6 +46,15 @@ def choose_best(arm_stats):
     return min(candidates, key=lambda a: (-a["val_accuracy"]["mean"], a["momentum"]))
 
 
+def winners_per_replicate(finals) -> list:
+    """The momentum one replicate alone would pick (the best validation accuracy): what choosing
+    on a single seed gives."""
+    listed = finals[(finals["control"] == 0) & finals["val_accuracy"].notna()]
+    ordered = listed.sort_values(["replicate", "val_accuracy", "momentum"],
+                                 ascending=[True, False, True])
+    return [float(m) for m in ordered.drop_duplicates("replicate")["momentum"]]
+
+
 def compare(finals, arm, other, family) -> dict:
     mine, theirs = by_replicate(finals, arm, COMPARED), by_replicate(finals, other, COMPARED)
     replicates = sorted(mine.keys() & theirs.keys())
@@ -67,6 +77,10 @@ def comparisons(finals, arms, best_arm) -> list:
         for row, adjusted in zip(rows, statistics.holm([r["p"] for r in rows])):
             row["p_holm"] = adjusted
             row["detectable"] = statistics.detectable(row["n"], row["sd_difference"], len(rows))
+            # What more replicates would detect, if the pairs kept this run's spread.
+            row["detectable_with"] = {str(n): statistics.detectable(n, row["sd_difference"],
+                                                                    len(rows))
+                                      for n in PROJECTED_REPLICATES}
         found.extend(rows)
     return found
 
@@ -115,6 +129,7 @@ def summary(table) -> dict:
                              "set train.replicates to 5 or more")
     result["rules"] = [SELECTION_RULE, statistics.VERDICT_RULE,
                        f"intervals: {statistics.CONFIDENCE:.0%} t-intervals over replicates"]
+    result["winner_per_replicate"] = winners_per_replicate(finals)
     result["arms"] = arm_stats
     result["comparisons"] = found
     return result

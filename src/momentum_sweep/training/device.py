@@ -40,6 +40,19 @@ def available_bytes(device: torch.device) -> int:
     return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_AVPHYS_PAGES")
 
 
+def peak_rss_mib() -> float:
+    """This process's peak resident memory: VmHWM where Linux gives it. (ru_maxrss would also
+    count the parent's memory at the fork, which Linux folds in at exec.)"""
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
 class MemoryProbe:
     """Peak memory per epoch: CUDA allocated and reserved, or the process's peak resident size."""
 
@@ -56,8 +69,7 @@ class MemoryProbe:
 
     def peak(self) -> dict:
         mib = 2 ** 20
-        # ru_maxrss is in KiB on Linux; it is the peak over the process's life.
-        stats = {"cpu_peak_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}
+        stats = {"cpu_peak_rss_mib": peak_rss_mib()}
         if self.device.type == "cuda":
             stats["cuda_peak_allocated_mib"] = torch.cuda.max_memory_allocated(self.device) / mib
             stats["cuda_peak_reserved_mib"] = torch.cuda.max_memory_reserved(self.device) / mib

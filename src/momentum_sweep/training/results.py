@@ -26,6 +26,9 @@ from ..errors import SweepError
 MODELS_DIR = Path("models")
 CACHE_DIR = Path(".model-cache")
 FILES = ("model.pt", "record.json", "timing.json")
+# The figures a record holds for each epoch.
+QUALITY = ["train_loss", "train_accuracy", "val_loss", "val_accuracy", "test_loss",
+           "test_accuracy"]
 SEAL = "seal.json"
 
 

@@ -1,148 +1,23 @@
-"""Stage `train`: every model params.yaml asks for, reusing each whose fingerprint still matches.
-
-A model's fingerprint is a hash of everything that decides it: the flattened data, the model
-and training parameters, its arm and replicate, the training code (every source file this stage
-runs, found by reading its imports), the step implementation, and the torch (and Numba) version
-and device type. A sealed folder with the same fingerprint, in models/ or in .model-cache/, is
-reused byte for byte; anything else is trained, and the log says why.
+"""Stage `train`: every model params.yaml asks for, reusing each whose fingerprint still matches
+(see ``reuse``); the others are trained together in one pass, and the log says why.
 
 The stage never deletes a finished model before its replacement is in place: every sealed
 folder in models/ is first kept in .model-cache/, the new models are trained and saved there,
 and only then is models/ rebuilt to hold exactly the listed models.
 """
 
-import hashlib
-import json
 import math
 import os
-import sys
 from collections import Counter
-
-import torch
 
 from .. import sources
 from ..atomic import check_writable_folder
 from ..data import splits as data_splits
-from ..data.mnist import FLAT_DIR, FLAT_FILES, MISSING_FLAT
 from ..errors import SweepError
 from . import arms, device as devices, results, trainer
 from .device import GIB
-from .live import LIVE_DIR, LiveLog, recorded as live_figures
-
-# Which fingerprint inputs, when they differ, give which reason to retrain.
-REASONS = {"arm": "parameters changed", "replicate": "parameters changed",
-           "model": "parameters changed", "train": "parameters changed",
-           "data": "data changed", "code": "code changed", "implementation": "code changed",
-           "torch": "torch version or device changed", "numba": "torch version or device changed",
-           "device_type": "torch version or device changed"}
-# train.* keys that do not change a model: the device is in the fingerprint as its type, the
-# arm carries the learning rate, and the number of replicates or the control switch only
-# decide which models there are.
-NOT_PER_MODEL = {"device", "lr", "replicates", "lr_control"}
-QUALITY = ["train_loss", "train_accuracy", "val_loss", "val_accuracy", "test_loss",
-           "test_accuracy"]
-
-
-def data_hash(flat_dir=FLAT_DIR) -> str:
-    digest = hashlib.sha256()
-    for name in FLAT_FILES:
-        path = flat_dir / name
-        if not path.exists():
-            raise SweepError(f"{path} is missing; {MISSING_FLAT}")
-        digest.update(results.sha256_file(path).encode())
-    return digest.hexdigest()
-
-
-def library_versions(implementation) -> dict:
-    versions = {"torch": torch.version.__version__}
-    if implementation == "native":
-        import numba
-
-        versions["numba"] = numba.__version__
-    return versions
-
-
-def fingerprint_inputs(key, p, data, code, device_type, implementation) -> dict:
-    """Everything that decides model ``key``, as a JSON-able dict (kept in its record)."""
-    return {
-        "arm": {"momentum": key.arm.momentum, "lr": key.arm.lr, "control": key.arm.control},
-        "replicate": key.replicate,
-        "model": p.model.model_dump(),
-        "train": p.train.model_dump(exclude=NOT_PER_MODEL),
-        "data": data,
-        "code": code,
-        "implementation": implementation,
-        "device_type": device_type,
-        **library_versions(implementation),
-    }
-
-
-def fingerprint(inputs) -> str:
-    return hashlib.sha256(json.dumps(inputs, sort_keys=True).encode()).hexdigest()
-
-
-def why_changed(old_inputs, new_inputs) -> str:
-    reasons = sorted({REASONS.get(k, "parameters changed") for k in new_inputs.keys() | old_inputs
-                      if old_inputs.get(k) != new_inputs.get(k)})
-    return ", ".join(reasons) or "fingerprint changed"
-
-
-def decide(keys, inputs, cache, models_dir):
-    """{key: (reused (record, timing) or None, why it is trained or where it was found)}."""
-    decisions = {}
-    for key in keys:
-        fp = fingerprint(inputs[key])
-        try:
-            record, timing = results.read_sealed(models_dir / key.name)
-        except results.Damaged as damage:
-            found = cache.find(fp)
-            reason = "new" if str(damage) == "missing" else f"files missing or damaged: {damage}"
-            decisions[key] = (found, "reused from .model-cache" if found else reason)
-            continue
-        if record["fingerprint"] == fp:
-            decisions[key] = ((record, timing), "reused")
-        else:
-            found = cache.find(fp)
-            decisions[key] = (found, "reused from .model-cache" if found
-                              else why_changed(record.get("inputs", {}), inputs[key]))
-    return decisions
-
-
-class Progress:
-    """A progress bar within each epoch on a terminal; plain lines, fit for a CI log, always."""
-
-    def __init__(self, total, epochs):
-        self.epochs = epochs
-        self.bar = None
-        if sys.stderr.isatty():
-            from tqdm import tqdm
-
-            self.bar = tqdm(total=total, unit="img", unit_scale=True, leave=False,
-                            mininterval=0.5)
-
-    def __call__(self, epoch, done):
-        if self.bar is None:
-            return
-        if done < self.bar.n:
-            self.bar.reset()
-        self.bar.set_description(f"epoch {epoch}/{self.epochs}", refresh=False)
-        self.bar.update(done - self.bar.n)
-
-    def line(self, text):
-        if self.bar is None:
-            print(text, flush=True)
-        else:
-            self.bar.write(text)
-
-    def close(self):
-        if self.bar is not None:
-            self.bar.close()
-
-
-def mean(values):
-    values = [v for v in values if v is not None and math.isfinite(v)]
-    return sum(values) / len(values) if values else None
-
+from .progress import LIVE_DIR, LiveLog, Progress, mean, recorded as live_figures
+from .reuse import data_hash, decide, fingerprint, fingerprint_inputs
 
 def by_arm(keys, values):
     """{arm: [value of each of its models]}, arms in first-seen order."""
@@ -199,7 +74,7 @@ def train_models(keys, inputs, p, device, implementation, cache, live, reused):
                 record = records[key]
                 if record["diverged_epoch"] is not None:
                     continue
-                quality = {name: getattr(stats, name)[k] for name in QUALITY}
+                quality = {name: getattr(stats, name)[k] for name in results.QUALITY}
                 if not all(map(math.isfinite, quality.values())):
                     # A diverged model's figures are not results, even the finite ones (an
                     # accuracy of NaN logits is that of always answering class 0).

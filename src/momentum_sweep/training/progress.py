@@ -1,6 +1,8 @@
-"""Live progress of the train stage, written with DVCLive after every epoch of the pass, so that
-`dvc plots show`, `dvc exp show` and the VS Code extension show the figures so far while a long
-stage runs (for a queued experiment: `dvc exp show`, and `dvc queue logs -f`).
+"""Progress of the train stage: a bar on the terminal, and a live log for DVC's tools.
+
+The live log is written with DVCLive after every epoch of the pass, so that `dvc plots show`,
+`dvc exp show` and the VS Code extension show the figures so far while a long stage runs (for a
+queued experiment: `dvc exp show`, and `dvc queue logs -f`).
 
 metrics/live/metrics.json holds the epoch and the mean validation accuracy and training loss over
 every model; metrics/live/plots/ their history and each arm's mean curve. Reused models appear
@@ -9,9 +11,41 @@ nothing reads it back, so an interrupted run's partial log is never trusted.
 """
 
 import math
+import sys
 from pathlib import Path
 
 LIVE_DIR = Path("metrics/live")
+
+
+class Progress:
+    """A progress bar within each epoch on a terminal; plain lines, fit for a CI log, always."""
+
+    def __init__(self, total, epochs):
+        self.epochs = epochs
+        self.bar = None
+        if sys.stderr.isatty():
+            from tqdm import tqdm
+
+            self.bar = tqdm(total=total, unit="img", unit_scale=True, leave=False,
+                            mininterval=0.5)
+
+    def __call__(self, epoch, done):
+        if self.bar is None:
+            return
+        if done < self.bar.n:
+            self.bar.reset()
+        self.bar.set_description(f"epoch {epoch}/{self.epochs}", refresh=False)
+        self.bar.update(done - self.bar.n)
+
+    def line(self, text):
+        if self.bar is None:
+            print(text, flush=True)
+        else:
+            self.bar.write(text)
+
+    def close(self):
+        if self.bar is not None:
+            self.bar.close()
 
 
 def mean(values):

@@ -1,0 +1,96 @@
+"""The reuse rule: a model's fingerprint, and the reason it must be trained when none matches.
+
+A model's fingerprint is a hash of everything that decides it: the flattened data, the model
+and training parameters, its arm and replicate, the training code (every source file the train
+stage runs, found by reading its imports), the step implementation, and the torch (and Numba)
+version and device type. A sealed folder with the same fingerprint, in models/ or in
+.model-cache/, is reused byte for byte. The record keeps the fingerprint's inputs, so when they
+differ the log can say which changed.
+"""
+
+import hashlib
+import json
+
+import torch
+
+from ..data.mnist import FLAT_DIR, FLAT_FILES, MISSING_FLAT
+from ..errors import SweepError
+from . import results
+
+# Which fingerprint inputs, when they differ, give which reason to retrain.
+REASONS = {"arm": "parameters changed", "replicate": "parameters changed",
+           "model": "parameters changed", "train": "parameters changed",
+           "data": "data changed", "code": "code changed", "implementation": "code changed",
+           "torch": "torch version or device changed", "numba": "torch version or device changed",
+           "device_type": "torch version or device changed"}
+# train.* keys that do not change a model: the device is in the fingerprint as its type, the
+# arm carries the learning rate, and the number of replicates or the control switch only
+# decide which models there are.
+NOT_PER_MODEL = {"device", "lr", "replicates", "lr_control"}
+
+
+def data_hash(flat_dir=FLAT_DIR) -> str:
+    digest = hashlib.sha256()
+    for name in FLAT_FILES:
+        path = flat_dir / name
+        if not path.exists():
+            raise SweepError(f"{path} is missing; {MISSING_FLAT}")
+        digest.update(results.sha256_file(path).encode())
+    return digest.hexdigest()
+
+
+def library_versions(implementation) -> dict:
+    versions = {"torch": torch.version.__version__}
+    if implementation == "native":
+        import numba
+
+        versions["numba"] = numba.__version__
+    return versions
+
+
+def fingerprint_inputs(key, p, data, code, device_type, implementation) -> dict:
+    """Everything that decides model ``key``, as a JSON-able dict (kept in its record)."""
+    return {
+        "arm": {"momentum": key.arm.momentum, "lr": key.arm.lr, "control": key.arm.control},
+        "replicate": key.replicate,
+        "model": p.model.model_dump(),
+        "train": p.train.model_dump(exclude=NOT_PER_MODEL),
+        "data": data,
+        "code": code,
+        "implementation": implementation,
+        "device_type": device_type,
+        **library_versions(implementation),
+    }
+
+
+def fingerprint(inputs) -> str:
+    return hashlib.sha256(json.dumps(inputs, sort_keys=True).encode()).hexdigest()
+
+
+def why_changed(old_inputs, new_inputs) -> str:
+    reasons = sorted({REASONS.get(k, "parameters changed") for k in new_inputs.keys() | old_inputs
+                      if old_inputs.get(k) != new_inputs.get(k)})
+    return ", ".join(reasons) or "fingerprint changed"
+
+
+def decide(keys, inputs, cache, models_dir):
+    """{key: (reused (record, timing) or None, why it is trained or where it was found)}."""
+    decisions = {}
+    for key in keys:
+        fp = fingerprint(inputs[key])
+        try:
+            record, timing = results.read_sealed(models_dir / key.name)
+        except results.Damaged as damage:
+            found = cache.find(fp)
+            reason = "new" if str(damage) == "missing" else f"files missing or damaged: {damage}"
+            decisions[key] = (found, "reused from .model-cache" if found else reason)
+            continue
+        if record["fingerprint"] == fp:
+            decisions[key] = ((record, timing), "reused")
+        else:
+            found = cache.find(fp)
+            decisions[key] = (found, "reused from .model-cache" if found
+                              else why_changed(record.get("inputs", {}), inputs[key]))
+    return decisions
+
+
