@@ -174,6 +174,7 @@ def train_epoch(w1, v1, W, Wt, V, last, sizes, widths, lr, mu, decay, drift, sca
         # through its transposed copy, so the loop runs along memory), then the update.
         for l in range(L - 1, 0, -1):
             fi = sizes[l]
+            wi = widths[l]
             fo = widths[l + 1]
             for i in range(fi + 1):
                 for j in range(fo):
@@ -186,14 +187,14 @@ def train_epoch(w1, v1, W, Wt, V, last, sizes, widths, lr, mu, decay, drift, sca
                             V[l - 1, i, j] += x * hs[l, b, j]
                 for j in range(fo):
                     V[l - 1, fi, j] += hs[l, b, j]
-                for i in range(fi):
+                for i in range(wi):
                     dh[i] = 0
                 for j in range(fo):
                     d = hs[l, b, j]
                     if d != 0:
-                        for i in range(fi):
+                        for i in range(wi):     # padded inputs: zero weights, zero gradient
                             dh[i] += d * Wt[l - 1, j, i]
-                for i in range(fi):             # through the ReLU: nothing where it was off
+                for i in range(wi):             # through the ReLU: nothing where it was off
                     hs[l - 1, b, i] = dh[i] if hs[l - 1, b, i] > 0 else np.float32(0)
             for i in range(fi + 1):
                 for j in range(fo):
