@@ -18,12 +18,13 @@ CACHE_ROOT = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / 
 
 
 class ContentAddressedLocator(caching.InTreeCacheLocator):
-    """Caches in ~/.cache/momentum-sweep/numba/<file stem>-<sha256 of the file>/."""
+    """Caches in ~/.cache/momentum-sweep/numba/<file stem>-<sha256 of module name and file>/.
+    (The module name too: a cached function refers to its module by name.)"""
 
     def __init__(self, py_func, py_file):
         super().__init__(py_func, py_file)
-        content = hashlib.sha256(Path(py_file).read_bytes()).hexdigest()[:20]
-        self._cache_path = str(CACHE_ROOT / "numba" / f"{Path(py_file).stem}-{content}")
+        key = hashlib.sha256(py_func.__module__.encode() + b"\0" + Path(py_file).read_bytes())
+        self._cache_path = str(CACHE_ROOT / "numba" / f"{Path(py_file).stem}-{key.hexdigest()[:20]}")
 
 
 @contextlib.contextmanager
