@@ -32,8 +32,9 @@ def test_every_stage_runs_through_the_runner_and_is_registered():
 def test_stage_deps_are_exactly_the_files_it_imports_and_its_data(stage):
     declared = set(DVC_YAML["stages"][stage]["deps"])
     expected = relative(sources.stage_files(stage)) | DATA_DEPS.get(stage, set())
-    assert declared == expected, (f"dvc.yaml deps of {stage} (scripts/update-dvc-deps): missing "
-                                  f"{sorted(expected - declared)}, extra {sorted(declared - expected)}")
+    assert declared == expected, (f"dvc.yaml deps of {stage} (run scripts/update-dvc-deps): "
+                                  f"missing {sorted(expected - declared)}, "
+                                  f"extra {sorted(declared - expected)}")
 
 
 def test_every_import_is_a_statement_the_reading_follows():

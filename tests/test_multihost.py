@@ -53,10 +53,11 @@ def test_two_hosts_share_a_sweep_through_git_and_dvc_remotes(template, tmp_path)
     for rev in found.values():
         assert rev["data"]["metrics"]["metrics/summary.json"]["data"]["best"]["replicates"] == 2
         # Each worker ran with the device it was started with.
+        momentum = rev["data"]["params"]["params.yaml"]["data"]["momentum"]
+        read = "import dvc.api, sys; print(dvc.api.read(sys.argv[1], rev=sys.argv[2]))"
         timing = json.loads(collector.run(
-            "python", "-c", "import dvc.api, sys; print(dvc.api.read(sys.argv[1], rev=sys.argv[2]))",
-            "models/control_" + str(rev["data"]["params"]["params.yaml"]["data"]["momentum"])
-            + "/replicate_0/timing.json", rev["rev"]).stdout)
+            "python", "-c", read, f"models/control_{momentum}/replicate_0/timing.json",
+            rev["rev"]).stdout)
         assert timing["cuda_visible_devices"] in ("0", "1")
 
     log = collector.run("momentum-sweep-compare").stdout

@@ -103,3 +103,21 @@ def test_a_diverged_model_is_reported_as_non_finite_not_a_crash(small_splits):
                         train_params, splits, epochs=1)
     (loss, accuracy), = figures
     assert not np.isfinite(loss[0]) and np.isfinite(loss[1])
+
+
+def test_compiled_kernels_are_cached_by_content_not_by_path(tmp_path):
+    """Every copy of the repository (a queued experiment, a clone) reuses one compilation."""
+    from momentum_sweep.training.numba_cache import ContentAddressedLocator
+
+    def kernel():
+        pass
+
+    paths = [tmp_path / "a" / "native_kernels.py", tmp_path / "b" / "native_kernels.py"]
+    for path, text in zip(paths, ["x = 1\n", "x = 1\n"]):
+        path.parent.mkdir()
+        path.write_text(text)
+    same = {ContentAddressedLocator(kernel, str(p)).get_cache_path() for p in paths}
+    assert len(same) == 1
+    paths[1].write_text("x = 2\n")
+    changed = {ContentAddressedLocator(kernel, str(p)).get_cache_path() for p in paths}
+    assert len(changed) == 2

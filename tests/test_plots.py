@@ -74,8 +74,6 @@ def rendered(spec, mark):
 
 @pytest.mark.dvc
 def test_dvc_plots_show_and_diff_draw_a_mean_line_and_band_per_momentum_and_revision(repo):
-    repo.dvc("repro", "summarize")
-    repo.commit("two momenta, two replicates")
     shown = json.loads(repo.dvc("plots", "show", "--json").stdout)["data"]
     spec = shown["test_accuracy"][0]["content"]
     points = spec["data"]["values"]
@@ -89,8 +87,8 @@ def test_dvc_plots_show_and_diff_draw_a_mean_line_and_band_per_momentum_and_revi
     diff = json.loads(repo.dvc("plots", "diff", "HEAD", "--json").stdout)["data"]
     for name in ("train_loss", "test_loss", "val_accuracy", "test_accuracy"):
         spec = diff[name][0]["content"]
-        revisions = {(p["rev"], p["momentum"]) for p in spec["data"]["values"]
+        revisions = {(p["rev"], float(p["momentum"])) for p in spec["data"]["values"]
                      if str(p["control"]) == "0"}
-        assert revisions == {("HEAD", "0.0"), ("HEAD", "0.4"), ("workspace", "0.0"),
-                             ("workspace", "0.4"), ("workspace", "0.5")}
+        assert revisions == {("HEAD", 0.0), ("HEAD", 0.4), ("workspace", 0.0),
+                             ("workspace", 0.4), ("workspace", 0.5)}
         assert rendered(spec, "line mark") == 5 and rendered(spec, "errorband") == 5

@@ -82,9 +82,9 @@ def test_ctrl_c_keeps_every_finished_model_even_after_narrowing_the_list(repo):
     assert code != 0 and time.monotonic() - started < 60, log
     assert "interrupted: finished results are kept" in log and "Traceback" not in log
     assert repo.model_files() == before and repo.summary() == summary  # nothing lost or changed
-    repo.set_params(KILL_CONFIG)  # back to the list: nothing to do, nothing was lost
-    assert "Data and pipelines are up to date" in repo.dvc("repro").stdout
-    assert repo.model_files() == before
+    repo.set_params(KILL_CONFIG)  # back to the list: nothing to train, nothing was lost
+    log = repo.dvc("repro").stdout
+    assert set(statuses(log).values()) <= {"reused"} and repo.model_files() == before
 
 
 def test_going_back_after_an_experiment_on_one_momentum_retrains_nothing(repo):
@@ -138,14 +138,13 @@ def test_an_edited_record_or_damaged_model_is_retrained_not_trusted(repo):
 @pytest.mark.parametrize("make", ["file", "symlink", "model folder file"])
 def test_models_that_is_not_a_folder_is_a_clear_error(repo, tmp_path, make):
     target = repo / "models"
-    if make == "file":
-        target.write_text("not a folder")
-    elif make == "symlink":
+    if make == "model folder file":
+        target = target / "momentum_0.4" / "replicate_0"
+    shutil.rmtree(target)
+    if make == "symlink":
         (tmp_path / "elsewhere").mkdir()
         target.symlink_to(tmp_path / "elsewhere")
     else:
-        target = target / "momentum_0.4" / "replicate_0"
-        target.parent.mkdir(parents=True)
         target.write_text("not a folder")
     result = repo.dvc("repro", "train", check=False)
     assert result.returncode != 0 and "Traceback" not in result.stdout
@@ -157,13 +156,14 @@ def test_metrics_that_cannot_be_written_is_a_clear_error_and_training_is_kept(re
     (repo / "metrics").rename(repo / "metrics-kept")
     (repo / "metrics").write_text("a file where the metrics folder belongs")
     result = repo.dvc("repro", "summarize", check=False)
+    # DVC meets it first (the train stage's live log is below metrics/) and names it.
     assert result.returncode != 0 and "Traceback" not in result.stdout
-    assert "error: metrics" in result.stdout and "found a file" in result.stdout or \
-        "error: metrics/live: cannot write there (Not a directory)" in result.stdout
+    assert "Not a directory" in result.stdout and "metrics/live" in result.stdout
     (repo / "metrics").unlink()
     (repo / "metrics-kept").rename(repo / "metrics")
     log = repo.dvc("repro", "summarize").stdout
-    assert set(statuses(log).values()) == {"reused"}  # the models trained before the error
+    assert set(statuses(log).values()) <= {"reused"}  # the models trained before are kept
+    assert (repo / "metrics" / "summary.json").exists()
 
 
 def test_a_network_too_large_for_memory_is_refused_before_allocating(repo):
@@ -198,13 +198,13 @@ def test_bad_params_stop_the_run_before_any_work_and_keep_the_outputs(repo, key,
 
 
 def test_minus_zero_is_momentum_zero(repo):
-    repo.dvc("repro", "train")
     repo.set_params({"momentum": [-0.0, 0.4]})
-    log = repo.dvc("repro", "train").stdout
+    log = repo.dvc("repro", "--force", "--single-item", "train").stdout
     assert set(statuses(log).values()) == {"reused"} and "momentum 0.0 replicate 0" in log
 
 
 def test_two_concurrent_runs_one_is_refused_by_dvcs_lock(repo):
+    repo.set_params(KILL_CONFIG)  # work for the first run
     first = repo.start("dvc", "repro")
     time.sleep(1.5)
     second = repo.start("dvc", "repro")

@@ -22,7 +22,7 @@ def fsync(path):
 
 @contextlib.contextmanager
 def atomic_path(path):
-    """Yield a temporary path beside ``path``; on success it is fsynced and renamed onto ``path``."""
+    """Yield a temporary path beside ``path``; on success it is fsynced and renamed onto it."""
     path = Path(path)
     try:
         path.parent.mkdir(parents=True, exist_ok=True)

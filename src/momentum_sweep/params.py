@@ -81,7 +81,8 @@ class TrainParams(Section):
         return self.images_used - self.validation_size
 
 
-Point = Annotated[list[Annotated[float, Field(allow_inf_nan=False)]], Field(min_length=2, max_length=2)]
+Point = Annotated[list[Annotated[float, Field(allow_inf_nan=False)]],
+                  Field(min_length=2, max_length=2)]
 
 
 class SurfaceParams(Section):

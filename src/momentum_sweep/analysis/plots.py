@@ -147,7 +147,8 @@ def draw_final(ax, finals, column, title, styles):
                    facecolors=face, alpha=0.7, marker=marker, zorder=2)
         d = statistics.describe(values.tolist())
         if d["mean"] is not None:
-            error = None if d["ci"] is None else [[d["mean"] - d["ci"][0]], [d["ci"][1] - d["mean"]]]
+            error = (None if d["ci"] is None
+                     else [[d["mean"] - d["ci"][0]], [d["ci"][1] - d["mean"]]])
             ax.errorbar([x + 0.3], [d["mean"]], yerr=error, fmt="_", markersize=14, capsize=4,
                         color="black", zorder=3)
     ax.set_xticks(range(len(order)),

@@ -70,11 +70,12 @@ def fetch_verified(name, sources) -> bytes:
         if actual == MD5[name]:
             return data
         tried.append(f"{label}: checksum mismatch, expected MD5 {MD5[name]}, actual {actual}")
-    raise SweepError(f"{name}: no source gave a verified copy. Sources tried:\n  " + "\n  ".join(tried))
+    raise SweepError(f"{name}: no source gave a verified copy. Sources tried:\n  "
+                     + "\n  ".join(tried))
 
 
 def sources_for(data_params, carried_dir=CARRIED_DIR):
-    carried = ("carried copy " + str(carried_dir), lambda name: from_carried_copy(name, carried_dir))
+    carried = (f"carried copy {carried_dir}", lambda name: from_carried_copy(name, carried_dir))
     mirrors = ("torchvision download", lambda name: from_mirrors(name, data_params.mirrors))
     return [mirrors] if data_params.source == "download" else [carried, mirrors]
 

@@ -38,8 +38,9 @@ def load_splits(train_params, device, flat_dir=FLAT_DIR) -> dict[str, Split]:
     """train, val and test splits, moved to ``device`` as uint8."""
     train, test = load_split("train", flat_dir), load_split("test", flat_dir)
     train_idx, val_idx = split_indices(train_params)
-    return {
-        "train": Split(train["images"][train_idx].to(device), train["labels"][train_idx].to(device)),
-        "val": Split(train["images"][val_idx].to(device), train["labels"][val_idx].to(device)),
-        "test": Split(test["images"].to(device), test["labels"].to(device)),
-    }
+
+    def on_device(split, rows):
+        return Split(split["images"][rows].to(device), split["labels"][rows].to(device))
+
+    return {"train": on_device(train, train_idx), "val": on_device(train, val_idx),
+            "test": on_device(test, slice(None))}

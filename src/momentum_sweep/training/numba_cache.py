@@ -24,7 +24,8 @@ class ContentAddressedLocator(caching.InTreeCacheLocator):
     def __init__(self, py_func, py_file):
         super().__init__(py_func, py_file)
         key = hashlib.sha256(py_func.__module__.encode() + b"\0" + Path(py_file).read_bytes())
-        self._cache_path = str(CACHE_ROOT / "numba" / f"{Path(py_file).stem}-{key.hexdigest()[:20]}")
+        name = f"{Path(py_file).stem}-{key.hexdigest()[:20]}"
+        self._cache_path = str(CACHE_ROOT / "numba" / name)
 
 
 @contextlib.contextmanager

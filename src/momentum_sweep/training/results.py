@@ -164,14 +164,19 @@ def model_folders(models_dir=MODELS_DIR):
                   for p in arm.iterdir() if p.name.startswith("replicate_"))
 
 
+def remove(path):
+    """A folder with what is in it, or a file or symlink (never what a symlink points to)."""
+    shutil.rmtree(path) if path.is_dir() and not path.is_symlink() else path.unlink()
+
+
 def remove_all_but(keep_names, models_dir=MODELS_DIR):
     """Delete from models/ everything but the folders named in ``keep_names`` (as key.name)."""
     models_dir = Path(models_dir)
     keep_arms = {name.split("/")[0] for name in keep_names}
     for arm in models_dir.iterdir():
         if arm.name not in keep_arms or not arm.is_dir() or arm.is_symlink():
-            shutil.rmtree(arm) if arm.is_dir() and not arm.is_symlink() else arm.unlink()
+            remove(arm)
             continue
         for entry in arm.iterdir():
             if f"{arm.name}/{entry.name}" not in keep_names:
-                shutil.rmtree(entry) if entry.is_dir() and not entry.is_symlink() else entry.unlink()
+                remove(entry)

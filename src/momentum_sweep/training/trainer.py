@@ -94,8 +94,8 @@ class TorchTrainer:
         loss = torch.zeros(self.K, dtype=torch.float64, device=device)
         correct = torch.zeros(self.K, dtype=torch.int64, device=device)
         for start in range(0, len(split), chunk):
-            log_probs = torch.log_softmax(self.step.logits(scaled(split.images[start:start + chunk])),
-                                          -1)                                  # [K, n, 10]
+            images = scaled(split.images[start:start + chunk])                 # [n, 784]
+            log_probs = torch.log_softmax(self.step.logits(images), -1)        # [K, n, 10]
             labels = split.labels[start:start + chunk].expand(self.K, -1)     # [K, n]
             loss -= log_probs.gather(2, labels.unsqueeze(2)).squeeze(2).double().sum(1)
             correct += (log_probs.argmax(2) == labels).sum(1)
