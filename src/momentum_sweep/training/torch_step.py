@@ -54,6 +54,7 @@ class TorchStep:
         self.mu = torch.cat([m.reshape(-1) for m in per_layer])  # one momentum per parameter
         self.lr = torch.tensor(lrs, dtype=torch.float32, device=device).view(K, 1, 1)
         self._activations = {}
+        self._lr_over_batch = {}
         for k, state in enumerate(initial_states):
             for layer, (weight, bias) in enumerate(self._layer(k)):
                 weight.copy_(state[f"layers.{layer}.weight"].T)
@@ -86,6 +87,12 @@ class TorchStep:
             h = z
         return z
 
+    def _lr_over(self, batch):
+        """[K, 1, 1]: each model's learning rate over the batch size."""
+        if batch not in self._lr_over_batch:
+            self._lr_over_batch[batch] = self.lr / batch
+        return self._lr_over_batch[batch]
+
     def _activation_buffers(self, batch):
         """Hidden activations [K, B, width + 1], the last column all ones (the bias input)."""
         if batch not in self._activations:
@@ -102,15 +109,16 @@ class TorchStep:
         acts = self._activation_buffers(batch)
         self.velocity.mul_(self.mu)
         first = self.weights[0]
-        z = torch.cat([inputs[g] @ first[a * self.width:b * self.width].T          # [B, n*H1]
-                       for g, (a, b) in enumerate(self.groups)], dim=1)
+        blocks = [inputs[g] @ first[a * self.width:b * self.width].T               # [B, n*H1]
+                  for g, (a, b) in enumerate(self.groups)]
+        z = blocks[0] if len(blocks) == 1 else torch.cat(blocks, dim=1)             # [B, K*H1]
         z = z.view(batch, K, -1).transpose(0, 1)                                    # [K, B, H1]
         for act, weights in zip(acts, self.weights[1:]):
             torch.clamp_min(z, 0, out=act[..., :-1])                               # ReLU
             z = torch.bmm(act, weights)                                             # [K, B, out]
         log_probs = torch.log_softmax(z, -1)                                        # [K, B, 10]
         # lr * d(mean cross-entropy)/dz = lr/B * (softmax - onehot), per model.
-        dz = (log_probs.exp() + neg_onehot).mul_(self.lr / batch)                  # [K, B, 10]
+        dz = log_probs.exp().add_(neg_onehot).mul_(self._lr_over(batch))          # [K, B, 10]
         for act, weights, velocity in zip(acts[::-1], self.weights[:0:-1], self.velocities[:0:-1]):
             velocity.baddbmm_(act.transpose(1, 2), dz)                              # [K, in+1, out]
             dh = torch.bmm(dz, weights[:, :-1].transpose(1, 2))                     # [K, B, in]

@@ -19,6 +19,7 @@ from .device import GIB
 from .progress import LIVE_DIR, LiveLog, Progress, mean, recorded as live_figures
 from .reuse import data_hash, decide, fingerprint, fingerprint_inputs
 
+
 def by_arm(keys, values):
     """{arm: [value of each of its models]}, arms in first-seen order."""
     grouped = {}
@@ -35,19 +36,21 @@ def epoch_line(stats, keys):
 
 
 def check_memory(implementation, keys, p, device):
-    needed = trainer.memory_needed(implementation, len(keys), len({k.replicate for k in keys}),
-                                   p.model.hidden, p.train)
+    """Refuse, before allocating, a pass that cannot fit: say how wide a first layer would."""
+    replicates = len({k.replicate for k in keys})
+
+    def needed(hidden):
+        return trainer.memory_needed(implementation, len(keys), replicates, hidden, p.train)
+
     available = devices.available_bytes(device)
-    if needed <= available:
+    if needed(p.model.hidden) <= available:
         return
     width = p.model.hidden[0]
-    while width > 1 and trainer.memory_needed(implementation, len(keys),
-                                              len({k.replicate for k in keys}),
-                                              [width, *p.model.hidden[1:]], p.train) > available:
+    while width > 1 and needed([width, *p.model.hidden[1:]]) > available:
         width //= 2
     raise SweepError(
         f"model.hidden = {p.model.hidden}: training {len(keys)} model(s) at once needs about "
-        f"{needed / GIB:.1f} GiB, but {available / GIB:.1f} GiB is available on "
+        f"{needed(p.model.hidden) / GIB:.1f} GiB, but {available / GIB:.1f} GiB is available on "
         f"{device.type}; a first hidden layer of about {width} fits (or train fewer models: "
         f"momentum, train.replicates, train.lr_control)")
 
@@ -101,11 +104,13 @@ def train_models(keys, inputs, p, device, implementation, cache, live, reused):
 
 
 def final_table(keys, found) -> str:
+    def fmt(value):
+        return "-" if value is None else f"{value:.4f}"
+
     lines = [f"{'arm':>14}  {'lr':>7}  {'models':>6}  {'diverged':>8}  {'train loss':>10}  "
              f"{'val acc':>7}  {'test acc':>8}"]
     for arm, items in by_arm(keys, [found[k][0] for k in keys]).items():
         finals = [r["epochs"][-1] for r in items if r["diverged_epoch"] is None]
-        fmt = lambda v: "-" if v is None else f"{v:.4f}"
         lines.append(
             f"{arm.name:>14}  {arm.lr:7.4g}  {len(items):>6}  "
             f"{sum(r['diverged_epoch'] is not None for r in items):>8}  "
@@ -115,29 +120,51 @@ def final_table(keys, found) -> str:
     return "\n".join(lines) + "\n(means over replicates; `dvc repro summarize` for intervals)"
 
 
-def run(p, models_dir=results.MODELS_DIR, cache_dir=results.CACHE_DIR):
-    device = devices.resolve(p.train.device)
-    implementation = trainer.implementation_for(device)
-    keys = arms.models(p)
+def check_paths(keys, models_dir, cache_dir):
+    """Clear errors for what a user may have put where folders belong, before any work."""
     results.check_folder_path(models_dir)
     for key in keys:
         results.check_folder_path(models_dir / key.arm.name)
         results.check_folder_path(models_dir / key.name)
     for folder in (models_dir, cache_dir, LIVE_DIR):
         check_writable_folder(folder)
-    cache = results.ModelCache(cache_dir)
 
-    code = sources.digest(sources.stage_files("train"))
-    data = data_hash()
-    inputs = {key: fingerprint_inputs(key, p, data, code, device.type, implementation)
-              for key in keys}
-    # Nothing in models/ is lost, whatever happens next: keep every sealed folder in the cache.
+
+def keep_in_cache(models_dir, cache):
+    """Copy every sealed folder of models/ into the cache: nothing there is lost, whatever
+    happens next (narrowing the list, Ctrl-C)."""
     for folder in results.model_folders(models_dir):
         try:
             record, _ = results.read_sealed(folder)
         except results.Damaged:
             continue
         cache.keep(folder, record["fingerprint"])
+
+
+def rebuild_models_dir(keys, fingerprints, cache, models_dir):
+    """models/ gets exactly the listed models, each folder replaced whole, from the cache."""
+    for key in keys:
+        target = models_dir / key.name
+        try:
+            current = results.read_sealed(target)[0]["fingerprint"]
+        except results.Damaged:
+            current = None
+        if current != fingerprints[key]:
+            results.copy_folder(cache.path(fingerprints[key]), target)
+    results.remove_all_but({key.name for key in keys}, models_dir)
+
+
+def run(p, models_dir=results.MODELS_DIR, cache_dir=results.CACHE_DIR):
+    device = devices.resolve(p.train.device)
+    implementation = trainer.implementation_for(device)
+    keys = arms.models(p)
+    check_paths(keys, models_dir, cache_dir)
+    cache = results.ModelCache(cache_dir)
+    code = sources.digest(sources.stage_files("train"))
+    data = data_hash()
+    inputs = {key: fingerprint_inputs(key, p, data, code, device.type, implementation)
+              for key in keys}
+    keep_in_cache(models_dir, cache)
 
     decisions = decide(keys, inputs, cache, models_dir)
     for key in keys:
@@ -151,20 +178,12 @@ def run(p, models_dir=results.MODELS_DIR, cache_dir=results.CACHE_DIR):
     if to_train:
         found.update(train_models(to_train, inputs, p, device, implementation, cache, live,
                                   dict(found)))
-    else:
+    else:  # the live log still shows every listed model
         for epoch in range(1, p.train.epochs + 1):
             live.epoch(epoch, {key: live_figures(found[key][0], epoch) for key in keys})
     live.end()
 
-    for key in keys:  # models/ now gets exactly the listed models, each folder replaced whole
-        target = models_dir / key.name
-        try:
-            current = results.read_sealed(target)[0]["fingerprint"]
-        except results.Damaged:
-            current = None
-        if current != fingerprint(inputs[key]):
-            results.copy_folder(cache.path(fingerprint(inputs[key])), target)
-    results.remove_all_but({key.name for key in keys}, models_dir)
+    rebuild_models_dir(keys, {key: fingerprint(inputs[key]) for key in keys}, cache, models_dir)
     counts = Counter("reused" if decisions[k][0] is not None else "trained" for k in keys)
     print(f"train: {counts['trained']} trained, {counts['reused']} reused", flush=True)
     print(final_table(keys, found), flush=True)
