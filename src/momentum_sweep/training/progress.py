@@ -1,8 +1,9 @@
 """Progress of the train stage: a bar on the terminal, and a live log for DVC's tools.
 
 The live log is written with DVCLive after every epoch of the pass, so that `dvc plots show`,
-`dvc exp show` and the VS Code extension show the figures so far while a long stage runs (for a
-queued experiment: `dvc exp show`, and `dvc queue logs -f`).
+`dvc exp show` and the VS Code extension show the figures so far while a long stage runs in the
+workspace (checked: neither command waits for the running stage). A queued experiment runs in a
+copy of the repository; `dvc queue logs -f <task>` follows its epochs.
 
 metrics/live/metrics.json holds the epoch and the mean validation accuracy and training loss over
 every model; metrics/live/plots/ their history and each arm's mean curve. Reused models appear
