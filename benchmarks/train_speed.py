@@ -132,14 +132,14 @@ def measure(variant, epochs):
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
-def measure_in_turns(names, epochs, repeats):
-    """Each variant ``repeats`` times, taking turns; per variant the median of every figure."""
-    runs = {v: [] for v in names}
+def measure_in_turns(names, epochs, repeats, runs=None):
+    """Each variant ``repeats`` times, taking turns; {variant: [figures of each run]}, added to
+    ``runs`` when given."""
+    runs = runs or {v: [] for v in names}
     for _ in range(repeats):
         for v in names:
             runs[v].append(measure(v, epochs))
-    return {v: {key: statistics.median(r[key] for r in rs) for key in rs[0]}
-            for v, rs in runs.items()}
+    return runs
 
 
 def busy_neighbour():
@@ -210,19 +210,26 @@ def main():
     if args.child:
         return measure_one(args.child, args.epochs)
 
-    rate = matmul_gflops()
     nonzero = nonzero_pixels_per_image()
+    names = list(VARIANTS)
+    rates = []
+    results = {}
+    for _ in range(args.repeats):  # the multiply rate too is measured in turn with the variants
+        rates.append(matmul_gflops())
+        results = measure_in_turns(names, args.epochs, 1, results)
+    rate = statistics.median(rates)
     print(f"machine: {os.cpu_count()} CPUs, torch {torch.__version__}, "
           f"{torch.get_num_threads()} threads; "
           + (f"GPU {torch.cuda.get_device_name()}" if torch.cuda.is_available() else "no GPU"))
     dense = flops_per_model_epoch(PIXELS) / (rate * 1e9)
     sparse = flops_per_model_epoch(nonzero) / (rate * 1e9)
-    print(f"multiply rate: {rate:.0f} GFLOP/s (1024x1024 float32 matmul, all threads)")
+    print(f"multiply rate: {rate:.0f} GFLOP/s (1024x1024 float32 matmul, all threads; median of "
+          f"{args.repeats}, taken in turn with the variants)")
     print(f"arithmetic floor per model-epoch: dense {dense:.3f} s; counting only the "
           f"{nonzero:.0f} non-zero pixels of an image (of {PIXELS}) {sparse:.3f} s")
 
-    names = list(VARIANTS)
-    results = measure_in_turns(names, args.epochs, args.repeats)
+    results = {v: {key: statistics.median(r[key] for r in runs) for key in runs[0]}
+               for v, runs in results.items()}
     print(f"\ncpu: seconds per model-epoch ({P.train.train_size:,} images, batch "
           f"{P.train.batch_size}, {args.epochs} epoch(s) each; median of {args.repeats} runs "
           f"per variant, taking turns)")
