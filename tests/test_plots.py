@@ -39,7 +39,7 @@ def synthetic_epochs(momenta, replicates=3, epochs=4, diverged=None, controls=Tr
 
 @pytest.mark.parametrize("momenta, diverged", [
     ([0.4], None),
-    ([round(0.1 * i, 1) for i in range(10)], None),
+    ([round(0.1 * i, 1) for i in range(7)], None),
     ([0.0, 0.5, 0.99], 0.99),
 ])
 def test_every_figure_renders_with_one_curve_and_band_per_arm(tmp_path, momenta, diverged):
