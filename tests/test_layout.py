@@ -1,9 +1,12 @@
 """What must not drift: dvc.yaml against the code's imports, the fingerprint's files, and the
 repository's independence from anything outside it."""
 
+import ast
+import importlib.metadata
 import re
 import subprocess
 import sys
+import tomllib
 
 import pytest
 from ruamel.yaml import YAML
@@ -57,6 +60,38 @@ def test_the_train_stage_loads_no_module_the_fingerprint_misses():
 
 def test_the_params_stage_depends_on_the_whole_file():
     assert DVC_YAML["stages"]["params"]["params"] == [{"params.yaml": None}]
+
+
+def third_party_imports(folder):
+    """Top-level names of the modules the code under ``folder`` imports from outside it."""
+    names = set()
+    for path in folder.rglob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.Import):
+                names |= {alias.name.split(".")[0] for alias in node.names}
+            elif isinstance(node, ast.ImportFrom) and node.level == 0:
+                names.add(node.module.split(".")[0])
+    return names - set(sys.stdlib_module_names) - {"momentum_sweep"}
+
+
+def declared_distributions(*extras):
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    requirements = project["dependencies"] + [
+        r for extra in extras for r in project["optional-dependencies"][extra]]
+    return {re.split(r"[<>=!~\[ ;]", r)[0].lower().replace("_", "-") for r in requirements}
+
+
+@pytest.mark.parametrize("folder, extras", [("src", ()), ("tests", ("test",)),
+                                            ("benchmarks", ())])
+def test_every_library_the_code_imports_is_declared(folder, extras):
+    """A library installed by hand here but missing from pyproject.toml fails CI's clean install."""
+    by_module = importlib.metadata.packages_distributions()
+    local = {p.stem for p in (ROOT / folder).rglob("*.py")}
+    needed = {by_module[name][0].lower().replace("_", "-")
+              for name in third_party_imports(ROOT / folder) - local}
+    assert needed <= declared_distributions(*extras), (
+        f"imported under {folder}/ but not in pyproject.toml: "
+        f"{sorted(needed - declared_distributions(*extras))}")
 
 
 def tracked_text_files():
