@@ -185,9 +185,10 @@ def nonzero_pixels_per_image():
     return (train.images != 0).sum().item() / len(train)
 
 
-def train_stage_seconds():
+def train_stage_run():
     """`python src/run_stage.py train` on the default params from flattened data, nothing to
-    reuse, in a copy of the repository; returns (seconds, its log's last lines)."""
+    reuse, in a copy of the repository; returns (seconds, the peak resident memory its models'
+    timing.json record in MiB, its log)."""
     with tempfile.TemporaryDirectory() as tmp:
         for name in ("src", "params.yaml"):
             (shutil.copytree if Path(name).is_dir() else shutil.copy)(name, Path(tmp) / name)
@@ -195,7 +196,11 @@ def train_stage_seconds():
         started = time.perf_counter()
         out = subprocess.run([sys.executable, "src/run_stage.py", "train"], cwd=tmp, check=True,
                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-        return time.perf_counter() - started, out.stdout
+        seconds = time.perf_counter() - started
+        peak = max(epoch["cpu_peak_rss_mib"]
+                   for timing in Path(tmp, "models").glob("*/*/timing.json")
+                   for epoch in json.loads(timing.read_text())["epochs"])
+        return seconds, peak, out.stdout
 
 
 def main():
@@ -248,9 +253,9 @@ def main():
         print(f"\nnative step, K = {DEFAULT_K}, with one busy process beside it: {busy:.3f} s "
               f"against {quiet:.3f} s quiet = {busy / quiet:.2f}x")
     if args.stage:
-        seconds, log = train_stage_seconds()
+        seconds, peak, log = train_stage_run()
         print(f"\ntrain stage, default params ({DEFAULT_K} models, {P.train.epochs} epochs) from "
-              f"flattened data, nothing reused: {seconds:.1f} s")
+              f"flattened data, nothing reused: {seconds:.1f} s, peak RSS {peak:.0f} MiB")
         print("  " + "\n  ".join(line for line in log.splitlines() if "epoch  " in line))
 
 
