@@ -1,5 +1,5 @@
-"""What must not drift: dvc.yaml against the code's imports, the fingerprint's files, and the
-repository's independence from anything outside it."""
+"""What must not drift: dvc.yaml and pyproject.toml against the code's imports, the fingerprint's
+files, and the repository's independence from anything outside it."""
 
 import ast
 import importlib.metadata
