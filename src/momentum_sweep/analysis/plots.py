@@ -84,11 +84,15 @@ def curve_panels(table):
     return panels or [zero]
 
 
+def is_reference(arm, panel) -> bool:
+    """Momentum 0 drawn in grey beside another momentum's curves."""
+    return len(panel) > 1 and arm == panel[-1] and arm.momentum == 0.0 and not arm.control
+
+
 def draw_curves(ax, table, column, arms, styles):
     for arm in arms:
         rows = table[table["arm"] == arm.name]
-        reference = len(arms) > 1 and arm == arms[-1] and arm.momentum == 0.0 and not arm.control
-        colour, marker = ("grey", "o") if reference else styles[arm.momentum]
+        colour, marker = ("grey", "o") if is_reference(arm, arms) else styles[arm.momentum]
         epochs, means, lows, highs = band(rows, column)
         ax.plot(epochs, means, color=colour, marker=None if arm.control else marker,
                 markersize=4, linewidth=1.6, linestyle="--" if arm.control else "-",
@@ -119,8 +123,14 @@ def curves_figure(table, rows, styles):
             ax.set_title(f"{title}: {arm_label(arms[0])}", fontsize=10)
             ax.set(xlabel="epoch" if r == len(rows) - 1 else None,
                    ylabel=title if c == 0 else None)
-    fig.suptitle("mean over replicates with 95% interval; dashed: plain SGD at lr/(1 - momentum); "
-                 "grey: momentum 0", fontsize=9)
+    arms = {arm for panel in panels for arm in panel}
+    legend = ["mean over replicates with 95% interval"]
+    if any(arm.control for arm in arms):
+        legend.append("dashed: plain SGD at lr/(1 - momentum)")
+    if any(is_reference(panel[-1], panel) for panel in panels):
+        legend.append("grey: momentum 0")
+    # One panel is too narrow for the line: one item per line there.
+    fig.suptitle(("; " if len(panels) > 1 else "\n").join(legend), fontsize=9)
     return fig
 
 
