@@ -44,7 +44,7 @@ def synthetic_epochs(momenta, replicates=3, epochs=4, diverged=None, controls=Tr
 ])
 def test_every_figure_renders_with_one_curve_and_band_per_arm(tmp_path, momenta, diverged):
     table = synthetic_epochs(momenta, diverged=diverged)
-    metrics.write_epochs(table, tmp_path / "epochs.tsv")
+    metrics.write_tsv(table, tmp_path / "epochs.tsv")
     (tmp_path / "summary.json").write_text(json.dumps(summarize.summary(table)))
     plots.render(tmp_path / "epochs.tsv", tmp_path / "summary.json", tmp_path)
     for name in plots.FIGURES:

@@ -16,20 +16,17 @@ momentum, one line per learning rate, with 95% bands.
 """
 
 import argparse
-import io
 import json
 import sys
 from collections import Counter
 from pathlib import Path
 
-import matplotlib
+import pandas as pd
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import pandas as pd  # noqa: E402
-
-from ..atomic import atomic_path, check_writable_folder, write_text  # noqa: E402
-from ..errors import SweepError  # noqa: E402
+from ..atomic import check_writable_folder
+from ..errors import SweepError
+from .metrics import write_tsv
+from .plots import plt, save  # plt: pyplot with the backend plots chose
 
 SWEPT = ("momentum", "train.lr", "train.replicates", "train.lr_control", "train.device")
 SUMMARY = "metrics/summary.json"
@@ -118,12 +115,6 @@ def figure(table):
     return fig
 
 
-def tsv(table) -> str:
-    buffer = io.StringIO()
-    table.to_csv(buffer, sep="\t", index=False, float_format="%.6g")
-    return buffer.getvalue()
-
-
 def compare(repo=".", out="comparison"):
     out = Path(out)
     check_writable_folder(out)
@@ -131,12 +122,9 @@ def compare(repo=".", out="comparison"):
     if table.empty:
         raise SweepError(f"{repo}: no successful experiment to compare (`dvc exp pull` them, "
                          f"or run some: `dvc exp run --queue -S momentum=0.1,0.4`)")
-    write_text(out / "arms.tsv", tsv(table))
-    write_text(out / "experiments.tsv", tsv(report))
-    fig = figure(table)
-    with atomic_path(out / "accuracy.png") as tmp:
-        fig.savefig(tmp, format="png", dpi=110)
-    plt.close(fig)
+    write_tsv(table, out / "arms.tsv")
+    write_tsv(report, out / "experiments.tsv")
+    save(figure(table), out / "accuracy.png")
     return table, report
 
 

@@ -50,7 +50,7 @@ def read_models(models_dir=results.MODELS_DIR) -> pd.DataFrame:
                              ignore_index=True)
 
 
-def write_epochs(table, path=EPOCHS_FILE):
+def write_tsv(table, path):
     buffer = io.StringIO()
     table.to_csv(buffer, sep="\t", index=False, float_format="%.6g")
     write_text(path, buffer.getvalue())

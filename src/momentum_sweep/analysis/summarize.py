@@ -140,7 +140,7 @@ def run(p, models_dir=metrics.results.MODELS_DIR, metrics_dir=metrics.METRICS_DI
     check_writable_folder(metrics_dir)
     table = metrics.read_models(models_dir)
     result = summary(table)
-    metrics.write_epochs(table, metrics_dir / metrics.EPOCHS_FILE.name)
+    metrics.write_tsv(table, metrics_dir / metrics.EPOCHS_FILE.name)
     write_json(metrics_dir / metrics.SUMMARY_FILE.name, result)
     best = result["best"]
     print("summarize: best momentum " + ("none (every momentum diverged)" if best is None else

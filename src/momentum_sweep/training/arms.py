@@ -79,6 +79,14 @@ def models(p) -> list[ModelKey]:
     return [ModelKey(arm, r) for r in range(p.train.replicates) for arm in arms(p)]
 
 
+def by_arm(keys, values) -> dict:
+    """{arm: [the value of each of its models]}, arms in first-seen order."""
+    grouped = {}
+    for key, value in zip(keys, values):
+        grouped.setdefault(key.arm, []).append(value)
+    return grouped
+
+
 def replicate_seeds(seed: int, replicate: int) -> dict:
     """Independent seeds for replicate r's initial weights and mini-batch order, derived from
     ``train.seed`` with NumPy's SeedSequence (so nearby seeds give unrelated streams)."""

@@ -15,6 +15,8 @@ import math
 import sys
 from pathlib import Path
 
+from .arms import by_arm
+
 LIVE_DIR = Path("metrics/live")
 
 
@@ -64,10 +66,7 @@ class LiveLog:
 
     def epoch(self, epoch, figures):
         """figures: {ModelKey: {"val_accuracy": ..., "train_loss": ...}} for this epoch."""
-        arms = {}
-        for key, values in figures.items():
-            arms.setdefault(key.arm, []).append(values)
-        for arm, rows in arms.items():
+        for arm, rows in by_arm(figures.keys(), figures.values()).items():
             self.points.append({"epoch": epoch, "arm": arm.name, "momentum": arm.momentum,
                                 "control": int(arm.control),
                                 "val_accuracy": mean(r["val_accuracy"] for r in rows),

@@ -20,17 +20,9 @@ from .progress import LIVE_DIR, LiveLog, Progress, mean, recorded as live_figure
 from .reuse import data_hash, decide, fingerprint, fingerprint_inputs
 
 
-def by_arm(keys, values):
-    """{arm: [value of each of its models]}, arms in first-seen order."""
-    grouped = {}
-    for key, value in zip(keys, values):
-        grouped.setdefault(key.arm, []).append(value)
-    return grouped
-
-
 def epoch_line(stats, keys):
     parts = [f"{arm.name}: val {mean(v):.4f}" if mean(v) is not None else f"{arm.name}: diverged"
-             for arm, v in by_arm(keys, stats.val_accuracy).items()]
+             for arm, v in arms.by_arm(keys, stats.val_accuracy).items()]
     return (f"epoch {stats.epoch:>3}  {stats.train_seconds:6.2f}s train  "
             f"{stats.epoch_seconds:6.2f}s total  |  " + "  ".join(parts))
 
@@ -109,7 +101,7 @@ def final_table(keys, found) -> str:
 
     lines = [f"{'arm':>14}  {'lr':>7}  {'models':>6}  {'diverged':>8}  {'train loss':>10}  "
              f"{'val acc':>7}  {'test acc':>8}"]
-    for arm, items in by_arm(keys, [found[k][0] for k in keys]).items():
+    for arm, items in arms.by_arm(keys, [found[k][0] for k in keys]).items():
         finals = [r["epochs"][-1] for r in items if r["diverged_epoch"] is None]
         lines.append(
             f"{arm.name:>14}  {arm.lr:7.4g}  {len(items):>6}  "
