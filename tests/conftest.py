@@ -1,7 +1,7 @@
 """Fixtures: temporary clones of this repository, and real MNIST splits for the unit tests.
 
 Tests that drive `dvc` in clones take minutes and are marked `dvc`; `pytest -m "not dvc"` runs
-the rest in under a minute.
+the rest in about a minute.
 """
 
 import momentum_sweep  # noqa: F401  first: sets MKL's reproducibility mode before torch computes
@@ -33,15 +33,13 @@ def fresh_clone(tmp_path_factory) -> Clone:
 
 
 @pytest.fixture(scope="session")
-def flat_dir(tmp_path_factory):
+def flat_dir(tmp_path_factory, default_params):
     """data/flat of real MNIST, built from the carried copy in a temporary folder."""
     from momentum_sweep.data import download, flatten
     from momentum_sweep.data.mnist import CARRIED_DIR
-    from momentum_sweep.params import load
 
     root = tmp_path_factory.mktemp("mnist")
-    download.download(load(ROOT / "params.yaml").data, raw_dir=root / "raw",
-                      carried_dir=ROOT / CARRIED_DIR)
+    download.download(default_params.data, raw_dir=root / "raw", carried_dir=ROOT / CARRIED_DIR)
     flatten.flatten(raw_dir=root / "raw", flat_dir=root / "flat")
     return root / "flat"
 
