@@ -6,7 +6,8 @@ import pytest
 import torch
 
 from momentum_sweep.data.splits import Split
-from momentum_sweep.training import arms, model, trainer
+from momentum_sweep.errors import SweepError
+from momentum_sweep.training import arms, model, native_kernels, trainer
 from momentum_sweep.training.native_step import NativeTrainer
 
 from reference import assert_states_close, assert_states_equal, sgd, subset
@@ -106,18 +107,24 @@ def test_a_diverged_model_is_reported_as_non_finite_not_a_crash(small_splits):
 
 
 def test_compiled_kernels_are_cached_by_content_not_by_path(tmp_path):
-    """Every copy of the repository (a queued experiment, a clone) reuses one compilation."""
-    from momentum_sweep.training.numba_cache import ContentAddressedLocator
+    """Every copy of the repository (a queued experiment, a clone) reuses one compilation; a
+    changed source gets its own."""
+    copies = [tmp_path / "a" / "native_kernels.c", tmp_path / "b" / "native_kernels.c"]
+    for copy in copies:
+        copy.parent.mkdir()
+        copy.write_text(native_kernels.SOURCE.read_text())
+    assert (native_kernels.library_path(copies[0]) == native_kernels.library_path(copies[1])
+            == native_kernels.library_path())
+    copies[1].write_text(copies[1].read_text() + "/* a change */\n")
+    assert native_kernels.library_path(copies[1]) != native_kernels.library_path(copies[0])
 
-    def kernel():
-        pass
 
-    paths = [tmp_path / "a" / "native_kernels.py", tmp_path / "b" / "native_kernels.py"]
-    for path, text in zip(paths, ["x = 1\n", "x = 1\n"]):
-        path.parent.mkdir()
-        path.write_text(text)
-    same = {ContentAddressedLocator(kernel, str(p)).get_cache_path() for p in paths}
-    assert len(same) == 1
-    paths[1].write_text("x = 2\n")
-    changed = {ContentAddressedLocator(kernel, str(p)).get_cache_path() for p in paths}
-    assert len(changed) == 2
+def test_a_missing_compiler_or_a_compile_error_is_a_clear_error(tmp_path, monkeypatch):
+    broken = tmp_path / "broken.c"
+    broken.write_text("int f(void) { return undeclared; }\n")
+    with pytest.raises(SweepError, match=r"(?s)compiling .*broken.c failed .*error: .*undeclared"):
+        native_kernels.build(broken, tmp_path / "out" / "broken.so")
+    assert not (tmp_path / "out" / "broken.so").exists()
+    monkeypatch.setenv("CC", str(tmp_path / "no-such-cc"))
+    with pytest.raises(SweepError, match=r"C compiler, and none was found \(CC='.*no-such-cc'"):
+        native_kernels.compiler()

@@ -145,9 +145,10 @@ def test_a_queued_experiment_runs_the_code_it_records(repo, tmp_path):
     reference = repo.copy(tmp_path / "reference")
     repo.dvc("exp", "run", "--queue", "-S", "train.epochs=1", "-S", "momentum=[0.0,0.4]")
     repo.dvc("exp", "run", "--queue", "-S", "train.epochs=1", "-S", "momentum=0.4")
-    kernels = repo / "src" / "momentum_sweep" / "training" / "native_kernels.py"
-    kernels.write_text(kernels.read_text().replace(
-        "alpha = np.float32(lr) / np.float32(B)", "alpha = np.float32(2 * lr) / np.float32(B)"))
+    kernels = repo / "src" / "momentum_sweep" / "training" / "native_kernels.c"
+    original = "const float alpha = lr / (float)B;"
+    assert original in kernels.read_text()
+    kernels.write_text(kernels.read_text().replace(original, "const float alpha = 2 * lr / B;"))
     repo.dvc("queue", "start", "-j", "2")
     status = wait_for_queue(repo)
     assert status.count("Success") == 2, status

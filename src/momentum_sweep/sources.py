@@ -1,4 +1,5 @@
-"""Which source files a module runs: the package modules it imports, found in their code.
+"""Which source files a module runs: the package modules it imports, found in their code, and
+the C source that a module compiles (beside it, with its name).
 
 Used for two things that must not drift from the code: the code part of a model's fingerprint
 (every file on the training path) and the check that each stage's `dvc.yaml` deps list every file
@@ -67,8 +68,11 @@ def closure(name: str) -> set[str]:
 
 
 def files(name: str) -> list[Path]:
-    """The source files of ``closure(name)``, sorted."""
-    return sorted(module_file(m) for m in closure(name))
+    """The source files of ``closure(name)``, sorted: each module's file and, where there is
+    one beside it, the C source it compiles (same name, ``.c``: ``native_kernels``)."""
+    modules = [module_file(m) for m in closure(name)]
+    compiled = [p.with_suffix(".c") for p in modules if p.with_suffix(".c").is_file()]
+    return sorted({*modules, *compiled})
 
 
 def stage_files(stage: str) -> list[Path]:

@@ -14,7 +14,11 @@ every image of a batch contributes nothing to the forward pass and has no gradie
   to date at the end of each epoch, before evaluation and saving.
 - The gradient of an active row goes straight into its velocity (pre-scaled by lr, as in the
   PyTorch step), and the row is updated in the same pass.
-- Each step of a model is one call into compiled code (Numba), and one call trains a whole epoch.
+- The first layer's forward pass runs image by image, each image's outputs held in vector
+  registers while its pixels' rows are added; the gradient pass runs pixel by pixel, each row's
+  velocity held in registers while its images' gradients are added. Neither writes a partial sum
+  to memory.
+- One call into compiled code (C, ``native_kernels.c``) trains one model for a whole epoch.
 
 The batch's pixel-by-pixel view (which pixels are active, and which images have them) depends
 only on the replicate's batch order, so it is built once per replicate and epoch and shared by
@@ -23,7 +27,8 @@ same whichever models share the pass, and a thread that the system does not sche
 its own model, never the others (no barrier inside an epoch).
 
 Widths are padded to a multiple of 16 floats, with zero weights that stay zero, so that the
-compiled loops run in full vector registers.
+compiled loops run in full vector registers. The later layers' zero (ReLU'd) inputs are multiplied
+like any other: a branch on them, wrong half the time, cost twice what it saved.
 """
 
 import os
@@ -35,11 +40,8 @@ import torch
 from ..data.mnist import PIXELS
 from .arms import replicate_seeds
 from .model import initial_state, layer_sizes
-from .numba_cache import content_addressed_cache
+from .native_kernels import library
 from .trainer import BatchOrders, replicate_groups
-
-with content_addressed_cache():
-    from . import native_kernels as kernels
 
 SCALE = np.arange(256, dtype=np.float32) / np.float32(255)  # pixel value -> x, as ToTensor
 LANES = 16
@@ -66,20 +68,20 @@ class SparseImages:
 
 
 class NativeModel:
-    """One model's parameters in the kernels' layout, with its momentum tables."""
+    """One model's parameters in the kernels' layout (see native_kernels.c), with its momentum
+    tables."""
 
     def __init__(self, state, sizes, widths, momentum, lr, total_steps, batch_size):
-        L = len(sizes) - 1
-        w_in, w_out = max(sizes[1:-1]), max(widths[2:])
+        L, M = len(sizes) - 1, max(widths[1:])
         self.w1 = np.zeros((PIXELS + 1, widths[1]), np.float32)      # [785, H1], pixel-major
         self.w1[:PIXELS, :sizes[1]] = state["layers.0.weight"].T.numpy()
         self.w1[PIXELS, :sizes[1]] = state["layers.0.bias"].numpy()
-        self.W = np.zeros((max(L - 1, 1), w_in + 1, w_out), np.float32)  # [L-1, in+1, out]
+        self.W = np.zeros((max(L - 1, 1), M + 1, M), np.float32)     # [L-1, in+1, out]
         for l in range(1, L):
             fi, fo = sizes[l], sizes[l + 1]
             self.W[l - 1, :fi, :fo] = state[f"layers.{l}.weight"].T.numpy()
             self.W[l - 1, fi, :fo] = state[f"layers.{l}.bias"].numpy()
-        self.Wt = np.ascontiguousarray(self.W[:, :w_in, :].transpose(0, 2, 1))  # [L-1, out, in]
+        self.Wt = np.ascontiguousarray(self.W[:, :M, :].transpose(0, 2, 1))  # [L-1, out, in]
         self.v1, self.V = np.zeros_like(self.w1), np.zeros_like(self.W)
         self.last = np.zeros(PIXELS, np.int64)
         self.mu = np.float32(momentum)
@@ -87,8 +89,7 @@ class NativeModel:
         powers = np.cumprod(np.full(total_steps + 1, float(self.mu)))     # mu^1 .. mu^(T+1)
         self.decay = np.concatenate([[1.0], powers]).astype(np.float32)   # decay[n] = mu^n
         self.drift = np.concatenate([[0.0], np.cumsum(powers)]).astype(np.float32)
-        self.hs = np.zeros((L, batch_size, max(widths[1:])), np.float32)
-        self.dh = np.zeros(max(widths[1:]), np.float32)
+        self.hs = np.zeros((L, batch_size, M), np.float32)
 
     def state_dict(self, sizes) -> dict:
         state = {"layers.0.weight": torch.from_numpy(self.w1[:PIXELS, :sizes[1]].T.copy()),
@@ -100,11 +101,27 @@ class NativeModel:
         return state
 
 
+def batch_structure(images: SparseImages, order: np.ndarray, batch_size: int):
+    """An epoch's batches pixel by pixel, as pass B reads them (see native_kernels.c):
+    (act, act_ptr, ent_ptr, ent_image, ent_value)."""
+    nnz = len(images.pixels)  # every image is in the epoch once: its entries are the non-zeros
+    act = np.empty(nnz, np.uint16)
+    act_ptr = np.empty(-(-len(order) // batch_size) + 1, np.int64)
+    ent_ptr = np.empty(nnz + 1, np.int64)
+    ent_image, ent_value = np.empty(nnz, np.uint16), np.empty(nnz, np.uint8)
+    n_act = library().batch_structure(images.indptr, images.pixels, images.values, order,
+                                      len(order), batch_size, PIXELS, act, act_ptr, ent_ptr,
+                                      ent_image, ent_value)
+    return act[:n_act], act_ptr, ent_ptr[:n_act + 1], ent_image, ent_value
+
+
 class NativeTrainer:
     def __init__(self, keys, hidden, train_params, splits, threads=None):
         groups = replicate_groups(keys)
         self.sizes = np.array(layer_sizes(hidden), np.int64)
         self.widths = np.array([PIXELS] + [padded(s) for s in self.sizes[1:]], np.int64)
+        self.L, self.M = len(self.sizes) - 1, int(max(self.widths[1:]))
+        self.kernels = library()  # compiled now, so that a compiler error comes before any work
         self.batch_size = train_params.batch_size
         self.train = SparseImages(splits["train"].images)
         self.labels = splits["train"].labels.cpu().numpy()
@@ -138,22 +155,24 @@ class NativeTrainer:
             pool.shutdown(wait=False, cancel_futures=True)
 
     def train_epoch(self, progress=None):
-        orders = self.orders.next_epoch().numpy()                                  # [G, N]
-        n = orders.shape[1]
-        structures = self._map(lambda order: kernels.batch_structure(
-            self.train.indptr, self.train.pixels, self.train.values, order, self.batch_size,
-            PIXELS), list(orders))
+        orders = list(self.orders.next_epoch().numpy())                            # [G][N]
+        n = len(orders[0])
+        structures = self._map(lambda order: batch_structure(self.train, order, self.batch_size),
+                               orders)
         labels = [self.labels[order] for order in orders]                           # [G][N]
         end = self.step + self.steps_per_epoch
 
         def one(k):
             m, g = self.models[k], self.group_of[k]
-            loss, correct, _ = kernels.train_epoch(
-                m.w1, m.v1, m.W, m.Wt, m.V, m.last, self.sizes, self.widths, m.lr, m.mu,
-                m.decay, m.drift, SCALE, *structures[g], labels[g], self.batch_size, self.step,
-                m.hs, m.dh)
-            kernels.catch_up(m.w1, m.v1, m.last, m.decay, m.drift, end)
-            return loss / n, correct / n
+            figures = np.zeros(2)                              # summed loss, correct
+            self.kernels.train_epoch(
+                m.w1, m.v1, m.W, m.Wt, m.V, m.last, self.sizes, self.widths, self.L, self.M,
+                m.lr, float(m.mu), m.decay, m.drift, SCALE, self.train.indptr, self.train.pixels,
+                self.train.values, orders[g], n, *structures[g], labels[g], self.batch_size,
+                self.step, m.hs, figures)
+            self.kernels.catch_up(m.w1, m.v1, m.last, PIXELS, int(self.widths[1]), m.decay,
+                                  m.drift, end)
+            return figures[0] / n, figures[1] / n
 
         report = None if progress is None else (lambda i: progress((i + 1) * n))
         results = self._map(one, range(self.K), report)
@@ -167,10 +186,11 @@ class NativeTrainer:
         images, labels = self._evaluation_sets[id(split)]
 
         def one(m):
-            loss, correct = kernels.evaluate(m.w1, m.W, self.sizes, self.widths, SCALE,
-                                             images.indptr, images.pixels, images.values,
-                                             labels, m.hs)
-            return loss / len(labels), correct / len(labels)
+            figures = np.zeros(2)                              # summed loss, correct
+            self.kernels.evaluate(m.w1, m.W, self.sizes, self.widths, self.L, self.M, SCALE,
+                                  images.indptr, images.pixels, images.values, labels,
+                                  len(labels), m.hs, figures)
+            return figures[0] / len(labels), figures[1] / len(labels)
 
         results = self._map(one, self.models)
         return [r[0] for r in results], [r[1] for r in results]

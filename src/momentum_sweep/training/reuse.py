@@ -2,9 +2,9 @@
 
 A model's fingerprint is a hash of everything that decides it: the flattened data, the model
 and training parameters, its arm and replicate, the training code (every source file the train
-stage runs, found by reading its imports), the step implementation, and the torch (and Numba)
-version and device type. A sealed folder with the same fingerprint, in models/ or in
-.model-cache/, is reused byte for byte. The record keeps the fingerprint's inputs, so when they
+stage runs, found by reading its imports), the step implementation, the torch version (and, for
+the native step, the C compiler's) and the device type. A sealed folder with the same
+fingerprint, in models/ or in .model-cache/, is reused byte for byte. The record keeps the fingerprint's inputs, so when they
 differ the log can say which changed.
 """
 
@@ -21,7 +21,7 @@ from . import results
 REASONS = {"arm": "parameters changed", "replicate": "parameters changed",
            "model": "parameters changed", "train": "parameters changed",
            "data": "data changed", "code": "code changed", "implementation": "code changed",
-           "torch": "torch version or device changed", "numba": "torch version or device changed",
+           "torch": "torch version or device changed", "compiler": "C compiler changed",
            "device_type": "torch version or device changed"}
 # train.* keys that do not change a model: the device is in the fingerprint as its type, the
 # arm carries the learning rate, and the number of replicates or the control switch only
@@ -42,9 +42,9 @@ def data_hash(flat_dir=FLAT_DIR) -> str:
 def library_versions(implementation) -> dict:
     versions = {"torch": torch.version.__version__}
     if implementation == "native":
-        import numba
+        from .native_kernels import compiler_version
 
-        versions["numba"] = numba.__version__
+        versions["compiler"] = compiler_version()
     return versions
 
 

@@ -1,0 +1,332 @@
+/* The native CPU step's kernels (see native_step.py for the method, native_kernels.py for how
+ * this file is compiled and called).
+ *
+ * One call of train_epoch trains one model for one epoch, so threads split by whole models and
+ * each model's arithmetic is the same whichever models share the pass. Plain IEEE float32
+ * arithmetic, compiled with -ffp-contract=off: a multiply and an add are never fused, and each
+ * vector lane computes exactly what a scalar loop would, whatever vector width the machine has.
+ *
+ * Layout, row-major, widths padded to a multiple of 16 with zero weights that stay zero:
+ *   w1, v1  [P + 1, H]          first layer and its velocity, pixel-major (row P: bias)
+ *   W, V    [L - 1, M + 1, M]   later layers, input-major (row sizes[l]: bias)
+ *   Wt      [L - 1, M, M]       W transposed, kept in step with W
+ *   hs      [L, batch, M]       scratch: each layer's outputs, then their gradients
+ * with H = widths[1] and M = the largest padded width. */
+
+#include <math.h>
+#include <stdint.h>
+#include <string.h>
+
+typedef float v8 __attribute__((vector_size(32)));      /* 8 floats: one AVX register */
+typedef int32_t v8i __attribute__((vector_size(32)));
+
+static inline v8 load(const float *p) { v8 r; memcpy(&r, p, sizeof r); return r; }
+static inline void store(float *p, v8 x) { memcpy(p, &x, sizeof x); }
+/* max(x, 0), keeping NaN (as torch.relu) */
+static inline v8 relu(v8 x) { return (v8)((v8i)x & ~(v8i)(x < 0)); }
+/* x where on > 0, else 0: the gradient through a ReLU */
+static inline v8 where_positive(v8 on, v8 x) { return (v8)((v8i)x & (v8i)(on > 0)); }
+
+/* A loop over a row holds CHUNK floats in registers (8 of the 16 vector registers); a row is
+ * done in chunks of 64 floats, then 16 (rows are padded to 16). NV: vectors in this chunk. */
+#define CHUNK 64
+#define FOR_CHUNKS(n, c, NV, ...)                                                           \
+    for (int64_t c = 0; c < (n);) {                                                         \
+        if (c + CHUNK <= (n)) { const int NV = CHUNK / 8; __VA_ARGS__; c += CHUNK; }        \
+        else { const int NV = 2; __VA_ARGS__; c += 16; }                                    \
+    }
+
+typedef struct {
+    int64_t L;              /* layers */
+    const int64_t *sizes;   /* [L + 1] */
+    const int64_t *widths;  /* [L + 1], padded (widths[0] = P) */
+    int64_t M;              /* row length of W, Wt and hs */
+    int64_t batch;          /* rows per layer of hs */
+} Net;
+
+static inline float *layer_out(const Net *net, float *hs, int64_t l, int64_t b)
+{
+    return hs + (l * net->batch + b) * net->M;
+}
+
+/* out = bias + sum over the listed rows of value * row; ReLU'd. */
+static inline void sparse_sum(float *restrict out, const float *restrict bias,
+                              const float *restrict rows, int64_t stride,
+                              const uint16_t *restrict index, const uint8_t *restrict value,
+                              int64_t count, const float *restrict scale, const int NV)
+{
+    v8 acc[CHUNK / 8];
+    for (int k = 0; k < NV; k++) acc[k] = load(bias + 8 * k);
+    for (int64_t q = 0; q < count; q++) {
+        float x = scale[value[q]];
+        const float *row = rows + index[q] * stride;
+        for (int k = 0; k < NV; k++) acc[k] += x * load(row + 8 * k);
+    }
+    for (int k = 0; k < NV; k++) store(out + 8 * k, relu(acc[k]));
+}
+
+/* The first layer of one image: its non-zero pixels' rows, summed in registers. */
+static void first_layer(float *restrict out, const float *restrict w1, int64_t P, int64_t H,
+                        const uint16_t *pixels, const uint8_t *values, int64_t count,
+                        const float *scale)
+{
+    FOR_CHUNKS(H, c, NV, sparse_sum(out + c, w1 + P * H + c, w1 + c, H, pixels, values, count,
+                                    scale, NV));
+}
+
+/* Layers 2..L of B images: relu(x @ W + bias), no ReLU on the logits. Zero inputs are
+ * multiplied like any other: a branch on them costs more than it saves (ReLU zeros half). */
+static void forward_later(const Net *net, float *hs, int64_t B, const float *W)
+{
+    for (int64_t l = 1; l < net->L; l++) {
+        const int64_t fi = net->sizes[l], fo = net->widths[l + 1], M = net->M;
+        const float *Wl = W + (l - 1) * (M + 1) * M;
+        const int last = l == net->L - 1;
+        for (int64_t b = 0; b < B; b++) {
+            const float *x = layer_out(net, hs, l - 1, b);
+            float *out = layer_out(net, hs, l, b);
+            FOR_CHUNKS(fo, c, NV, {
+                v8 acc[CHUNK / 8];
+                for (int k = 0; k < NV; k++) acc[k] = load(Wl + fi * M + c + 8 * k);
+                for (int64_t i = 0; i < fi; i++)
+                    for (int k = 0; k < NV; k++) acc[k] += x[i] * load(Wl + i * M + c + 8 * k);
+                for (int k = 0; k < NV; k++) store(out + c + 8 * k, last ? acc[k] : relu(acc[k]));
+            });
+        }
+    }
+}
+
+/* log-sum-exp of z[0:C] in float32; *argmax: the first largest */
+static float log_sum_exp(const float *z, int64_t C, int64_t *argmax)
+{
+    float m = z[0];
+    *argmax = 0;
+    for (int64_t j = 1; j < C; j++)
+        if (z[j] > m) { m = z[j]; *argmax = j; }
+    float total = 0;
+    for (int64_t j = 0; j < C; j++) total += expf(z[j] - m);
+    return m + logf(total);
+}
+
+/* Later layers' backward pass, last first, for B images whose hs[L-1] holds lr/B * d(loss)/d(logits):
+ * velocity and update of W, then the gradient of each layer's input (through W before the
+ * update, via Wt, so the loop runs along memory) and its ReLU; leaves it in hs[0]. */
+static void backward_later(const Net *net, float *hs, int64_t B, float *W, float *Wt, float *V,
+                           float mu)
+{
+    const int64_t M = net->M;
+    for (int64_t l = net->L - 1; l >= 1; l--) {
+        const int64_t fi = net->sizes[l], wi = net->widths[l], fo = net->widths[l + 1];
+        float *Wl = W + (l - 1) * (M + 1) * M, *Vl = V + (l - 1) * (M + 1) * M;
+        float *Wtl = Wt + (l - 1) * M * M;
+        for (int64_t i = 0; i <= fi; i++) {   /* row fi: the bias, whose input is 1 */
+            float *v = Vl + i * M, *w = Wl + i * M;
+            FOR_CHUNKS(fo, c, NV, {
+                v8 acc[CHUNK / 8];
+                for (int k = 0; k < NV; k++) acc[k] = mu * load(v + c + 8 * k);
+                for (int64_t b = 0; b < B; b++) {
+                    const float x = i < fi ? layer_out(net, hs, l - 1, b)[i] : 1.0f;
+                    const float *d = layer_out(net, hs, l, b) + c;
+                    for (int k = 0; k < NV; k++) acc[k] += x * load(d + 8 * k);
+                }
+                for (int k = 0; k < NV; k++) {
+                    store(v + c + 8 * k, acc[k]);
+                    store(w + c + 8 * k, load(w + c + 8 * k) - acc[k]);
+                }
+            });
+        }
+        for (int64_t b = 0; b < B; b++) {
+            const float *d = layer_out(net, hs, l, b);
+            float *x = layer_out(net, hs, l - 1, b);
+            FOR_CHUNKS(wi, c, NV, {
+                v8 acc[CHUNK / 8];
+                for (int k = 0; k < NV; k++) acc[k] = (v8){0};
+                for (int64_t j = 0; j < fo; j++)
+                    for (int k = 0; k < NV; k++) acc[k] += d[j] * load(Wtl + j * M + c + 8 * k);
+                for (int k = 0; k < NV; k++)
+                    store(x + c + 8 * k, where_positive(load(x + c + 8 * k), acc[k]));
+            });
+        }
+        for (int64_t j = 0; j < fo; j++)
+            for (int64_t i = 0; i < fi; i++) Wtl[j * M + i] = Wl[i * M + j];
+    }
+}
+
+/* Every batch of an epoch, pixel by pixel: pass B reads it row by row. For step s, the active
+ * pixels (non-zero in some image of the batch) are act[act_ptr[s]:act_ptr[s+1]], in order of
+ * first appearance; active pixel a has entries ent_ptr[a]:ent_ptr[a+1]: (image within the
+ * batch, pixel value). act, ent_ptr, ent_image, ent_value: room for every non-zero of the
+ * epoch (and one more in ent_ptr). Returns the number of active pixels. */
+int64_t batch_structure(const int64_t *restrict indptr, const uint16_t *restrict pixels,
+                        const uint8_t *restrict values, const int64_t *restrict order, int64_t n,
+                        int64_t batch_size, int64_t P, uint16_t *restrict act,
+                        int64_t *restrict act_ptr, int64_t *restrict ent_ptr,
+                        uint16_t *restrict ent_image, uint8_t *restrict ent_value)
+{
+    int64_t slot[P], fill[P];   /* pixel -> its index among the active ones; next free entry */
+    for (int64_t p = 0; p < P; p++) slot[p] = -1;
+    int64_t n_act = 0, e = 0;
+    act_ptr[0] = 0;
+    for (int64_t start = 0, s = 0; start < n; start += batch_size, s++) {
+        const int64_t B = n - start < batch_size ? n - start : batch_size, first = n_act;
+        for (int64_t b = 0; b < B; b++) {
+            const int64_t img = order[start + b];
+            for (int64_t q = indptr[img]; q < indptr[img + 1]; q++) {
+                const uint16_t p = pixels[q];
+                if (slot[p] < 0) { slot[p] = n_act; act[n_act++] = p; fill[p] = 0; }
+                fill[p]++;
+            }
+        }
+        for (int64_t a = first; a < n_act; a++) {   /* counts -> where each pixel's entries go */
+            const uint16_t p = act[a];
+            ent_ptr[a] = e;
+            e += fill[p];
+            fill[p] = ent_ptr[a];
+        }
+        for (int64_t b = 0; b < B; b++) {
+            const int64_t img = order[start + b];
+            for (int64_t q = indptr[img]; q < indptr[img + 1]; q++) {
+                const int64_t at = fill[pixels[q]]++;
+                ent_image[at] = (uint16_t)b;
+                ent_value[at] = values[q];
+            }
+        }
+        for (int64_t a = first; a < n_act; a++) slot[act[a]] = -1;
+        act_ptr[s + 1] = n_act;
+    }
+    ent_ptr[n_act] = e;
+    return n_act;
+}
+
+/* Apply every pixel row's deferred momentum steps, up to global step `step`:
+ * after n skipped steps, w -= v * drift[n] and v *= decay[n]. */
+void catch_up(float *restrict w1, float *restrict v1, int64_t *restrict last, int64_t P,
+              int64_t H, const float *restrict decay, const float *restrict drift, int64_t step)
+{
+    for (int64_t p = 0; p < P; p++) {
+        const int64_t gap = step - last[p];
+        if (gap <= 0) continue;
+        const float sd = drift[gap], dd = decay[gap];
+        float *w = w1 + p * H, *v = v1 + p * H;
+        for (int64_t j = 0; j < H; j += 8) {
+            const v8 vj = load(v + j);
+            store(w + j, load(w + j) - vj * sd);
+            store(v + j, vj * dd);
+        }
+        last[p] = step;
+    }
+}
+
+/* One epoch of one model. labels: in batch order; decay[n] = mu^n, drift[n] = mu + ... + mu^n;
+ * last[p]: the step up to which pixel row p is current. out: summed training loss, correct
+ * predictions. Returns the global step after the epoch. */
+int64_t train_epoch(float *restrict w1, float *restrict v1, float *restrict W,
+                    float *restrict Wt, float *restrict V, int64_t *restrict last,
+                    const int64_t *sizes, const int64_t *widths, int64_t L, int64_t M,
+                    float lr, float mu, const float *restrict decay, const float *restrict drift,
+                    const float *restrict scale, const int64_t *restrict indptr,
+                    const uint16_t *restrict pixels, const uint8_t *restrict values,
+                    const int64_t *restrict order, int64_t n, const uint16_t *restrict act,
+                    const int64_t *restrict act_ptr, const int64_t *restrict ent_ptr,
+                    const uint16_t *restrict ent_image, const uint8_t *restrict ent_value,
+                    const int64_t *restrict labels, int64_t batch_size, int64_t step,
+                    float *restrict hs, double *restrict out)
+{
+    const Net net_ = {L, sizes, widths, M, batch_size}, *net = &net_;
+    const int64_t P = widths[0], H = widths[1], C = sizes[L];
+    double loss = 0;
+    int64_t correct = 0;
+    for (int64_t start = 0, s = 0; start < n; start += batch_size, s++) {
+        const int64_t B = n - start < batch_size ? n - start : batch_size;
+        const float alpha = lr / (float)B;   /* as the PyTorch step: float32 lr over B */
+        /* Pass A: bring each active row up to date and decay its velocity for this step... */
+        for (int64_t a = act_ptr[s]; a < act_ptr[s + 1]; a++) {
+            float *w = w1 + act[a] * H, *v = v1 + act[a] * H;
+            const int64_t gap = step - last[act[a]];
+            const float sd = drift[gap], dd = decay[gap + 1];
+            for (int64_t j = 0; j < H; j += 8) {
+                const v8 vj = load(v + j);
+                store(w + j, load(w + j) - vj * sd);
+                store(v + j, vj * dd);
+            }
+        }
+        /* ...then the first layer, image by image. */
+        for (int64_t b = 0; b < B; b++) {
+            const int64_t img = order[start + b], q = indptr[img];
+            first_layer(layer_out(net, hs, 0, b), w1, P, H, pixels + q, values + q,
+                        indptr[img + 1] - q, scale);
+        }
+        forward_later(net, hs, B, W);
+        /* Loss, then lr/B * d(mean cross-entropy)/d(logits) = lr/B * (softmax - onehot). */
+        for (int64_t b = 0; b < B; b++) {
+            float *z = layer_out(net, hs, L - 1, b);
+            const int64_t y = labels[start + b];
+            int64_t argmax;
+            const float lse = log_sum_exp(z, C, &argmax);
+            loss += lse - z[y];
+            correct += argmax == y;
+            for (int64_t j = 0; j < C; j++) z[j] = expf(z[j] - lse) * alpha;
+            z[y] -= alpha;
+        }
+        backward_later(net, hs, B, W, Wt, V, mu);
+        /* Pass B: each active row's gradient straight into its (already decayed) velocity,
+         * then its update. Inactive rows wait: pass A of their next active step catches up. */
+        for (int64_t a = act_ptr[s]; a < act_ptr[s + 1]; a++) {
+            float *w = w1 + act[a] * H, *v = v1 + act[a] * H;
+            const int64_t e0 = ent_ptr[a], e1 = ent_ptr[a + 1];
+            FOR_CHUNKS(H, c, NV, {
+                v8 acc[CHUNK / 8];
+                for (int k = 0; k < NV; k++) acc[k] = load(v + c + 8 * k);
+                for (int64_t e = e0; e < e1; e++) {
+                    const float x = scale[ent_value[e]];
+                    const float *g = layer_out(net, hs, 0, ent_image[e]) + c;
+                    for (int k = 0; k < NV; k++) acc[k] += x * load(g + 8 * k);
+                }
+                for (int k = 0; k < NV; k++) {
+                    store(v + c + 8 * k, acc[k]);
+                    store(w + c + 8 * k, load(w + c + 8 * k) - acc[k]);
+                }
+            });
+            last[act[a]] = step + 1;
+        }
+        float *w = w1 + P * H, *v = v1 + P * H;   /* the bias row is in every step */
+        FOR_CHUNKS(H, c, NV, {
+            v8 acc[CHUNK / 8];
+            for (int k = 0; k < NV; k++) acc[k] = mu * load(v + c + 8 * k);
+            for (int64_t b = 0; b < B; b++)
+                for (int k = 0; k < NV; k++) acc[k] += load(layer_out(net, hs, 0, b) + c + 8 * k);
+            for (int k = 0; k < NV; k++) {
+                store(v + c + 8 * k, acc[k]);
+                store(w + c + 8 * k, load(w + c + 8 * k) - acc[k]);
+            }
+        });
+        step++;
+    }
+    out[0] = loss;
+    out[1] = (double)correct;
+    return step;
+}
+
+/* Summed loss and correct predictions of one model (every row current) on n images (CSR). */
+void evaluate(const float *restrict w1, const float *restrict W, const int64_t *sizes,
+              const int64_t *widths, int64_t L, int64_t M, const float *restrict scale,
+              const int64_t *restrict indptr, const uint16_t *restrict pixels,
+              const uint8_t *restrict values, const int64_t *restrict labels, int64_t n,
+              float *restrict hs, double *restrict out)
+{
+    const Net net = {L, sizes, widths, M, 1};
+    const int64_t P = widths[0], H = widths[1], C = sizes[L];
+    double loss = 0;
+    int64_t correct = 0;
+    for (int64_t img = 0; img < n; img++) {
+        const int64_t q = indptr[img];
+        first_layer(hs, w1, P, H, pixels + q, values + q, indptr[img + 1] - q, scale);
+        forward_later(&net, hs, 1, W);
+        const float *z = layer_out(&net, hs, L - 1, 0);
+        int64_t argmax;
+        loss += log_sum_exp(z, C, &argmax) - z[labels[img]];
+        correct += argmax == labels[img];
+    }
+    out[0] = loss;
+    out[1] = (double)correct;
+}
