@@ -155,29 +155,42 @@ static void backward_later(const Net *net, float *hs, int64_t B, float *W, float
 /* Every batch of an epoch, pixel by pixel: pass B reads it row by row. For step s, the active
  * pixels (non-zero in some image of the batch) are act[act_ptr[s]:act_ptr[s+1]], in order of
  * first appearance; active pixel a has entries ent_ptr[a]:ent_ptr[a+1]: (image within the
- * batch, pixel value). act, ent_ptr, ent_image, ent_value: room for every non-zero of the
- * epoch (and one more in ent_ptr). Returns the number of active pixels. */
+ * batch, pixel value). ahead[a]: the steps its pixel then skips before it is next active in the
+ * epoch, or -1 if it is not; first[a]: 1 if it is the pixel's first step in the epoch. act,
+ * ahead, first, ent_ptr, ent_image, ent_value: room for every non-zero of the epoch (and one
+ * more in ent_ptr). Returns the number of active pixels. */
 int64_t batch_structure(const int64_t *restrict indptr, const uint16_t *restrict pixels,
                         const uint8_t *restrict values, const int64_t *restrict order, int64_t n,
                         int64_t batch_size, int64_t P, uint16_t *restrict act,
-                        int64_t *restrict act_ptr, int64_t *restrict ent_ptr,
+                        int64_t *restrict act_ptr, int64_t *restrict ahead,
+                        uint8_t *restrict first, int64_t *restrict ent_ptr,
                         uint16_t *restrict ent_image, uint8_t *restrict ent_value)
 {
     int64_t slot[P], fill[P];   /* pixel -> its index among the active ones; next free entry */
-    for (int64_t p = 0; p < P; p++) slot[p] = -1;
+    int64_t previous[P], previous_step[P];  /* pixel -> its last active index (or -1), step */
+    for (int64_t p = 0; p < P; p++) slot[p] = previous[p] = -1;
     int64_t n_act = 0, e = 0;
     act_ptr[0] = 0;
     for (int64_t start = 0, s = 0; start < n; start += batch_size, s++) {
-        const int64_t B = n - start < batch_size ? n - start : batch_size, first = n_act;
+        const int64_t B = n - start < batch_size ? n - start : batch_size, begin = n_act;
         for (int64_t b = 0; b < B; b++) {
             const int64_t img = order[start + b];
             for (int64_t q = indptr[img]; q < indptr[img + 1]; q++) {
                 const uint16_t p = pixels[q];
-                if (slot[p] < 0) { slot[p] = n_act; act[n_act++] = p; fill[p] = 0; }
+                if (slot[p] < 0) {
+                    slot[p] = n_act;
+                    act[n_act] = p;
+                    ahead[n_act] = -1;
+                    first[n_act] = previous[p] < 0;
+                    if (previous[p] >= 0) ahead[previous[p]] = s - previous_step[p] - 1;
+                    previous[p] = n_act++;
+                    previous_step[p] = s;
+                    fill[p] = 0;
+                }
                 fill[p]++;
             }
         }
-        for (int64_t a = first; a < n_act; a++) {   /* counts -> where each pixel's entries go */
+        for (int64_t a = begin; a < n_act; a++) {   /* counts -> where each pixel's entries go */
             const uint16_t p = act[a];
             ent_ptr[a] = e;
             e += fill[p];
@@ -191,7 +204,7 @@ int64_t batch_structure(const int64_t *restrict indptr, const uint16_t *restrict
                 ent_value[at] = values[q];
             }
         }
-        for (int64_t a = first; a < n_act; a++) slot[act[a]] = -1;
+        for (int64_t a = begin; a < n_act; a++) slot[act[a]] = -1;
         act_ptr[s + 1] = n_act;
     }
     ent_ptr[n_act] = e;
@@ -218,7 +231,8 @@ void catch_up(float *restrict w1, float *restrict v1, int64_t *restrict last, in
 }
 
 /* One epoch of one model. labels: in batch order; decay[n] = mu^n, drift[n] = mu + ... + mu^n;
- * last[p]: the step up to which pixel row p is current. out: summed training loss, correct
+ * last[p]: the step up to which pixel row p is current (its next active step, if pass B has
+ * already applied the steps it skips until then). out: summed training loss, correct
  * predictions. Returns the global step after the epoch. */
 int64_t train_epoch(float *restrict w1, float *restrict v1, float *restrict W,
                     float *restrict Wt, float *restrict V, int64_t *restrict last,
@@ -227,20 +241,24 @@ int64_t train_epoch(float *restrict w1, float *restrict v1, float *restrict W,
                     const float *restrict scale, const int64_t *restrict indptr,
                     const uint16_t *restrict pixels, const uint8_t *restrict values,
                     const int64_t *restrict order, int64_t n, const uint16_t *restrict act,
-                    const int64_t *restrict act_ptr, const int64_t *restrict ent_ptr,
+                    const int64_t *restrict act_ptr, const int64_t *restrict ahead,
+                    const uint8_t *restrict first, const int64_t *restrict ent_ptr,
                     const uint16_t *restrict ent_image, const uint8_t *restrict ent_value,
                     const int64_t *restrict labels, int64_t batch_size, int64_t step,
                     float *restrict hs, double *restrict out)
 {
     const Net net_ = {L, sizes, widths, M, batch_size}, *net = &net_;
     const int64_t P = widths[0], H = widths[1], C = sizes[L];
+    const int64_t steps = (n + batch_size - 1) / batch_size;
     double loss = 0;
     int64_t correct = 0;
     for (int64_t start = 0, s = 0; start < n; start += batch_size, s++) {
         const int64_t B = n - start < batch_size ? n - start : batch_size;
         const float alpha = lr / (float)B;   /* as the PyTorch step: float32 lr over B */
-        /* Pass A: bring each active row up to date and decay its velocity for this step... */
+        /* Pass A: bring the rows active for the first time this epoch up to date, and decay
+         * their velocity for this step (pass B of their last step did it for the others)... */
         for (int64_t a = act_ptr[s]; a < act_ptr[s + 1]; a++) {
+            if (!first[a]) continue;
             float *w = w1 + act[a] * H, *v = v1 + act[a] * H;
             const int64_t gap = step - last[act[a]];
             const float sd = drift[gap], dd = decay[gap + 1];
@@ -270,10 +288,14 @@ int64_t train_epoch(float *restrict w1, float *restrict v1, float *restrict W,
         }
         backward_later(net, hs, B, W, Wt, V, mu);
         /* Pass B: each active row's gradient straight into its (already decayed) velocity,
-         * then its update. Inactive rows wait: pass A of their next active step catches up. */
+         * its update, then, while the row is in registers, the steps it skips until it is next
+         * active, with its velocity's decay for that step; or, if it is not active again this
+         * epoch, the steps to the epoch's end. */
         for (int64_t a = act_ptr[s]; a < act_ptr[s + 1]; a++) {
             float *w = w1 + act[a] * H, *v = v1 + act[a] * H;
             const int64_t e0 = ent_ptr[a], e1 = ent_ptr[a + 1];
+            const int64_t skip = ahead[a] >= 0 ? ahead[a] : steps - s - 1;
+            const float sd = drift[skip], dd = decay[ahead[a] >= 0 ? skip + 1 : skip];
             FOR_CHUNKS(H, c, NV, {
                 v8 acc[CHUNK / 8];
                 for (int k = 0; k < NV; k++) acc[k] = load(v + c + 8 * k);
@@ -283,11 +305,11 @@ int64_t train_epoch(float *restrict w1, float *restrict v1, float *restrict W,
                     for (int k = 0; k < NV; k++) acc[k] += x * load(g + 8 * k);
                 }
                 for (int k = 0; k < NV; k++) {
-                    store(v + c + 8 * k, acc[k]);
-                    store(w + c + 8 * k, load(w + c + 8 * k) - acc[k]);
+                    store(w + c + 8 * k, load(w + c + 8 * k) - acc[k] - acc[k] * sd);
+                    store(v + c + 8 * k, acc[k] * dd);
                 }
             });
-            last[act[a]] = step + 1;
+            last[act[a]] = step + 1 + skip;
         }
         float *w = w1 + P * H, *v = v1 + P * H;   /* the bias row is in every step */
         FOR_CHUNKS(H, c, NV, {

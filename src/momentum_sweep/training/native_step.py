@@ -8,10 +8,12 @@ every image of a batch contributes nothing to the forward pass and has no gradie
 
 - Only the rows of the pixels active in the batch are read: the forward pass adds, for each
   active pixel, its row times its value into the outputs of the images that have it.
-- The other rows would only decay: ``v = mu*v; w -= v``. That is deferred and applied in closed
-  form when the row is next read: after n skipped steps, ``w -= v*(mu + ... + mu^n)`` and
-  ``v *= mu^n`` (v in PyTorch's scaling; tables ``drift`` and ``decay``). Every row is brought up
-  to date at the end of each epoch, before evaluation and saving.
+- The other rows would only decay: ``v = mu*v; w -= v``. That is applied in closed form, n
+  skipped steps at once: ``w -= v*(mu + ... + mu^n)`` and ``v *= mu^n`` (v in PyTorch's scaling;
+  tables ``drift`` and ``decay``). The epoch's batches are known in advance, so a row's skipped
+  steps up to its next use are applied right after its update, while it is in registers; a row
+  not used again in the epoch is brought to the epoch's end, before evaluation and saving, and
+  caught up when it is first used in the next.
 - The gradient of an active row goes straight into its velocity (pre-scaled by lr, as in the
   PyTorch step), and the row is updated in the same pass.
 - The first layer's forward pass runs image by image, each image's outputs held in vector
@@ -103,16 +105,17 @@ class NativeModel:
 
 def batch_structure(images: SparseImages, order: np.ndarray, batch_size: int):
     """An epoch's batches pixel by pixel, as pass B reads them (see native_kernels.c):
-    (act, act_ptr, ent_ptr, ent_image, ent_value)."""
+    (act, act_ptr, ahead, first, ent_ptr, ent_image, ent_value)."""
     nnz = len(images.pixels)  # every image is in the epoch once: its entries are the non-zeros
-    act = np.empty(nnz, np.uint16)
+    act, ahead, first = np.empty(nnz, np.uint16), np.empty(nnz, np.int64), np.empty(nnz, np.uint8)
     act_ptr = np.empty(-(-len(order) // batch_size) + 1, np.int64)
     ent_ptr = np.empty(nnz + 1, np.int64)
     ent_image, ent_value = np.empty(nnz, np.uint16), np.empty(nnz, np.uint8)
     n_act = library().batch_structure(images.indptr, images.pixels, images.values, order,
-                                      len(order), batch_size, PIXELS, act, act_ptr, ent_ptr,
-                                      ent_image, ent_value)
-    return act[:n_act], act_ptr, ent_ptr[:n_act + 1], ent_image, ent_value
+                                      len(order), batch_size, PIXELS, act, act_ptr, ahead, first,
+                                      ent_ptr, ent_image, ent_value)
+    return (act[:n_act], act_ptr, ahead[:n_act], first[:n_act], ent_ptr[:n_act + 1], ent_image,
+            ent_value)
 
 
 class NativeTrainer:
