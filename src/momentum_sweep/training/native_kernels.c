@@ -6,7 +6,7 @@
  * arithmetic, compiled with -ffp-contract=off: a multiply and an add are never fused, and each
  * vector lane computes exactly what a scalar loop would, whatever vector width the machine has.
  *
- * Layout, row-major, widths padded to a multiple of 16 with zero weights that stay zero:
+ * Layout, row-major, widths padded to a multiple of 8 with zero weights that stay zero:
  *   w1, v1  [P + 1, H]          first layer and its velocity, pixel-major (row P: bias)
  *   W, V    [L - 1, M + 1, M]   later layers, input-major (row sizes[l]: bias)
  *   Wt      [L - 1, M, M]       W transposed, kept in step with W
@@ -27,19 +27,26 @@ static inline v8 relu(v8 x) { return (v8)((v8i)x & ~(v8i)(x < 0)); }
 /* x where on > 0, else 0: the gradient through a ReLU */
 static inline v8 where_positive(v8 on, v8 x) { return (v8)((v8i)x & (v8i)(on > 0)); }
 
-/* A loop over a row holds CHUNK floats in registers (8 of the 16 vector registers); a row is
- * done in chunks of 64 floats, then 16 (rows are padded to 16). NV: vectors in this chunk. */
+/* A loop over a row holds up to CHUNK floats in registers (8 of the 16 vector registers): a row
+ * is done in chunks of 64 floats, then one of what is left (rows are padded to 8). NV, the
+ * vectors in the chunk, is a constant in each copy of the body, so the compiler keeps them in
+ * registers. */
 #define CHUNK 64
+#define CHUNK_CASE(k, c, NV, ...) case k: { const int NV = k; __VA_ARGS__; c += 8 * k; break; }
 #define FOR_CHUNKS(n, c, NV, ...)                                                           \
     for (int64_t c = 0; c < (n);) {                                                         \
-        if (c + CHUNK <= (n)) { const int NV = CHUNK / 8; __VA_ARGS__; c += CHUNK; }        \
-        else { const int NV = 2; __VA_ARGS__; c += 16; }                                    \
+        switch ((n) - c >= CHUNK ? CHUNK / 8 : ((n) - c) / 8) {                             \
+        CHUNK_CASE(8, c, NV, __VA_ARGS__) CHUNK_CASE(7, c, NV, __VA_ARGS__)                 \
+        CHUNK_CASE(6, c, NV, __VA_ARGS__) CHUNK_CASE(5, c, NV, __VA_ARGS__)                 \
+        CHUNK_CASE(4, c, NV, __VA_ARGS__) CHUNK_CASE(3, c, NV, __VA_ARGS__)                 \
+        CHUNK_CASE(2, c, NV, __VA_ARGS__) CHUNK_CASE(1, c, NV, __VA_ARGS__)                 \
+        }                                                                                   \
     }
 
 typedef struct {
     int64_t L;              /* layers */
     const int64_t *sizes;   /* [L + 1] */
-    const int64_t *widths;  /* [L + 1], padded (widths[0] = P) */
+    const int64_t *widths;  /* [L + 1], padded to 8 (widths[0] = P) */
     int64_t M;              /* row length of W, Wt and hs */
     int64_t batch;          /* rows per layer of hs */
 } Net;

@@ -28,7 +28,7 @@ the replicate's models. Threads take whole models from a queue: each model's ari
 same whichever models share the pass, and a thread that the system does not schedule delays only
 its own model, never the others (no barrier inside an epoch).
 
-Widths are padded to a multiple of 16 floats, with zero weights that stay zero, so that the
+Widths are padded to a multiple of 8 floats, with zero weights that stay zero, so that the
 compiled loops run in full vector registers. The later layers' zero (ReLU'd) inputs are multiplied
 like any other: a branch on them, wrong half the time, cost twice what it saved.
 """
@@ -46,7 +46,7 @@ from .native_kernels import library
 from .trainer import BatchOrders, replicate_groups
 
 SCALE = np.arange(256, dtype=np.float32) / np.float32(255)  # pixel value -> x, as ToTensor
-LANES = 16
+LANES = 8  # floats in a vector register (AVX)
 
 
 def padded(width: int) -> int:
