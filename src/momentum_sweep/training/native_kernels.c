@@ -169,7 +169,7 @@ static void backward_later(const Net *net, float *hs, int64_t B, float *W, float
 int64_t batch_structure(const int64_t *restrict indptr, const uint16_t *restrict pixels,
                         const uint8_t *restrict values, const int64_t *restrict order, int64_t n,
                         int64_t batch_size, int64_t P, uint16_t *restrict act,
-                        int64_t *restrict act_ptr, int64_t *restrict ahead,
+                        int64_t *restrict act_ptr, int32_t *restrict ahead,
                         uint8_t *restrict first, int64_t *restrict ent_ptr,
                         uint16_t *restrict ent_image, uint8_t *restrict ent_value)
 {
@@ -189,7 +189,8 @@ int64_t batch_structure(const int64_t *restrict indptr, const uint16_t *restrict
                     act[n_act] = p;
                     ahead[n_act] = -1;
                     first[n_act] = previous[p] < 0;
-                    if (previous[p] >= 0) ahead[previous[p]] = s - previous_step[p] - 1;
+                    if (previous[p] >= 0)
+                        ahead[previous[p]] = (int32_t)(s - previous_step[p] - 1);
                     previous[p] = n_act++;
                     previous_step[p] = s;
                     fill[p] = 0;
@@ -248,7 +249,7 @@ int64_t train_epoch(float *restrict w1, float *restrict v1, float *restrict W,
                     const float *restrict scale, const int64_t *restrict indptr,
                     const uint16_t *restrict pixels, const uint8_t *restrict values,
                     const int64_t *restrict order, int64_t n, const uint16_t *restrict act,
-                    const int64_t *restrict act_ptr, const int64_t *restrict ahead,
+                    const int64_t *restrict act_ptr, const int32_t *restrict ahead,
                     const uint8_t *restrict first, const int64_t *restrict ent_ptr,
                     const uint16_t *restrict ent_image, const uint8_t *restrict ent_value,
                     const int64_t *restrict labels, int64_t batch_size, int64_t step,

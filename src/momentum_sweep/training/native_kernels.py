@@ -80,15 +80,15 @@ def _array(dtype, ndim=None):
     return np.ctypeslib.ndpointer(dtype, ndim=ndim, flags=("C_CONTIGUOUS", "ALIGNED"))
 
 
-F32, I64, U16, U8, F64 = (_array(t) for t in (np.float32, np.int64, np.uint16, np.uint8,
-                                              np.float64))
+F32, F64, I64, I32, U16, U8 = (_array(t) for t in (np.float32, np.float64, np.int64, np.int32,
+                                                   np.uint16, np.uint8))
 INT, FLOAT = ctypes.c_int64, ctypes.c_float
 SIGNATURES = {  # name: (result, argument types), as in native_kernels.c
-    "batch_structure": (INT, [I64, U16, U8, I64, INT, INT, INT, U16, I64, I64, U8, I64, U16,
+    "batch_structure": (INT, [I64, U16, U8, I64, INT, INT, INT, U16, I64, I32, U8, I64, U16,
                               U8]),
     "catch_up": (None, [F32, F32, I64, INT, INT, F32, F32, INT]),
     "train_epoch": (INT, [F32, F32, F32, F32, F32, I64, I64, I64, INT, INT, FLOAT, FLOAT, F32,
-                          F32, F32, I64, U16, U8, I64, INT, U16, I64, I64, U8, I64, U16, U8,
+                          F32, F32, I64, U16, U8, I64, INT, U16, I64, I32, U8, I64, U16, U8,
                           I64, INT, INT, F32, F64]),
     "evaluate": (None, [F32, F32, I64, I64, INT, INT, F32, I64, U16, U8, I64, INT, F32, F64]),
 }

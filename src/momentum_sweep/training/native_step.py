@@ -24,9 +24,10 @@ every image of a batch contributes nothing to the forward pass and has no gradie
 
 The batch's pixel-by-pixel view (which pixels are active, and which images have them) depends
 only on the replicate's batch order, so it is built once per replicate and epoch and shared by
-the replicate's models. Threads take whole models from a queue: each model's arithmetic is the
-same whichever models share the pass, and a thread that the system does not schedule delays only
-its own model, never the others (no barrier inside an epoch).
+the replicate's models; the next epoch's is built while this one's last models train. Threads
+take whole models from a queue: each model's arithmetic is the same whichever models share the
+pass, and a thread that the system does not schedule delays only its own model, never the others
+(no barrier inside an epoch).
 
 Widths are padded to a multiple of 8 floats, with zero weights that stay zero, so that the
 compiled loops run in full vector registers. The later layers' zero (ReLU'd) inputs are multiplied
@@ -107,15 +108,16 @@ def batch_structure(images: SparseImages, order: np.ndarray, batch_size: int):
     """An epoch's batches pixel by pixel, as pass B reads them (see native_kernels.c):
     (act, act_ptr, ahead, first, ent_ptr, ent_image, ent_value)."""
     nnz = len(images.pixels)  # every image is in the epoch once: its entries are the non-zeros
-    act, ahead, first = np.empty(nnz, np.uint16), np.empty(nnz, np.int64), np.empty(nnz, np.uint8)
+    act, ahead, first = np.empty(nnz, np.uint16), np.empty(nnz, np.int32), np.empty(nnz, np.uint8)
     act_ptr = np.empty(-(-len(order) // batch_size) + 1, np.int64)
     ent_ptr = np.empty(nnz + 1, np.int64)
     ent_image, ent_value = np.empty(nnz, np.uint16), np.empty(nnz, np.uint8)
     n_act = library().batch_structure(images.indptr, images.pixels, images.values, order,
                                       len(order), batch_size, PIXELS, act, act_ptr, ahead, first,
                                       ent_ptr, ent_image, ent_value)
-    return (act[:n_act], act_ptr, ahead[:n_act], first[:n_act], ent_ptr[:n_act + 1], ent_image,
-            ent_value)
+    # A batch's active pixels are about a seventh of its entries: keep only what is used.
+    return (act[:n_act].copy(), act_ptr, ahead[:n_act].copy(), first[:n_act].copy(),
+            ent_ptr[:n_act + 1].copy(), ent_image, ent_value)
 
 
 class NativeTrainer:
@@ -141,28 +143,34 @@ class NativeTrainer:
         self.K = len(keys)
         self.threads = threads or worker_threads()
         self.description = f"native step, {self.threads} threads"
+        self.pool = ThreadPoolExecutor(self.threads)
+        self.epochs_left = train_params.epochs
+        self._ahead = None  # the next epoch's orders and batch structures, being built
         self._evaluation_sets = {}
 
-    def _map(self, function, items, done=None):
-        """function over items on the worker threads, in order; ``done(i)`` after item i.
-        Ctrl-C cancels what has not started; a running kernel finishes its model-epoch."""
-        pool = ThreadPoolExecutor(self.threads)
+    def _collect(self, futures, done=None):
+        """The futures' results, in order; ``done(i)`` after the i-th. Ctrl-C (or an error)
+        cancels those not started; a running kernel finishes its model-epoch."""
         try:
             results = []
-            for i, result in enumerate(pool.map(function, items)):
-                results.append(result)
+            for i, future in enumerate(futures):
+                results.append(future.result())
                 if done is not None:
                     done(i)
             return results
         finally:
-            pool.shutdown(wait=False, cancel_futures=True)
+            for future in futures:
+                future.cancel()
+
+    def _next_batches(self):
+        """Start building the next epoch's batch structures on the worker threads."""
+        orders = list(self.orders.next_epoch().numpy())                            # [G][N]
+        return orders, [self.pool.submit(batch_structure, self.train, order, self.batch_size)
+                        for order in orders]
 
     def train_epoch(self, progress=None):
-        orders = list(self.orders.next_epoch().numpy())                            # [G][N]
+        orders, structures = self._ahead or self._next_batches()
         n = len(orders[0])
-        structures = self._map(lambda order: batch_structure(self.train, order, self.batch_size),
-                               orders)
-        labels = [self.labels[order] for order in orders]                           # [G][N]
         end = self.step + self.steps_per_epoch
 
         def one(k):
@@ -171,14 +179,19 @@ class NativeTrainer:
             self.kernels.train_epoch(
                 m.w1, m.v1, m.W, m.Wt, m.V, m.last, self.sizes, self.widths, self.L, self.M,
                 m.lr, float(m.mu), m.decay, m.drift, SCALE, self.train.indptr, self.train.pixels,
-                self.train.values, orders[g], n, *structures[g], labels[g], self.batch_size,
-                self.step, m.hs, figures)
+                self.train.values, orders[g], n, *structures[g].result(),
+                self.labels[orders[g]], self.batch_size, self.step, m.hs, figures)
             self.kernels.catch_up(m.w1, m.v1, m.last, PIXELS, int(self.widths[1]), m.decay,
                                   m.drift, end)
             return figures[0] / n, figures[1] / n
 
+        futures = [self.pool.submit(one, k) for k in range(self.K)]
+        # Queued behind this epoch's models: threads left idle at its end (when the models do
+        # not divide evenly between them) build the next epoch's batches meanwhile.
+        self.epochs_left -= 1
+        self._ahead = self._next_batches() if self.epochs_left > 0 else None
         report = None if progress is None else (lambda i: progress((i + 1) * n))
-        results = self._map(one, range(self.K), report)
+        results = self._collect(futures, report)
         self.step = end
         return [r[0] for r in results], [r[1] for r in results]
 
@@ -195,7 +208,7 @@ class NativeTrainer:
                                   len(labels), m.hs, figures)
             return figures[0] / len(labels), figures[1] / len(labels)
 
-        results = self._map(one, self.models)
+        results = self._collect([self.pool.submit(one, m) for m in self.models])
         return [r[0] for r in results], [r[1] for r in results]
 
     def state_dict(self, k):
