@@ -131,3 +131,13 @@ def test_ci_runs_the_readme_test_command():
     ci = (ROOT / ".ci" / "run").read_text()
     pattern = re.search(r"grep -m1 -E '([^']+)' README.md", ci).group(1)
     assert [line for line in readme.splitlines() if re.search(pattern, line)][0] == block[1]
+
+
+def test_the_readme_quotes_the_committed_results():
+    """Its result tables are what scripts/results-tables prints from metrics/summary.json."""
+    tables = subprocess.run([sys.executable, str(ROOT / "scripts" / "results-tables")],
+                            capture_output=True, text=True, check=True).stdout.strip()
+    readme = (ROOT / "README.md").read_text()
+    arms, differences = tables.split("\n\n")
+    assert "| momentum 0 |" in arms and "| 0.4 |" in differences
+    assert arms in readme and differences in readme

@@ -6,8 +6,8 @@ step: the forward multiply, the gradient multiply, the momentum decay and the up
 is sparse (19% of an image's pixels are non-zero, 55% of a batch's), and a pixel that is zero in
 every image of a batch contributes nothing to the forward pass and has no gradient. So:
 
-- Only the rows of the pixels active in the batch are read: the forward pass adds, for each
-  active pixel, its row times its value into the outputs of the images that have it.
+- Only the rows of the pixels active in the batch are read: an image's first-layer output is
+  the sum of its non-zero pixels' rows times their values, and only active rows have a gradient.
 - The other rows would only decay: ``v = mu*v; w -= v``. That is applied in closed form, n
   skipped steps at once: ``w -= v*(mu + ... + mu^n)`` and ``v *= mu^n`` (v in PyTorch's scaling;
   tables ``drift`` and ``decay``). The epoch's batches are known in advance, so a row's skipped
@@ -79,12 +79,12 @@ class NativeModel:
         self.w1 = np.zeros((PIXELS + 1, widths[1]), np.float32)      # [785, H1], pixel-major
         self.w1[:PIXELS, :sizes[1]] = state["layers.0.weight"].T.numpy()
         self.w1[PIXELS, :sizes[1]] = state["layers.0.bias"].numpy()
-        self.W = np.zeros((max(L - 1, 1), M + 1, M), np.float32)     # [L-1, in+1, out]
+        self.W = np.zeros((max(L - 1, 1), M + 1, M), np.float32)     # [L-1, M+1, M]
         for l in range(1, L):
             fi, fo = sizes[l], sizes[l + 1]
             self.W[l - 1, :fi, :fo] = state[f"layers.{l}.weight"].T.numpy()
             self.W[l - 1, fi, :fo] = state[f"layers.{l}.bias"].numpy()
-        self.Wt = np.ascontiguousarray(self.W[:, :M, :].transpose(0, 2, 1))  # [L-1, out, in]
+        self.Wt = np.ascontiguousarray(self.W[:, :M, :].transpose(0, 2, 1))  # [L-1, M, M]
         self.v1, self.V = np.zeros_like(self.w1), np.zeros_like(self.W)
         self.last = np.zeros(PIXELS, np.int64)
         self.mu = np.float32(momentum)

@@ -124,7 +124,8 @@ def memory_needed(implementation, n_models, n_replicates, hidden, train_params) 
     """A generous estimate of the bytes a pass allocates, to refuse before allocating them."""
     sizes = layer_sizes(hidden)
     floats = sum((a + 1) * b for a, b in zip(sizes, sizes[1:]))
-    data = 100 * 2 ** 20 + 25 * 2 ** 20 * n_replicates  # images, orders, per-replicate views
+    # images, orders, each replicate's views of its batches (the native step: two epochs')
+    data = 100 * 2 ** 20 + 90 * 2 ** 20 * n_replicates
     if implementation == "native":
         steps = -(-train_params.train_size // train_params.batch_size) * train_params.epochs
         per_model = 4 * (3 * floats + 2 * 16 * sizes[1] + 2 * (steps + 2)
