@@ -115,9 +115,10 @@ static float log_sum_exp(const float *z, int64_t C, int64_t *argmax)
     return m + logf(total);
 }
 
-/* Later layers' backward pass, last first, for B images whose hs[L-1] holds lr/B * d(loss)/d(logits):
- * velocity and update of W, then the gradient of each layer's input (through W before the
- * update, via Wt, so the loop runs along memory) and its ReLU; leaves it in hs[0]. */
+/* Later layers' backward pass, last first, for B images whose hs[L-1] holds
+ * lr/B * d(loss)/d(logits): velocity and update of W, then the gradient of each layer's input
+ * (through W before the update, via Wt, so the loop runs along memory) and its ReLU; leaves the
+ * first layer's in hs[0]. */
 static void backward_later(const Net *net, float *hs, int64_t B, float *W, float *Wt, float *V,
                            float mu)
 {
@@ -238,10 +239,11 @@ void catch_up(float *restrict w1, float *restrict v1, int64_t *restrict last, in
     }
 }
 
-/* One epoch of one model. labels: in batch order; decay[n] = mu^n, drift[n] = mu + ... + mu^n;
+/* Steps [from, to) of one model's epoch, the first of them global step `step`. labels: in batch
+ * order; decay[n] = mu^n, drift[n] = mu + ... + mu^n;
  * last[p]: the step up to which pixel row p is current (its next active step, if pass B has
  * already applied the steps it skips until then). out: summed training loss, correct
- * predictions. Returns the global step after the epoch. */
+ * predictions. Returns the global step after them. */
 int64_t train_epoch(float *restrict w1, float *restrict v1, float *restrict W,
                     float *restrict Wt, float *restrict V, int64_t *restrict last,
                     const int64_t *sizes, const int64_t *widths, int64_t L, int64_t M,
@@ -252,16 +254,16 @@ int64_t train_epoch(float *restrict w1, float *restrict v1, float *restrict W,
                     const int64_t *restrict act_ptr, const int32_t *restrict ahead,
                     const uint8_t *restrict first, const int64_t *restrict ent_ptr,
                     const uint16_t *restrict ent_image, const uint8_t *restrict ent_value,
-                    const int64_t *restrict labels, int64_t batch_size, int64_t step,
-                    float *restrict hs, double *restrict out)
+                    const int64_t *restrict labels, int64_t batch_size, int64_t from,
+                    int64_t to, int64_t step, float *restrict hs, double *restrict out)
 {
     const Net net_ = {L, sizes, widths, M, batch_size}, *net = &net_;
     const int64_t P = widths[0], H = widths[1], C = sizes[L];
     const int64_t steps = (n + batch_size - 1) / batch_size;
     double loss = 0;
     int64_t correct = 0;
-    for (int64_t start = 0, s = 0; start < n; start += batch_size, s++) {
-        const int64_t B = n - start < batch_size ? n - start : batch_size;
+    for (int64_t s = from; s < to; s++) {
+        const int64_t start = s * batch_size, B = n - start < batch_size ? n - start : batch_size;
         const float alpha = lr / (float)B;   /* as the PyTorch step: float32 lr over B */
         /* Pass A: bring the rows active for the first time this epoch up to date, and decay
          * their velocity for this step (pass B of their last step did it for the others)... */

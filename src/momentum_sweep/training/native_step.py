@@ -24,10 +24,13 @@ every image of a batch contributes nothing to the forward pass and has no gradie
 
 The batch's pixel-by-pixel view (which pixels are active, and which images have them) depends
 only on the replicate's batch order, so it is built once per replicate and epoch and shared by
-the replicate's models; the next epoch's is built while this one's last models train. Threads
-take whole models from a queue: each model's arithmetic is the same whichever models share the
-pass, and a thread that the system does not schedule delays only its own model, never the others
-(no barrier inside an epoch).
+the replicate's models; the next epoch's is built while this one trains. Threads take work
+from a queue, a quarter of a model-epoch at a time, and a model's next quarter joins the end of
+the queue when its last one finishes: each model's arithmetic is the same whichever models share
+the pass, and in whichever pieces, on whichever threads; the threads finish an epoch together
+even when the models do not divide evenly between them (5 models on 2 threads: 2.5 model-epochs
+each, not 3 and 2); and a thread that the system does not schedule delays only the piece it
+holds, never the others (no barrier inside an epoch).
 
 Widths are padded to a multiple of 8 floats, with zero weights that stay zero, so that the
 compiled loops run in full vector registers. The later layers' zero (ReLU'd) inputs are multiplied
@@ -35,6 +38,8 @@ like any other: a branch on them, wrong half the time, cost twice what it saved.
 """
 
 import os
+import queue
+import threading
 from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
@@ -48,6 +53,7 @@ from .trainer import BatchOrders, replicate_groups
 
 SCALE = np.arange(256, dtype=np.float32) / np.float32(255)  # pixel value -> x, as ToTensor
 LANES = 8  # floats in a vector register (AVX)
+PIECES = 4  # tasks per model-epoch, so that the threads finish together (see the docstring)
 
 
 def padded(width: int) -> int:
@@ -108,9 +114,11 @@ def batch_structure(images: SparseImages, order: np.ndarray, batch_size: int):
     """An epoch's batches pixel by pixel, as pass B reads them (see native_kernels.c):
     (act, act_ptr, ahead, first, ent_ptr, ent_image, ent_value)."""
     nnz = len(images.pixels)  # every image is in the epoch once: its entries are the non-zeros
-    act, ahead, first = np.empty(nnz, np.uint16), np.empty(nnz, np.int32), np.empty(nnz, np.uint8)
-    act_ptr = np.empty(-(-len(order) // batch_size) + 1, np.int64)
-    ent_ptr = np.empty(nnz + 1, np.int64)
+    steps = -(-len(order) // batch_size)
+    most = min(nnz, steps * PIXELS)  # active pixels: at most one per entry, PIXELS per step
+    act, ahead = np.empty(most, np.uint16), np.empty(most, np.int32)
+    first = np.empty(most, np.uint8)
+    act_ptr, ent_ptr = np.empty(steps + 1, np.int64), np.empty(most + 1, np.int64)
     ent_image, ent_value = np.empty(nnz, np.uint16), np.empty(nnz, np.uint8)
     n_act = library().batch_structure(images.indptr, images.pixels, images.values, order,
                                       len(order), batch_size, PIXELS, act, act_ptr, ahead, first,
@@ -148,16 +156,11 @@ class NativeTrainer:
         self._ahead = None  # the next epoch's orders and batch structures, being built
         self._evaluation_sets = {}
 
-    def _collect(self, futures, done=None):
-        """The futures' results, in order; ``done(i)`` after the i-th. Ctrl-C (or an error)
-        cancels those not started; a running kernel finishes its model-epoch."""
+    def _collect(self, futures):
+        """The futures' results, in order. Ctrl-C (or an error) cancels those not started; a
+        running kernel finishes its model."""
         try:
-            results = []
-            for i, future in enumerate(futures):
-                results.append(future.result())
-                if done is not None:
-                    done(i)
-            return results
+            return [future.result() for future in futures]
         finally:
             for future in futures:
                 future.cancel()
@@ -171,29 +174,51 @@ class NativeTrainer:
     def train_epoch(self, progress=None):
         orders, structures = self._ahead or self._next_batches()
         n = len(orders[0])
-        end = self.step + self.steps_per_epoch
+        start = self.step
+        bounds = [round(i * self.steps_per_epoch / PIECES) for i in range(PIECES + 1)]
+        figures = np.zeros((self.K, 2))                        # summed loss, correct
+        finished = queue.SimpleQueue()                         # (model, error) per piece
+        stop = threading.Event()
 
-        def one(k):
-            m, g = self.models[k], self.group_of[k]
-            figures = np.zeros(2)                              # summed loss, correct
-            self.kernels.train_epoch(
-                m.w1, m.v1, m.W, m.Wt, m.V, m.last, self.sizes, self.widths, self.L, self.M,
-                m.lr, float(m.mu), m.decay, m.drift, SCALE, self.train.indptr, self.train.pixels,
-                self.train.values, orders[g], n, *structures[g].result(),
-                self.labels[orders[g]], self.batch_size, self.step, m.hs, figures)
-            self.kernels.catch_up(m.w1, m.v1, m.last, PIXELS, int(self.widths[1]), m.decay,
-                                  m.drift, end)
-            return figures[0] / n, figures[1] / n
+        def piece(k, i):
+            """Piece i of model k's epoch; then queues piece i + 1 behind every other piece."""
+            try:
+                if stop.is_set():
+                    return
+                m, g = self.models[k], self.group_of[k]
+                out = np.zeros(2)
+                self.kernels.train_epoch(
+                    m.w1, m.v1, m.W, m.Wt, m.V, m.last, self.sizes, self.widths, self.L, self.M,
+                    m.lr, float(m.mu), m.decay, m.drift, SCALE, self.train.indptr,
+                    self.train.pixels, self.train.values, orders[g], n, *structures[g].result(),
+                    self.labels[orders[g]], self.batch_size, bounds[i], bounds[i + 1],
+                    start + bounds[i], m.hs, out)
+                figures[k] += out
+                if i + 1 < PIECES:
+                    self.pool.submit(piece, k, i + 1)
+                else:
+                    self.kernels.catch_up(m.w1, m.v1, m.last, PIXELS, int(self.widths[1]),
+                                          m.decay, m.drift, start + self.steps_per_epoch)
+                finished.put((k, None))
+            except BaseException as error:
+                finished.put((k, error))
 
-        futures = [self.pool.submit(one, k) for k in range(self.K)]
-        # Queued behind this epoch's models: threads left idle at its end (when the models do
-        # not divide evenly between them) build the next epoch's batches meanwhile.
+        for k in range(self.K):
+            self.pool.submit(piece, k, 0)
+        # Queued behind this epoch's first pieces: the next epoch's batches.
         self.epochs_left -= 1
         self._ahead = self._next_batches() if self.epochs_left > 0 else None
-        report = None if progress is None else (lambda i: progress((i + 1) * n))
-        results = self._collect(futures, report)
-        self.step = end
-        return [r[0] for r in results], [r[1] for r in results]
+        try:
+            for done in range(1, self.K * PIECES + 1):
+                _, error = finished.get()
+                if error is not None:
+                    raise error
+                if progress is not None:
+                    progress(done * n // PIECES)
+        finally:
+            stop.set()  # after Ctrl-C or an error: running pieces finish, no more start
+        self.step = start + self.steps_per_epoch
+        return list(figures[:, 0] / n), list(figures[:, 1] / n)
 
     def evaluate(self, split):
         if id(split) not in self._evaluation_sets:

@@ -4,8 +4,8 @@ A model's fingerprint is a hash of everything that decides it: the flattened dat
 and training parameters, its arm and replicate, the training code (every source file the train
 stage runs, found by reading its imports), the step implementation, the torch version (and, for
 the native step, the C compiler's) and the device type. A sealed folder with the same
-fingerprint, in models/ or in .model-cache/, is reused byte for byte. The record keeps the fingerprint's inputs, so when they
-differ the log can say which changed.
+fingerprint, in models/ or in .model-cache/, is reused byte for byte. The record keeps the
+fingerprint's inputs, so when they differ the log can say which changed.
 """
 
 import hashlib
