@@ -1,6 +1,9 @@
 """The native CPU step agrees with torch.optim.SGD and the PyTorch step, and each model's result
 is independent of the models it shares a pass with, and of the run."""
 
+import gc
+import weakref
+
 import numpy as np
 import pytest
 import torch
@@ -128,3 +131,22 @@ def test_a_missing_compiler_or_a_compile_error_is_a_clear_error(tmp_path, monkey
     monkeypatch.setenv("CC", str(tmp_path / "no-such-cc"))
     with pytest.raises(SweepError, match=r"C compiler, and none was found \(CC='.*no-such-cc'"):
         native_kernels.compiler()
+
+
+def test_an_epochs_batches_are_freed_when_it_ends(small_splits):
+    """They are the step's largest allocation: a reference cycle once kept every epoch's alive
+    until the cyclic garbage collector happened to run, and the train stage grew by a gigabyte."""
+    train_params, splits = small_splits
+    t = NativeTrainer(keys_for([(0.5, 0.1, False), (0.0, 0.1, False)]), [50, 50],
+                      train_params.model_copy(update={"epochs": 3}), splits)
+    gc.disable()
+    try:
+        t.train_epoch()
+        _, structures = t._ahead                  # the second epoch's, built during the first
+        second_epochs = weakref.ref(structures[0].result()[0])
+        del structures
+        t.train_epoch()
+        t.train_epoch()
+        assert second_epochs() is None
+    finally:
+        gc.enable()

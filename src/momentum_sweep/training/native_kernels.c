@@ -1,8 +1,8 @@
 /* The native CPU step's kernels (see native_step.py for the method, native_kernels.py for how
  * this file is compiled and called).
  *
- * One call of train_epoch trains one model for one epoch, so threads split by whole models and
- * each model's arithmetic is the same whichever models share the pass. Plain IEEE float32
+ * One call of train_steps trains one model for a run of steps of an epoch, so threads split by
+ * models and each model's arithmetic is the same whichever models share the pass. Plain IEEE float32
  * arithmetic, compiled with -ffp-contract=off: a multiply and an add are never fused, and each
  * vector lane computes exactly what a scalar loop would, whatever vector width the machine has.
  *
@@ -244,7 +244,7 @@ void catch_up(float *restrict w1, float *restrict v1, int64_t *restrict last, in
  * last[p]: the step up to which pixel row p is current (its next active step, if pass B has
  * already applied the steps it skips until then). out: summed training loss, correct
  * predictions. Returns the global step after them. */
-int64_t train_epoch(float *restrict w1, float *restrict v1, float *restrict W,
+int64_t train_steps(float *restrict w1, float *restrict v1, float *restrict W,
                     float *restrict Wt, float *restrict V, int64_t *restrict last,
                     const int64_t *sizes, const int64_t *widths, int64_t L, int64_t M,
                     float lr, float mu, const float *restrict decay, const float *restrict drift,

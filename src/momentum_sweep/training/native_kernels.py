@@ -87,7 +87,7 @@ SIGNATURES = {  # name: (result, argument types), as in native_kernels.c
     "batch_structure": (INT, [I64, U16, U8, I64, INT, INT, INT, U16, I64, I32, U8, I64, U16,
                               U8]),
     "catch_up": (None, [F32, F32, I64, INT, INT, F32, F32, INT]),
-    "train_epoch": (INT, [F32, F32, F32, F32, F32, I64, I64, I64, INT, INT, FLOAT, FLOAT, F32,
+    "train_steps": (INT, [F32, F32, F32, F32, F32, I64, I64, I64, INT, INT, FLOAT, FLOAT, F32,
                           F32, F32, I64, U16, U8, I64, INT, U16, I64, I32, U8, I64, U16, U8,
                           I64, INT, INT, INT, INT, F32, F64]),
     "evaluate": (None, [F32, F32, I64, I64, INT, INT, F32, I64, U16, U8, I64, INT, F32, F64]),

@@ -20,7 +20,8 @@ every image of a batch contributes nothing to the forward pass and has no gradie
   registers while its pixels' rows are added; the gradient pass runs pixel by pixel, each row's
   velocity held in registers while its images' gradients are added. Neither writes a partial sum
   to memory.
-- One call into compiled code (C, ``native_kernels.c``) trains one model for a whole epoch.
+- One call into compiled code (C, ``native_kernels.c``) trains one model for a quarter of an
+  epoch (below: why not a whole one).
 
 The batch's pixel-by-pixel view (which pixels are active, and which images have them) depends
 only on the replicate's batch order, so it is built once per replicate and epoch and shared by
@@ -41,6 +42,7 @@ import os
 import queue
 import threading
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
 
 import numpy as np
 import torch
@@ -128,6 +130,20 @@ def batch_structure(images: SparseImages, order: np.ndarray, batch_size: int):
             ent_ptr[:n_act + 1].copy(), ent_image, ent_value)
 
 
+@dataclass
+class Epoch:
+    """One epoch of a pass, as its pieces share it."""
+    orders: list              # [G][N]: each replicate's order
+    structures: list          # [G]: futures of their batch structures
+    start: int                # the global step it starts at
+    bounds: list              # [PIECES + 1]: the pieces' steps
+    figures: np.ndarray       # [K, 2]: each model's summed loss and correct predictions
+    # per finished piece: None, or the error it raised
+    finished: queue.SimpleQueue = field(default_factory=queue.SimpleQueue)
+    # set after Ctrl-C or an error: no more pieces start
+    stop: threading.Event = field(default_factory=threading.Event)
+
+
 class NativeTrainer:
     def __init__(self, keys, hidden, train_params, splits, threads=None):
         groups = replicate_groups(keys)
@@ -174,51 +190,49 @@ class NativeTrainer:
     def train_epoch(self, progress=None):
         orders, structures = self._ahead or self._next_batches()
         n = len(orders[0])
-        start = self.step
-        bounds = [round(i * self.steps_per_epoch / PIECES) for i in range(PIECES + 1)]
-        figures = np.zeros((self.K, 2))                        # summed loss, correct
-        finished = queue.SimpleQueue()                         # (model, error) per piece
-        stop = threading.Event()
-
-        def piece(k, i):
-            """Piece i of model k's epoch; then queues piece i + 1 behind every other piece."""
-            try:
-                if stop.is_set():
-                    return
-                m, g = self.models[k], self.group_of[k]
-                out = np.zeros(2)
-                self.kernels.train_epoch(
-                    m.w1, m.v1, m.W, m.Wt, m.V, m.last, self.sizes, self.widths, self.L, self.M,
-                    m.lr, float(m.mu), m.decay, m.drift, SCALE, self.train.indptr,
-                    self.train.pixels, self.train.values, orders[g], n, *structures[g].result(),
-                    self.labels[orders[g]], self.batch_size, bounds[i], bounds[i + 1],
-                    start + bounds[i], m.hs, out)
-                figures[k] += out
-                if i + 1 < PIECES:
-                    self.pool.submit(piece, k, i + 1)
-                else:
-                    self.kernels.catch_up(m.w1, m.v1, m.last, PIXELS, int(self.widths[1]),
-                                          m.decay, m.drift, start + self.steps_per_epoch)
-                finished.put((k, None))
-            except BaseException as error:
-                finished.put((k, error))
-
+        epoch = Epoch(orders, structures, self.step,
+                      [round(i * self.steps_per_epoch / PIECES) for i in range(PIECES + 1)],
+                      np.zeros((self.K, 2)))
         for k in range(self.K):
-            self.pool.submit(piece, k, 0)
+            self.pool.submit(self._piece, epoch, k, 0)
         # Queued behind this epoch's first pieces: the next epoch's batches.
         self.epochs_left -= 1
         self._ahead = self._next_batches() if self.epochs_left > 0 else None
         try:
             for done in range(1, self.K * PIECES + 1):
-                _, error = finished.get()
+                error = epoch.finished.get()
                 if error is not None:
                     raise error
                 if progress is not None:
                     progress(done * n // PIECES)
         finally:
-            stop.set()  # after Ctrl-C or an error: running pieces finish, no more start
-        self.step = start + self.steps_per_epoch
-        return list(figures[:, 0] / n), list(figures[:, 1] / n)
+            epoch.stop.set()  # after Ctrl-C or an error: running pieces finish, no more start
+        self.step += self.steps_per_epoch
+        return list(epoch.figures[:, 0] / n), list(epoch.figures[:, 1] / n)
+
+    def _piece(self, epoch, k, i):
+        """Piece i of model k's epoch; then piece i + 1 is queued, behind every other piece."""
+        try:
+            if epoch.stop.is_set():
+                return
+            m, g, (first, last) = self.models[k], self.group_of[k], epoch.bounds[i:i + 2]
+            out = np.zeros(2)                                      # summed loss, correct
+            self.kernels.train_steps(
+                m.w1, m.v1, m.W, m.Wt, m.V, m.last, self.sizes, self.widths, self.L, self.M,
+                m.lr, float(m.mu), m.decay, m.drift, SCALE, self.train.indptr, self.train.pixels,
+                self.train.values, epoch.orders[g], len(epoch.orders[g]),
+                *epoch.structures[g].result(),
+                self.labels[epoch.orders[g]], self.batch_size, first, last, epoch.start + first,
+                m.hs, out)
+            epoch.figures[k] += out
+            if i + 1 < PIECES:
+                self.pool.submit(self._piece, epoch, k, i + 1)
+            else:
+                self.kernels.catch_up(m.w1, m.v1, m.last, PIXELS, int(self.widths[1]), m.decay,
+                                      m.drift, epoch.start + epoch.bounds[-1])
+            epoch.finished.put(None)
+        except BaseException as error:
+            epoch.finished.put(error)
 
     def evaluate(self, split):
         if id(split) not in self._evaluation_sets:
