@@ -165,13 +165,14 @@ static void backward_later(const Net *net, float *hs, int64_t B, float *W, float
  * first appearance; active pixel a has entries ent_ptr[a]:ent_ptr[a+1]: (image within the
  * batch, pixel value). ahead[a]: the steps its pixel then skips before it is next active in the
  * epoch, or -1 if it is not; first[a]: 1 if it is the pixel's first step in the epoch. act,
- * ahead, first, ent_ptr, ent_image, ent_value: room for every non-zero of the epoch (and one
- * more in ent_ptr). Returns the number of active pixels. */
+ * ahead, first, ent_ptr: room for every active pixel (and one more in ent_ptr); ent_image,
+ * ent_value: for every non-zero of the epoch (fewer than 2^31). Returns the number of active
+ * pixels. */
 int64_t batch_structure(const int64_t *restrict indptr, const uint16_t *restrict pixels,
                         const uint8_t *restrict values, const int64_t *restrict order, int64_t n,
                         int64_t batch_size, int64_t P, uint16_t *restrict act,
                         int64_t *restrict act_ptr, int32_t *restrict ahead,
-                        uint8_t *restrict first, int64_t *restrict ent_ptr,
+                        uint8_t *restrict first, int32_t *restrict ent_ptr,
                         uint16_t *restrict ent_image, uint8_t *restrict ent_value)
 {
     int64_t slot[P], fill[P];   /* pixel -> its index among the active ones; next free entry */
@@ -201,7 +202,7 @@ int64_t batch_structure(const int64_t *restrict indptr, const uint16_t *restrict
         }
         for (int64_t a = begin; a < n_act; a++) {   /* counts -> where each pixel's entries go */
             const uint16_t p = act[a];
-            ent_ptr[a] = e;
+            ent_ptr[a] = (int32_t)e;
             e += fill[p];
             fill[p] = ent_ptr[a];
         }
@@ -216,7 +217,7 @@ int64_t batch_structure(const int64_t *restrict indptr, const uint16_t *restrict
         for (int64_t a = begin; a < n_act; a++) slot[act[a]] = -1;
         act_ptr[s + 1] = n_act;
     }
-    ent_ptr[n_act] = e;
+    ent_ptr[n_act] = (int32_t)e;
     return n_act;
 }
 
@@ -252,7 +253,7 @@ int64_t train_steps(float *restrict w1, float *restrict v1, float *restrict W,
                     const uint16_t *restrict pixels, const uint8_t *restrict values,
                     const int64_t *restrict order, int64_t n, const uint16_t *restrict act,
                     const int64_t *restrict act_ptr, const int32_t *restrict ahead,
-                    const uint8_t *restrict first, const int64_t *restrict ent_ptr,
+                    const uint8_t *restrict first, const int32_t *restrict ent_ptr,
                     const uint16_t *restrict ent_image, const uint8_t *restrict ent_value,
                     const int64_t *restrict labels, int64_t batch_size, int64_t from,
                     int64_t to, int64_t step, float *restrict hs, double *restrict out)

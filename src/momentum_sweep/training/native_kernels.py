@@ -84,11 +84,11 @@ F32, F64, I64, I32, U16, U8 = (_array(t) for t in (np.float32, np.float64, np.in
                                                    np.uint16, np.uint8))
 INT, FLOAT = ctypes.c_int64, ctypes.c_float
 SIGNATURES = {  # name: (result, argument types), as in native_kernels.c
-    "batch_structure": (INT, [I64, U16, U8, I64, INT, INT, INT, U16, I64, I32, U8, I64, U16,
+    "batch_structure": (INT, [I64, U16, U8, I64, INT, INT, INT, U16, I64, I32, U8, I32, U16,
                               U8]),
     "catch_up": (None, [F32, F32, I64, INT, INT, F32, F32, INT]),
     "train_steps": (INT, [F32, F32, F32, F32, F32, I64, I64, I64, INT, INT, FLOAT, FLOAT, F32,
-                          F32, F32, I64, U16, U8, I64, INT, U16, I64, I32, U8, I64, U16, U8,
+                          F32, F32, I64, U16, U8, I64, INT, U16, I64, I32, U8, I32, U16, U8,
                           I64, INT, INT, INT, INT, F32, F64]),
     "evaluate": (None, [F32, F32, I64, I64, INT, INT, F32, I64, U16, U8, I64, INT, F32, F64]),
 }

@@ -120,7 +120,7 @@ def batch_structure(images: SparseImages, order: np.ndarray, batch_size: int):
     most = min(nnz, steps * PIXELS)  # active pixels: at most one per entry, PIXELS per step
     act, ahead = np.empty(most, np.uint16), np.empty(most, np.int32)
     first = np.empty(most, np.uint8)
-    act_ptr, ent_ptr = np.empty(steps + 1, np.int64), np.empty(most + 1, np.int64)
+    act_ptr, ent_ptr = np.empty(steps + 1, np.int64), np.empty(most + 1, np.int32)
     ent_image, ent_value = np.empty(nnz, np.uint16), np.empty(nnz, np.uint8)
     n_act = library().batch_structure(images.indptr, images.pixels, images.values, order,
                                       len(order), batch_size, PIXELS, act, act_ptr, ahead, first,
