@@ -6,7 +6,7 @@ Compiled with the machine's C compiler (``$CC``, else ``cc``) for this machine's
 use rather than at install because DVC runs each queued experiment in a fresh copy of the
 repository, which must run the kernels of its own commit. The library is cached by content:
 ~/.cache/momentum-sweep/native/<hash of the source, the flags, the compiler and the CPU>/, so every
-copy of the same code on the same machine shares one compilation (under a second), and a changed
+copy of the same code on the same machine shares one compilation (about two seconds), and a changed
 source gets its own. ctypes releases the GIL during each call, so threads run kernels in parallel.
 """
 
