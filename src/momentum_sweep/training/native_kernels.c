@@ -2,9 +2,9 @@
  * this file is compiled and called).
  *
  * One call of train_steps trains one model for a run of steps of an epoch, so threads split by
- * models and each model's arithmetic is the same whichever models share the pass. Plain IEEE float32
- * arithmetic, compiled with -ffp-contract=off: a multiply and an add are never fused, and each
- * vector lane computes exactly what a scalar loop would, whatever vector width the machine has.
+ * models and each model's arithmetic is the same whichever models share the pass. Plain IEEE
+ * float32 arithmetic, compiled with -ffp-contract=off: a multiply and an add are never fused,
+ * and each vector lane computes exactly what a scalar loop would, whatever the vector width.
  *
  * Layout, row-major, widths padded to a multiple of 8 with zero weights that stay zero:
  *   w1, v1  [P + 1, H]          first layer and its velocity, pixel-major (row P: bias)
@@ -221,6 +221,17 @@ int64_t batch_structure(const int64_t *restrict indptr, const uint16_t *restrict
     return n_act;
 }
 
+/* A row's skipped momentum steps in closed form: w -= v * drift, v *= decay. */
+static inline void skip_steps(float *restrict w, float *restrict v, int64_t H, float drift,
+                              float decay)
+{
+    for (int64_t j = 0; j < H; j += 8) {
+        const v8 vj = load(v + j);
+        store(w + j, load(w + j) - vj * drift);
+        store(v + j, vj * decay);
+    }
+}
+
 /* Apply every pixel row's deferred momentum steps, up to global step `step`:
  * after n skipped steps, w -= v * drift[n] and v *= decay[n]. */
 void catch_up(float *restrict w1, float *restrict v1, int64_t *restrict last, int64_t P,
@@ -229,13 +240,7 @@ void catch_up(float *restrict w1, float *restrict v1, int64_t *restrict last, in
     for (int64_t p = 0; p < P; p++) {
         const int64_t gap = step - last[p];
         if (gap <= 0) continue;
-        const float sd = drift[gap], dd = decay[gap];
-        float *w = w1 + p * H, *v = v1 + p * H;
-        for (int64_t j = 0; j < H; j += 8) {
-            const v8 vj = load(v + j);
-            store(w + j, load(w + j) - vj * sd);
-            store(v + j, vj * dd);
-        }
+        skip_steps(w1 + p * H, v1 + p * H, H, drift[gap], decay[gap]);
         last[p] = step;
     }
 }
@@ -270,14 +275,8 @@ int64_t train_steps(float *restrict w1, float *restrict v1, float *restrict W,
          * their velocity for this step (pass B of their last step did it for the others)... */
         for (int64_t a = act_ptr[s]; a < act_ptr[s + 1]; a++) {
             if (!first[a]) continue;
-            float *w = w1 + act[a] * H, *v = v1 + act[a] * H;
             const int64_t gap = step - last[act[a]];
-            const float sd = drift[gap], dd = decay[gap + 1];
-            for (int64_t j = 0; j < H; j += 8) {
-                const v8 vj = load(v + j);
-                store(w + j, load(w + j) - vj * sd);
-                store(v + j, vj * dd);
-            }
+            skip_steps(w1 + act[a] * H, v1 + act[a] * H, H, drift[gap], decay[gap + 1]);
         }
         /* ...then the first layer, image by image. */
         for (int64_t b = 0; b < B; b++) {

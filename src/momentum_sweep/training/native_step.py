@@ -134,6 +134,7 @@ def batch_structure(images: SparseImages, order: np.ndarray, batch_size: int):
 class Epoch:
     """One epoch of a pass, as its pieces share it."""
     orders: list              # [G][N]: each replicate's order
+    labels: list              # [G][N]: the labels in that order
     structures: list          # [G]: futures of their batch structures
     start: int                # the global step it starts at
     bounds: list              # [PIECES + 1]: the pieces' steps
@@ -190,7 +191,7 @@ class NativeTrainer:
     def train_epoch(self, progress=None):
         orders, structures = self._ahead or self._next_batches()
         n = len(orders[0])
-        epoch = Epoch(orders, structures, self.step,
+        epoch = Epoch(orders, [self.labels[order] for order in orders], structures, self.step,
                       [round(i * self.steps_per_epoch / PIECES) for i in range(PIECES + 1)],
                       np.zeros((self.K, 2)))
         for k in range(self.K):
@@ -222,7 +223,7 @@ class NativeTrainer:
                 m.lr, float(m.mu), m.decay, m.drift, SCALE, self.train.indptr, self.train.pixels,
                 self.train.values, epoch.orders[g], len(epoch.orders[g]),
                 *epoch.structures[g].result(),
-                self.labels[epoch.orders[g]], self.batch_size, first, last, epoch.start + first,
+                epoch.labels[g], self.batch_size, first, last, epoch.start + first,
                 m.hs, out)
             epoch.figures[k] += out
             if i + 1 < PIECES:
