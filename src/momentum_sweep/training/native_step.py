@@ -40,6 +40,7 @@ like any other: a branch on them, wrong half the time, cost twice what it saved.
 
 import os
 import queue
+import signal
 import threading
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -60,6 +61,13 @@ PIECES = 4  # tasks per model-epoch, so that the threads finish together (see th
 
 def padded(width: int) -> int:
     return -(-width // LANES) * LANES
+
+
+def _leave_signals_to_the_main_thread():
+    """Worker threads block SIGINT and SIGTERM, so the kernel delivers them to the main thread,
+    which raises KeyboardInterrupt at once even while it waits; a signal taken by a worker in a
+    kernel could go unnoticed until the run ended."""
+    signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT, signal.SIGTERM})
 
 
 def worker_threads() -> int:
@@ -168,7 +176,7 @@ class NativeTrainer:
         self.K = len(keys)
         self.threads = threads or worker_threads()
         self.description = f"native step, {self.threads} threads"
-        self.pool = ThreadPoolExecutor(self.threads)
+        self.pool = ThreadPoolExecutor(self.threads, initializer=_leave_signals_to_the_main_thread)
         self.epochs_left = train_params.epochs
         self._ahead = None  # the next epoch's orders and batch structures, being built
         self._evaluation_sets = {}
