@@ -160,6 +160,23 @@ static void backward_later(const Net *net, float *hs, int64_t B, float *W, float
     }
 }
 
+/* Images come in random order, each a cache miss: start fetching the non-zeros of image
+ * order[i] (as many as a typical image has) and the offsets of image order[i + ahead], a batch
+ * before they are read (a third faster batch_structure, a few percent faster train_steps).
+ * always_inline: GCC takes a function that only prefetches for one without effects and drops
+ * its calls. */
+static inline __attribute__((always_inline)) void prefetch_image(const int64_t *indptr, const uint16_t *pixels,
+                                  const uint8_t *values, const int64_t *order, int64_t n,
+                                  int64_t i, int64_t ahead)
+{
+    if (i < n) {
+        const int64_t q = indptr[order[i]];
+        for (int l = 0; l < 160; l += 32) __builtin_prefetch(pixels + q + l);
+        for (int l = 0; l < 160; l += 64) __builtin_prefetch(values + q + l);
+    }
+    if (i + ahead < n) __builtin_prefetch(indptr + order[i + ahead]);
+}
+
 /* Every batch of an epoch, pixel by pixel: pass B reads it row by row. For step s, the active
  * pixels (non-zero in some image of the batch) are act[act_ptr[s]:act_ptr[s+1]], in order of
  * first appearance; active pixel a has entries ent_ptr[a]:ent_ptr[a+1]: (image within the
@@ -184,6 +201,7 @@ int64_t batch_structure(const int64_t *restrict indptr, const uint16_t *restrict
         const int64_t B = n - start < batch_size ? n - start : batch_size, begin = n_act;
         for (int64_t b = 0; b < B; b++) {
             const int64_t img = order[start + b];
+            prefetch_image(indptr, pixels, values, order, n, start + batch_size + b, batch_size);
             for (int64_t q = indptr[img]; q < indptr[img + 1]; q++) {
                 const uint16_t p = pixels[q];
                 if (slot[p] < 0) {
@@ -271,6 +289,8 @@ int64_t train_steps(float *restrict w1, float *restrict v1, float *restrict W,
     for (int64_t s = from; s < to; s++) {
         const int64_t start = s * batch_size, B = n - start < batch_size ? n - start : batch_size;
         const float alpha = lr / (float)B;   /* as the PyTorch step: float32 lr over B */
+        for (int64_t b = 0; b < batch_size; b++)
+            prefetch_image(indptr, pixels, values, order, n, start + batch_size + b, batch_size);
         /* Pass A: bring the rows active for the first time this epoch up to date, and decay
          * their velocity for this step (pass B of their last step did it for the others)... */
         for (int64_t a = act_ptr[s]; a < act_ptr[s + 1]; a++) {
