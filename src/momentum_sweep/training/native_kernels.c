@@ -165,9 +165,9 @@ static void backward_later(const Net *net, float *hs, int64_t B, float *W, float
  * before they are read (a third faster batch_structure, a few percent faster train_steps).
  * always_inline: GCC takes a function that only prefetches for one without effects and drops
  * its calls. */
-static inline __attribute__((always_inline)) void prefetch_image(const int64_t *indptr, const uint16_t *pixels,
-                                  const uint8_t *values, const int64_t *order, int64_t n,
-                                  int64_t i, int64_t ahead)
+static inline __attribute__((always_inline)) void
+prefetch_image(const int64_t *indptr, const uint16_t *pixels, const uint8_t *values,
+               const int64_t *order, int64_t n, int64_t i, int64_t ahead)
 {
     if (i < n) {
         const int64_t q = indptr[order[i]];
