@@ -17,7 +17,7 @@ pytestmark = pytest.mark.dvc
 # Large enough that a kill can land inside an epoch, small enough to stay quick.
 KILL_CONFIG = {"momentum": [0.0, 0.4], "train": {"max_train_images": 12000, "epochs": 3}}
 # Long enough that Ctrl-C, sent 0.5 s after training starts, lands in it: the native step trains
-# these 4 models for 10 epochs in about a second, and once the signal came too late.
+# these 4 models for 10 epochs in about a second.
 CTRL_C_CONFIG = {**KILL_CONFIG, "train": {**KILL_CONFIG["train"], "epochs": 40}}
 
 

@@ -176,8 +176,8 @@ class NativeTrainer:
         self.labels = splits["train"].labels.cpu().numpy()
         self.steps_per_epoch = -(-len(self.labels) // self.batch_size)
         self.step = 0
-        self.group_of = [g for g, (_, a, b) in enumerate(groups) for _ in range(a, b)]
         self.group_models = [range(a, b) for _, a, b in groups]
+        self.group_of = [g for g, models in enumerate(self.group_models) for _ in models]
         self.orders = BatchOrders([r for r, _, _ in groups], train_params.seed, len(self.labels))
         initial = {r: initial_state(hidden, replicate_seeds(train_params.seed, r)["init"])
                    for r, _, _ in groups}
@@ -205,16 +205,19 @@ class NativeTrainer:
     def _build(self, order):
         return self.pool.submit(batch_structure, self.train, order, self.batch_size)
 
+    def _next_orders(self):
+        return list(self.orders.next_epoch().numpy())                              # [G][N]
+
     def _next_batches(self):
         """Start building the next epoch's batch structures on the worker threads."""
-        orders = list(self.orders.next_epoch().numpy())                            # [G][N]
+        orders = self._next_orders()
         return orders, [self._build(order) for order in orders]
 
     def train_epoch(self, progress=None):
         if self._ahead:
             orders, structures = self._ahead
         else:  # the first epoch: its batch structures are built as its first pieces are queued
-            orders, structures = list(self.orders.next_epoch().numpy()), []
+            orders, structures = self._next_orders(), []
         n = len(orders[0])
         epoch = Epoch(orders, [self.labels[order] for order in orders], structures, self.step,
                       [round(i * self.steps_per_epoch / PIECES) for i in range(PIECES + 1)],
