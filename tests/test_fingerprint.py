@@ -1,6 +1,8 @@
 """The reuse rule: what a fingerprint covers, and the reason the log gives for retraining."""
 
+import os
 import shutil
+import stat
 
 import pytest
 
@@ -71,3 +73,42 @@ def test_a_sealed_folder_is_reused_only_untouched(tmp_path):
     path.write_text(path.read_text().replace("[]", "[1]", 1))
     with pytest.raises(results.Damaged, match="record.json does not match its seal"):
         results.read_sealed(folder)
+
+
+def test_flags_in_cc_retrain_and_the_log_says_why(monkeypatch):
+    from momentum_sweep.training import native_kernels
+
+    old = inputs()
+    monkeypatch.setenv("CC", "cc -O2")
+    native_kernels._identity.cache_clear()
+    assert reuse.why_changed(old, inputs()) == "C compiler changed"
+
+
+def sealed(folder, fingerprint):
+    import torch
+
+    record = {"fingerprint": fingerprint, "inputs": {}, "epochs": [], "diverged_epoch": None}
+    results.write_folder(folder, {"w": torch.zeros(2)}, record, {"epochs": []})
+
+
+def test_a_damaged_cache_entry_is_retrained_and_logged_as_damaged(tmp_path):
+    cache = results.ModelCache(tmp_path / ".model-cache")
+    fp = reuse.fingerprint(inputs())
+    sealed(cache.path(fp), fp)
+    assert reuse.decide([KEY], {KEY: inputs()}, cache, tmp_path / "models")[KEY][1] == (
+        "reused from .model-cache")
+    model = cache.path(fp) / "model.pt"
+    model.write_bytes(model.read_bytes()[:-1])
+    found, why = reuse.decide([KEY], {KEY: inputs()}, cache, tmp_path / "models")[KEY]
+    assert found is None and why == ".model-cache entry damaged: model.pt does not match its seal"
+
+
+def test_model_folders_have_the_permissions_the_umask_gives(tmp_path):
+    previous = os.umask(0o022)
+    try:
+        sealed(tmp_path / "models" / "m", "f" * 64)
+        results.copy_folder(tmp_path / "models" / "m", tmp_path / ".model-cache" / "f")
+    finally:
+        os.umask(previous)
+    for folder in (tmp_path / "models" / "m", tmp_path / ".model-cache" / "f"):
+        assert stat.S_IMODE(folder.stat().st_mode) == 0o755

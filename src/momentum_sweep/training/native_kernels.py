@@ -2,12 +2,20 @@
 
 Compiled with the machine's C compiler (``$CC``, else ``cc``) for this machine's CPU
 (``-march=native``: the kernels run 5x slower without its vector instructions) and with
-``-ffp-contract=off``, so the arithmetic is plain IEEE float32 whatever the CPU. Compiled on first
-use rather than at install because DVC runs each queued experiment in a fresh copy of the
-repository, which must run the kernels of its own commit. The library is cached by content:
-~/.cache/momentum-sweep/native/<hash of the source, the flags, the compiler and the CPU>/, so every
-copy of the same code on the same machine shares one compilation (about two seconds), and a changed
-source gets its own. ctypes releases the GIL during each call, so threads run kernels in parallel.
+``-ffp-contract=off``, so the arithmetic is plain IEEE float32 whatever the CPU: a build for a
+CPU without AVX (``-march=x86-64-v2``) gives byte-identical models (a test builds both). Flags in
+``CC`` that let the compiler change floating-point results (``-ffast-math`` and its parts) are
+refused; any other flags are part of the compiler's identity.
+
+Compiled on first use rather than at install because DVC runs each queued experiment in a fresh
+copy of the repository, which must run the kernels of its own commit. The library is cached by
+content, in ``$XDG_CACHE_HOME/momentum-sweep/native/<key>/`` (``~/.cache`` when unset), where the
+key hashes the source, the flags, the compiler (what it is: a digest of its executable, and the
+arguments given in ``CC``; not how it was named) and the CPU. So every copy of the same code on
+the same machine shares one compilation (about two seconds), and a changed source gets its own.
+Beside the library lies the SHA-256 it had when built; a library that no longer matches it
+(truncated, overwritten) is rebuilt, never loaded. ctypes releases the GIL during each call, so
+threads run kernels in parallel.
 """
 
 import ctypes
@@ -26,25 +34,57 @@ import numpy as np
 from ..errors import SweepError
 
 SOURCE = Path(__file__).with_suffix(".c")
-FLAGS = ["-O3", "-march=native", "-ffp-contract=off", "-fPIC", "-shared"]
-CACHE_ROOT = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "momentum-sweep"
+TARGET = "native"  # -march: this machine's CPU
+FLAGS = ["-O3", "-ffp-contract=off", "-fPIC", "-shared"]
+# Flags that allow the compiler to reassociate, contract, approximate or assume away parts of
+# IEEE arithmetic: results would then depend on the compiler's choices and the CPU.
+UNSAFE_FLAGS = ("-Ofast", "-ffast-math", "-funsafe-math-optimizations", "-fassociative-math",
+                "-freciprocal-math", "-ffinite-math-only", "-fno-signed-zeros",
+                "-fcx-limited-range", "-ffp-contract=fast", "-ffp-contract=on",
+                "-fexcess-precision=fast", "-mfpmath=387", "-mrecip")
+CACHE_VARIABLE = "XDG_CACHE_HOME"
+
+
+def cache_root() -> Path:
+    return Path(os.environ.get(CACHE_VARIABLE) or Path.home() / ".cache") / "momentum-sweep"
 
 
 def compiler() -> list[str]:
+    """The compiler command, from ``CC`` (else ``cc``), with any flags given there."""
     command = shlex.split(os.environ.get("CC") or "cc")
     if not command or shutil.which(command[0]) is None:
         raise SweepError(
             f"the native CPU step compiles {SOURCE.name} with a C compiler, and none was found "
             f"(CC={os.environ.get('CC')!r}, else cc): install one (Debian/Ubuntu: apt install "
             "gcc; macOS: xcode-select --install) or name it in CC")
+    unsafe = [flag for flag in command[1:] if flag.startswith(UNSAFE_FLAGS)]
+    if unsafe:
+        raise SweepError(
+            f"CC={os.environ.get('CC')!r}: {' '.join(unsafe)} changes floating-point results, "
+            f"and models must not depend on the compiler's choices; remove it from CC (flags "
+            f"refused: {', '.join(UNSAFE_FLAGS)})")
     return command
 
 
+def _sha256(path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def compiler_identity() -> dict:
+    """What the compiler is, for each native model's fingerprint and the library's cache key: a
+    digest of its executable (``cc`` and ``gcc`` are one compiler) and the arguments in ``CC``.
+    Not its --version, which need not be stable."""
+    command = compiler()
+    return _identity(tuple(command), os.path.realpath(shutil.which(command[0])))
+
+
 @functools.cache
-def compiler_version() -> str:
-    """The compiler's first line of --version: part of each native model's fingerprint."""
-    run = subprocess.run([*compiler(), "--version"], capture_output=True, text=True)
-    return run.stdout.splitlines()[0] if run.returncode == 0 and run.stdout else compiler()[0]
+def _identity(command, executable) -> dict:
+    return {"executable_sha256": _sha256(executable), "arguments": list(command[1:])}
 
 
 def _cpu() -> str:
@@ -57,23 +97,56 @@ def _cpu() -> str:
                              ("model name", "flags", "Features", "CPU part")}))
 
 
-def library_path(source: Path = SOURCE) -> Path:
-    key = hashlib.sha256("\0".join([source.read_text(), *FLAGS, compiler_version(), _cpu(),
-                                    platform.machine()]).encode()).hexdigest()[:20]
-    return CACHE_ROOT / "native" / key / f"{source.stem}.so"
+def flags(target=TARGET) -> list[str]:
+    return [f"-march={target}", *FLAGS]
 
 
-def build(source: Path, target: Path) -> None:
-    """Compile ``source`` to ``target``, atomically: an interrupted build leaves no library."""
-    target.parent.mkdir(parents=True, exist_ok=True)
-    with tempfile.TemporaryDirectory(dir=target.parent) as scratch:
+def library_path(source: Path = SOURCE, target=TARGET) -> Path:
+    identity = compiler_identity()
+    key = hashlib.sha256("\0".join([
+        source.read_text(), *flags(target), identity["executable_sha256"],
+        *identity["arguments"], _cpu() if target == "native" else "", platform.machine(),
+    ]).encode()).hexdigest()[:20]
+    return cache_root() / "native" / key / f"{source.stem}.so"
+
+
+def digest_path(library: Path) -> Path:
+    return library.with_name(library.name + ".sha256")
+
+
+def intact(library: Path) -> bool:
+    """Whether ``library`` is exactly what was built: it matches the digest written beside it."""
+    try:
+        return digest_path(library).read_text().strip() == _sha256(library)
+    except OSError:
+        return False
+
+
+def build(source: Path, target: Path, march=TARGET) -> None:
+    """Compile ``source`` to ``target`` and write its digest beside it, each atomically: an
+    interrupted build leaves no library that would be loaded."""
+    try:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        scratch = tempfile.mkdtemp(dir=target.parent)
+    except OSError as error:
+        raise SweepError(
+            f"{target.parent}: cannot write the compiled kernels there ({error.strerror}); "
+            f"the cache folder is {cache_root()}, below ${CACHE_VARIABLE} (now "
+            f"{os.environ.get(CACHE_VARIABLE)!r}; unset: ~/.cache): set {CACHE_VARIABLE} to a "
+            f"writable folder") from None
+    try:
         built = Path(scratch) / target.name
-        run = subprocess.run([*compiler(), *FLAGS, "-o", str(built), str(source), "-lm"],
+        run = subprocess.run([*compiler(), *flags(march), "-o", str(built), str(source), "-lm"],
                              capture_output=True, text=True)
         if run.returncode != 0:
             raise SweepError(f"compiling {source} failed ({shlex.join(run.args)}):\n"
                              f"{run.stderr.strip()}")
+        digest = Path(scratch) / digest_path(target).name
+        digest.write_text(_sha256(built) + "\n")
         os.replace(built, target)
+        os.replace(digest, digest_path(target))
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
 
 
 def _array(dtype, ndim=None):
@@ -95,12 +168,16 @@ SIGNATURES = {  # name: (result, argument types), as in native_kernels.c
 
 
 @functools.cache
-def library() -> ctypes.CDLL:
-    """The compiled kernels, built first if this source has not been built on this machine.
-    Arguments are checked by ctypes: arrays must have the declared dtype and be contiguous."""
-    path = library_path()
-    if not path.exists():
-        build(SOURCE, path)
+def library(target=TARGET) -> ctypes.CDLL:
+    """The compiled kernels for ``target`` (a -march value), built first if this source has not
+    been built on this machine, or rebuilt if its library was damaged. Arguments are checked by
+    ctypes: arrays must have the declared dtype and be contiguous."""
+    path = library_path(target=target)
+    if not intact(path):
+        if path.exists():
+            print(f"native step: {path} does not match its digest (damaged); rebuilding it",
+                  flush=True)
+        build(SOURCE, path, target)
     lib = ctypes.CDLL(str(path))
     for name, (result, arguments) in SIGNATURES.items():
         function = getattr(lib, name)

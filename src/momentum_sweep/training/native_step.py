@@ -131,7 +131,7 @@ class NativeModel:
         return state
 
 
-def batch_structure(images: SparseImages, order: np.ndarray, batch_size: int):
+def batch_structure(kernels, images: SparseImages, order: np.ndarray, batch_size: int):
     """An epoch's batches pixel by pixel, as pass B reads them (see native_kernels.c):
     (act, act_ptr, ahead, first, ent_ptr, ent_image, ent_value)."""
     nnz = len(images.pixels)  # every image is in the epoch once: its entries are the non-zeros
@@ -141,7 +141,7 @@ def batch_structure(images: SparseImages, order: np.ndarray, batch_size: int):
     first = np.empty(most, np.uint8)
     act_ptr, ent_ptr = np.empty(steps + 1, np.int64), np.empty(most + 1, np.int32)
     ent_image, ent_value = np.empty(nnz, np.uint16), np.empty(nnz, np.uint8)
-    n_act = library().batch_structure(images.indptr, images.pixels, images.values, order,
+    n_act = kernels.batch_structure(images.indptr, images.pixels, images.values, order,
                                       len(order), batch_size, PIXELS, act, act_ptr, ahead, first,
                                       ent_ptr, ent_image, ent_value)
     # A batch's active pixels are about a seventh of its entries: keep only what is used.
@@ -165,12 +165,14 @@ class Epoch:
 
 
 class NativeTrainer:
-    def __init__(self, keys, hidden, train_params, splits, threads=None):
+    def __init__(self, keys, hidden, train_params, splits, threads=None, kernels=None):
+        """``kernels``: the compiled library (default: built for this machine's CPU)."""
         groups = replicate_groups(keys)
         self.sizes = np.array(layer_sizes(hidden), np.int64)
         self.widths = np.array([PIXELS] + [padded(s) for s in self.sizes[1:]], np.int64)
         self.L, self.M = len(self.sizes) - 1, int(max(self.widths[1:]))
-        self.kernels = library()  # compiled now, so that a compiler error comes before any work
+        # compiled now, so that a compiler error comes before any work
+        self.kernels = kernels or library()
         self.batch_size = train_params.batch_size
         self.train = SparseImages(splits["train"].images)
         self.labels = splits["train"].labels.cpu().numpy()
@@ -203,7 +205,7 @@ class NativeTrainer:
                 future.cancel()
 
     def _build(self, order):
-        return self.pool.submit(batch_structure, self.train, order, self.batch_size)
+        return self.pool.submit(batch_structure, self.kernels, self.train, order, self.batch_size)
 
     def _next_orders(self):
         return list(self.orders.next_epoch().numpy())                              # [G][N]

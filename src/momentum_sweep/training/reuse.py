@@ -3,7 +3,8 @@
 A model's fingerprint is a hash of everything that decides it: the flattened data, the model
 and training parameters, its arm and replicate, the training code (every source file the train
 stage runs, found by reading its imports), the step implementation, the torch version (and, for
-the native step, the C compiler's) and the device type. A sealed folder with the same
+the native step, the C compiler: a digest of its executable and the flags given in ``CC``) and the
+device type. A sealed folder with the same
 fingerprint, in models/ or in .model-cache/, is reused byte for byte. The record keeps the
 fingerprint's inputs, so when they differ the log can say which changed.
 """
@@ -42,9 +43,9 @@ def data_hash(flat_dir=FLAT_DIR) -> str:
 def library_versions(implementation) -> dict:
     versions = {"torch": torch.version.__version__}
     if implementation == "native":
-        from .native_kernels import compiler_version
+        from .native_kernels import compiler_identity
 
-        versions["compiler"] = compiler_version()
+        versions["compiler"] = compiler_identity()
     return versions
 
 
@@ -73,6 +74,18 @@ def why_changed(old_inputs, new_inputs) -> str:
     return ", ".join(reasons) or "fingerprint changed"
 
 
+def from_cache(cache, fp, otherwise):
+    """(found, why): the cache's sealed folder for ``fp``, or why it must be trained:
+    ``otherwise``, and what is wrong with the cache's entry if there is a damaged one."""
+    damage = cache.damage(fp)
+    if damage is None:
+        return cache.find(fp), "reused from .model-cache"
+    if damage == "missing":
+        return None, otherwise
+    cached = f".model-cache entry damaged: {damage}"
+    return None, cached if otherwise == "new" else f"{otherwise}; {cached}"
+
+
 def decide(keys, inputs, cache, models_dir):
     """{key: (reused (record, timing) or None, why it is trained or where it was found)}."""
     decisions = {}
@@ -81,16 +94,12 @@ def decide(keys, inputs, cache, models_dir):
         try:
             record, timing = results.read_sealed(models_dir / key.name)
         except results.Damaged as damage:
-            found = cache.find(fp)
             reason = "new" if str(damage) == "missing" else f"files missing or damaged: {damage}"
-            decisions[key] = (found, "reused from .model-cache" if found else reason)
+            decisions[key] = from_cache(cache, fp, reason)
             continue
         if record["fingerprint"] == fp:
             decisions[key] = ((record, timing), "reused")
         else:
-            found = cache.find(fp)
-            decisions[key] = (found, "reused from .model-cache" if found
-                              else why_changed(record.get("inputs", {}), inputs[key]))
+            decisions[key] = from_cache(cache, fp,
+                                        why_changed(record.get("inputs", {}), inputs[key]))
     return decisions
-
-
