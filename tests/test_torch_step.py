@@ -6,7 +6,7 @@ import torch
 from momentum_sweep.training import arms, model, trainer
 from momentum_sweep.training.torch_step import TorchStep, neg_onehot, with_ones
 
-from reference import assert_states_close, assert_states_equal, sgd, subset
+from reference import assert_states_equal, assert_steps_agree, sgd, subset
 
 # (momentum, lr) per model, in two replicate groups that see different batches.
 MODELS = [(0.0, 0.1), (0.5, 0.1), (0.9, 0.05), (0.0, 0.2), (0.4, 0.3)]
@@ -15,19 +15,20 @@ GROUPS = [(0, 3), (3, 5)]
 
 @pytest.mark.parametrize("hidden", [(50, 50), (32,), (20, 30, 40)])
 def test_steps_agree_with_torch_optim_sgd(small_splits, hidden):
-    train = subset(small_splits[1]["train"], 1200)
+    """20 steps: before chaos amplifies rounding (see step_tolerance)."""
+    train = subset(small_splits[1]["train"], 800)
     states = [model.initial_state(list(hidden), seed) for seed in (3, 4)]
     group_of = [g for g, (a, b) in enumerate(GROUPS) for _ in range(a, b)]
     step = TorchStep(list(hidden), [states[g] for g in group_of], [m for m, _ in MODELS],
                      [lr for _, lr in MODELS], GROUPS, "cpu")
-    orders = [torch.arange(600), torch.arange(600, 1200)]  # group g's images, in order
-    for start in range(0, 600, 20):
+    orders = [torch.arange(400), torch.arange(400, 800)]  # group g's images, in order
+    for start in range(0, 400, 20):
         batch = torch.stack([o[start:start + 20] for o in orders])               # [G, B]
         labels = train.labels[batch][torch.tensor(group_of)]                     # [K, B]
         step.step(with_ones(train.images[batch]), neg_onehot(labels))
     for k, (momentum, lr) in enumerate(MODELS):
         expected = sgd(states[group_of[k]], hidden, momentum, lr, train, orders[group_of[k]], 20)
-        assert_states_close(step.state_dict(k), expected)
+        assert_steps_agree(step.state_dict(k), expected, states[group_of[k]], steps=20)
 
 
 def keys_for(momenta, replicates=(0,), lr=0.1):
