@@ -45,6 +45,8 @@ BAD = [  # (key path, bad value, words the message must hold besides the key)
     ("train.lr", -0.1, "greater than 0"),
     ("train.lr", "fast", "valid number"),
     ("train.lr", 1.0e308, "too large"),
+    ("train.lr", 1e-300, "rounds to 0 in float32"),
+    ("train.lr", 1e-40, "a subnormal"),
     ("train.batch_size", 0, "greater than or equal to 1"),
     ("train.batch_size", 2.5, "valid integer"),
     ("train.batch_size", 60_000, "at most"),

@@ -26,6 +26,7 @@ from .errors import SweepError
 
 PARAMS_FILE = Path("params.yaml")
 FLOAT32_MAX = float(np.finfo(np.float32).max)
+FLOAT32_TINY = float(np.finfo(np.float32).tiny)  # the smallest normal float32, 1.18e-38
 LARGEST_MOMENTUM = float(np.nextafter(np.float32(1), np.float32(0)))  # 0.99999994
 
 
@@ -69,6 +70,12 @@ class TrainParams(Section):
         if not fits_float32(value):
             raise ValueError(f"too large: training runs in float32, whose largest value is "
                              f"{FLOAT32_MAX:.4g}")
+        # A control's lr, lr/(1 - momentum), is never smaller: this check covers it too.
+        rounded = float(np.float32(value))
+        if abs(rounded) < FLOAT32_TINY:
+            became = "0" if rounded == 0 else f"{rounded:.4g}, a subnormal that has lost precision"
+            raise ValueError(f"too small: it rounds to {became} in float32, the precision "
+                             f"training uses; the smallest allowed is {FLOAT32_TINY:.4g}")
         return value
 
     @property
