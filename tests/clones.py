@@ -3,6 +3,7 @@
 import json
 import os
 import shutil
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -25,6 +26,10 @@ def environment():
     env.pop("PYTHONPATH", None)  # the stages import the clone's own src/, as for a user
     env.pop("MKL_CBWR", None)
     return env
+
+
+def default_sigint():
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
 
 
 def merge(target: dict, changes: dict):
@@ -55,10 +60,16 @@ class Clone:
         return result
 
     def start(self, *args):
-        """Start a command in its own process group (to signal it); stdout and stderr merged."""
+        """Start a command in its own process group (to signal it); stdout and stderr merged.
+
+        SIGINT gets its default action there, as in a terminal's foreground job. A process
+        inherits an ignored SIGINT, and a test run started in the background by a
+        non-interactive shell (`pytest &` in a script) has it ignored: so would dvc and the
+        stage, and Ctrl-C would be lost in the test though never at a terminal."""
         return subprocess.Popen([str(a) for a in args], cwd=self.path, env=environment(),
                                 stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                                start_new_session=True, stdin=subprocess.DEVNULL)
+                                start_new_session=True, stdin=subprocess.DEVNULL,
+                                preexec_fn=default_sigint)
 
     def dvc(self, *args, check=True):
         return self.run(BIN / "dvc", *args, check=check)
