@@ -3,6 +3,7 @@ folder as the DVC remote, scripts/sweep-host on each host, a collector that pull
 everything, and a fresh clone whose `dvc pull` restores models that reproduce their records."""
 
 import json
+import re
 
 import pandas as pd
 import pytest
@@ -83,3 +84,18 @@ def test_two_hosts_share_a_sweep_through_git_and_dvc_remotes(template, tmp_path)
         with torch.no_grad():
             accuracy = (net(test["images"].float() / 255).argmax(1) == test["labels"]).double()
         assert accuracy.mean().item() == record["epochs"][-1]["test_accuracy"]
+
+
+@pytest.mark.parametrize("args, message", [
+    (["origin", "", "-S", "momentum=0.1"], "the device list '' is empty"),
+    (["origni", "0", "-S", "momentum=0.1"], "git remote 'origni' cannot be reached"),
+    (["origin", "0", "--temp", "-S", "momentum=0.1"], "unknown argument '--temp'"),
+    (["origin", "0"], "nothing to sweep"),
+])
+def test_sweep_host_refuses_bad_arguments_before_queuing_anything(repo, tmp_path, args, message):
+    repo.git("init", "-q", "--bare", str(tmp_path / "origin.git"))
+    repo.git("remote", "add", "origin", str(tmp_path / "origin.git"))
+    result = repo.run("scripts/sweep-host", *args, check=False, timeout=60)
+    assert result.returncode == 2 and f"sweep-host: {message}" in result.stdout, result.stdout
+    assert len(result.stdout.splitlines()) == 2  # the error and the usage, not dvc's help
+    assert not re.search(r"Queued|Running", repo.dvc("queue", "status").stdout)
