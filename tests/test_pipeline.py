@@ -127,6 +127,12 @@ def test_exp_run_with_one_momentum_and_with_more_replicates(repo):
     shown = json.dumps(json.loads(repo.dvc("exp", "show", "--json").stdout))
     assert '"replicates": 3' in shown and "verdict" in shown
     assert "best.momentum" in repo.dvc("metrics", "show").stdout
+    # An experiment with other settings is not mixed into a comparison, and the log says why,
+    # with the values as params.yaml writes them.
+    repo.dvc("exp", "run", "-n", "shorter", "-S", "train.epochs=1")
+    log = repo.run("momentum-sweep-compare").stdout
+    assert "compare: 2 of 3 experiment(s)" in log
+    assert "left out shorter: different settings: train.epochs=1 (most have 2)" in log
 
 
 def wait_for_queue(repo, timeout=600):

@@ -2,6 +2,7 @@
 
 import json
 import re
+import warnings
 
 import matplotlib.image
 import numpy as np
@@ -46,7 +47,9 @@ def test_every_figure_renders_with_one_curve_and_band_per_arm(tmp_path, momenta,
     table = synthetic_epochs(momenta, diverged=diverged)
     metrics.write_tsv(table, tmp_path / "epochs.tsv")
     (tmp_path / "summary.json").write_text(json.dumps(summarize.summary(table)))
-    plots.render(tmp_path / "epochs.tsv", tmp_path / "summary.json", tmp_path)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # e.g. matplotlib's "axes sizes collapsed"
+        plots.render(tmp_path / "epochs.tsv", tmp_path / "summary.json", tmp_path)
     for name in plots.FIGURES:
         image = matplotlib.image.imread(tmp_path / f"{name}.png")
         assert image.ndim == 3 and image.shape[0] > 300 and image.std() > 0.01, name
@@ -64,6 +67,27 @@ def test_every_figure_renders_with_one_curve_and_band_per_arm(tmp_path, momenta,
             assert np.allclose(line.get_ydata(), expected.dropna())
     crosses = [line for ax in fig.axes for line in ax.get_lines() if line.get_marker() == "x"]
     assert bool(crosses) == (diverged is not None)
+
+
+def test_forty_momenta_wrap_into_panels_of_a_readable_size():
+    """Laid out, not drawn (drawing 39 panels takes seconds); the layout is what collapsed."""
+    momenta = [round(0.0245 * i, 4) for i in range(40)]
+    table = synthetic_epochs(momenta, replicates=2, epochs=2)
+    styles = plots.momentum_styles(momenta)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # e.g. matplotlib's "constrained_layout not applied"
+        figures = [plots.curves_figure(table, plots.CURVES["accuracy"][:1], styles),
+                   plots.panels_figure(metrics.final_rows(table), plots.CURVES["accuracy"],
+                                       plots.draw_final, styles, width=0.25 * 79)]
+        for fig in figures:
+            fig.get_layout_engine().execute(fig)
+    assert len(figures[0].axes) == 39
+    for fig in figures:
+        width, height = fig.get_size_inches()
+        for ax in fig.axes:
+            box = ax.get_position()                              # in fractions of the figure
+            assert box.width * width > 2.5 and box.height * height > 1.8
+        plots.plt.close(fig)
 
 
 def rendered(spec, mark):

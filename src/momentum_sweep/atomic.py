@@ -9,7 +9,7 @@ from pathlib import Path
 from .errors import SweepError
 
 
-def _umask():
+def umask():
     mask = os.umask(0)
     os.umask(mask)
     return mask
@@ -32,7 +32,7 @@ def atomic_path(path):
                          f"writable folder") from None
     os.close(fd)
     tmp = Path(tmp)
-    os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600; give the file the usual permissions
+    os.chmod(tmp, 0o666 & ~umask())  # mkstemp makes 0600; give the file the usual permissions
     try:
         yield tmp
         fsync(tmp)

@@ -38,6 +38,11 @@ def setting_keys(row) -> list:
                                      and k not in SWEPT))
 
 
+def shown(value) -> str:
+    """A param as params.yaml would hold it: exp_show gives integers as floats (3.0)."""
+    return str(int(value)) if isinstance(value, float) and value.is_integer() else str(value)
+
+
 def experiments(repo):
     """exp_show's rows for experiments (not the workspace or their baselines)."""
     import dvc.api
@@ -55,7 +60,7 @@ def collect(repo="."):
     """(arms table, experiments table) of every experiment in ``repo``."""
     rows = experiments(repo)
     succeeded = [r for r in rows if r.get("State") in (None, "Success")]
-    signatures = Counter(tuple((k, str(r.get(k))) for k in setting_keys(r)) for r in succeeded)
+    signatures = Counter(tuple((k, shown(r.get(k))) for k in setting_keys(r)) for r in succeeded)
     reference = dict(signatures.most_common(1)[0][0]) if signatures else {}
     report, arms = [], {}
     for row in rows:
@@ -66,8 +71,8 @@ def collect(repo="."):
         if row.get("State") not in (None, "Success"):
             entry["why"] = f"state {row.get('State')}"
             continue
-        different = {k: row.get(k) for k in setting_keys(row)
-                     if str(row.get(k)) != reference.get(k)}
+        different = {k: shown(row.get(k)) for k in setting_keys(row)
+                     if shown(row.get(k)) != reference.get(k)}
         if different:
             entry["why"] = "different settings: " + ", ".join(
                 f"{k}={v} (most have {reference.get(k)})" for k, v in sorted(different.items()))

@@ -29,6 +29,7 @@ from . import metrics, statistics  # noqa: E402
 
 PLOTS_DIR = Path("plots")
 MARKERS = "osD^v<>ph*"
+PANEL_COLUMNS = 4  # curve panels across, before they wrap
 CURVES = {
     "accuracy": [("val_accuracy", "validation accuracy"), ("test_accuracy", "test accuracy")],
     "loss": [("train_loss", "training loss (mean over epoch)"), ("test_loss", "test loss")],
@@ -111,18 +112,25 @@ def draw_curves(ax, table, column, arms, styles):
 
 
 def curves_figure(table, rows, styles):
-    """rows: [(column, title)]; one column of panels per momentum."""
+    """rows: [(column, title)]; a block of panels per row, one panel per momentum, wrapped at
+    PANEL_COLUMNS panels across so that any number of momenta stays readable."""
     panels = curve_panels(table)
-    fig, axes = plt.subplots(len(rows), len(panels), figsize=(4.2 * len(panels) + 0.6,
-                                                              3.4 * len(rows)),
-                             squeeze=False, sharey="row", layout="constrained")
+    columns = min(len(panels), PANEL_COLUMNS)
+    lines = -(-len(panels) // columns)                        # grid rows per block
+    fig, axes = plt.subplots(len(rows) * lines, columns,
+                             figsize=(4.2 * columns + 0.6, 3.4 * len(rows) * lines),
+                             squeeze=False, layout="constrained")
     for r, (column, title) in enumerate(rows):
-        for c, arms in enumerate(panels):
-            ax = axes[r][c]
+        block = axes[r * lines:(r + 1) * lines].ravel()
+        for i, (ax, arms) in enumerate(zip(block, panels)):
             draw_curves(ax, table, column, arms, styles)
             ax.set_title(f"{title}: {arm_label(arms[0])}", fontsize=10)
-            ax.set(xlabel="epoch" if r == len(rows) - 1 else None,
-                   ylabel=title if c == 0 else None)
+            ax.set(xlabel="epoch" if i + columns >= len(panels) else None,
+                   ylabel=title if i % columns == 0 else None)
+            if i:
+                ax.sharey(block[0])
+        for ax in block[len(panels):]:
+            ax.remove()
     arms = {arm for panel in panels for arm in panel}
     legend = ["mean over replicates with 95% interval"]
     if any(arm.control for arm in arms):
@@ -162,7 +170,8 @@ def draw_final(ax, finals, column, title, styles):
             ax.errorbar([x + 0.3], [d["mean"]], yerr=error, fmt="_", markersize=14, capsize=4,
                         color="black", zorder=3)
     ax.set_xticks(range(len(order)),
-                  [("ctrl " if a.control else "") + momentum_name(a.momentum) for a in order])
+                  [("ctrl " if a.control else "") + momentum_name(a.momentum) for a in order],
+                  rotation=0 if len(order) <= 12 else 90)
     ax.set(title=title, xlabel="momentum (ctrl: SGD at lr/(1 - momentum))", ylabel=title)
     ax.grid(alpha=0.3, axis="y")
 
@@ -189,12 +198,14 @@ def draw_differences(ax, summary, styles):
     ax.legend(frameon=False)
 
 
-def panels_figure(table, panels, draw, styles):
+def panels_figure(table, panels, draw, styles, width=6.2):
+    """Panels side by side, or one above the other when each is wider than a page's half."""
     # CUDA memory columns are empty on the CPU: leave those panels out.
     panels = [(c, t) for c, t in panels
               if c in table and (table[c].notna().any() or not c.startswith("cuda"))]
-    fig, axes = plt.subplots(1, len(panels), figsize=(6.2 * len(panels), 4.4), squeeze=False)
-    for ax, (column, title) in zip(axes[0], panels):
+    shape = (1, len(panels)) if width <= 8 else (len(panels), 1)
+    fig, axes = plt.subplots(*shape, figsize=(width * shape[1], 4.4 * shape[0]), squeeze=False)
+    for ax, (column, title) in zip(axes.ravel(), panels):
         draw(ax, table, column, title, styles)
     handles, labels = axes[0][0].get_legend_handles_labels()
     if handles:
@@ -220,7 +231,9 @@ def render(epochs_file=metrics.EPOCHS_FILE, summary_file=metrics.SUMMARY_FILE,
     styles = momentum_styles(table["momentum"])
     figures = {name: curves_figure(table, rows, styles) for name, rows in CURVES.items()}
     finals = metrics.final_rows(table)
-    figures["final_accuracy"] = panels_figure(finals, CURVES["accuracy"], draw_final, styles)
+    # a quarter of an inch per arm's dots and interval, at least the usual width
+    figures["final_accuracy"] = panels_figure(finals, CURVES["accuracy"], draw_final, styles,
+                                              width=max(6.2, 0.25 * finals["arm"].nunique()))
     fig, ax = plt.subplots(figsize=(7.5, 4.4), layout="constrained")
     draw_differences(ax, summary, styles)
     figures["differences"] = fig

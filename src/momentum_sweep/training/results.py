@@ -20,7 +20,7 @@ import shutil
 import tempfile
 from pathlib import Path
 
-from ..atomic import fsync, json_text
+from ..atomic import fsync, json_text, umask
 from ..errors import SweepError
 
 MODELS_DIR = Path("models")
@@ -80,8 +80,12 @@ def read_sealed(path):
 
 
 def _stage_folder(parent: Path, name: str) -> Path:
+    """A new empty folder beside the target, with the permissions a plain mkdir would give
+    (mkdtemp makes it private, and the model folders are for everyone the umask allows)."""
     parent.mkdir(parents=True, exist_ok=True)
-    return Path(tempfile.mkdtemp(dir=parent, prefix=f".incomplete-{name}-"))
+    staging = Path(tempfile.mkdtemp(dir=parent, prefix=f".incomplete-{name}-"))
+    staging.chmod(0o777 & ~umask())
+    return staging
 
 
 def _put_in_place(staging: Path, target: Path):
@@ -143,11 +147,16 @@ class ModelCache:
 
     def find(self, fingerprint):
         """(record, timing) if a sealed folder with this fingerprint is here, else None."""
+        return None if self.damage(fingerprint) else read_sealed(self.path(fingerprint))
+
+    def damage(self, fingerprint):
+        """What is wrong with the folder for this fingerprint: "missing", another ``Damaged``
+        message, or None when it is a sealed folder of that fingerprint."""
         try:
-            record, timing = read_sealed(self.path(fingerprint))
-        except Damaged:
-            return None
-        return (record, timing) if record["fingerprint"] == fingerprint else None
+            record, _ = read_sealed(self.path(fingerprint))
+        except Damaged as damage:
+            return str(damage)
+        return None if record["fingerprint"] == fingerprint else "holds another fingerprint"
 
     def keep(self, folder, fingerprint):
         """Copy a sealed folder in, unless the cache holds it already."""
