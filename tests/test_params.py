@@ -11,7 +11,12 @@ from momentum_sweep import params
 from momentum_sweep.errors import SweepError
 
 GOOD = YAML(typ="safe").load((ROOT / "params.yaml").read_text())
-DELETE = object()
+class Deleted:
+    def __repr__(self):  # a stable test id, the same in every process
+        return "<deleted>"
+
+
+DELETE = Deleted()
 
 
 def with_change(path, value):
