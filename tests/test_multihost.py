@@ -37,12 +37,15 @@ def test_two_hosts_share_a_sweep_through_git_and_dvc_remotes(template, tmp_path)
     main.dvc("push")
 
     slices = {"a": "momentum=0.1,0.2", "b": "momentum=0.4,0.5"}
+    sweeps = []
     for name, sweep in slices.items():  # each host: clone, pull, its slice on two workers, push
         host = git_clone(origin, tmp_path / f"host-{name}")
         host.dvc("pull")
-        log = host.run("scripts/sweep-host", "origin", "0,1", "-S", sweep, "-S", "train.epochs=1",
-                       timeout=900).stdout
-        assert log.count("Success") == 2, log
+        sweeps.append(host.start("scripts/sweep-host", "origin", "0,1", "-S", sweep,
+                                 "-S", "train.epochs=1"))
+    for sweep in sweeps:  # the hosts work at the same time, as real hosts do
+        log = sweep.communicate(timeout=900)[0]
+        assert sweep.returncode == 0 and log.count("Success") == 2, log
 
     collector = git_clone(origin, tmp_path / "collector")
     collector.dvc("exp", "pull", "origin")
