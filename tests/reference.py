@@ -5,7 +5,8 @@ import math
 import torch
 
 from momentum_sweep.data.splits import Split, scaled
-from momentum_sweep.training.model import MLP
+from momentum_sweep.training import arms, batches
+from momentum_sweep.training.model import MLP, initial_state
 
 
 def sgd(state, hidden, momentum, lr, split, order, batch_size):
@@ -57,6 +58,20 @@ def assert_steps_agree(actual, expected, start, steps):
         torch.testing.assert_close(change, reference, rtol=0, atol=tolerance * scale,
                                    msg=lambda m: f"{name} (tolerance {tolerance:.2g} of the "
                                                  f"largest change, {scale:.3g}): {m}")
+
+
+def keys_for(arm_specs, replicates=(0,)):
+    """Model keys, replicate by replicate; arm_specs: [(momentum, lr[, control])]."""
+    return [arms.ModelKey(arms.Arm(*spec), r) for r in replicates for spec in arm_specs]
+
+
+def sgd_of(key, hidden, seed, train, batch_size, epochs):
+    """(start, result) for model ``key``: its replicate's initial weights, and torch.optim.SGD's
+    result from them over ``epochs`` epochs of its replicate's batch order on ``train``."""
+    start = initial_state(list(hidden), arms.replicate_seeds(seed, key.replicate)["init"])
+    orders = batches.BatchOrders([key.replicate], seed, len(train))
+    order = torch.cat([orders.next_epoch()[0] for _ in range(epochs)])
+    return start, sgd(start, hidden, key.arm.sgd_momentum, key.arm.lr, train, order, batch_size)
 
 
 def subset(split, n) -> Split:

@@ -1,22 +1,13 @@
 """Arms, replicates and the paired structure of a pass."""
 
-import copy
-
 import pytest
 import torch
 
-from momentum_sweep import params
 from momentum_sweep.data.splits import split_indices
-from momentum_sweep.training import arms, model, trainer
+from momentum_sweep.training import arms, batches, model, trainer
 
-from reference import assert_states_equal, assert_steps_agree, sgd, subset
-from test_params import GOOD
-
-
-def parsed(**train):
-    raw = copy.deepcopy(GOOD)
-    raw["train"].update(train)
-    return params.parse(raw)
+from reference import assert_states_equal, assert_steps_agree, sgd_of, subset
+from good_params import parsed
 
 
 def test_arms_are_the_listed_momenta_then_a_control_for_each_nonzero_one():
@@ -45,7 +36,7 @@ def test_replicates_differ_and_arms_of_a_replicate_share_their_start():
     assert len({s["init"] for s in seeds}) == 4 and len({s["order"] for s in seeds}) == 4
     starts = [model.initial_state([50, 50], s["init"]) for s in seeds[:2]]
     assert not torch.equal(starts[0]["layers.0.weight"], starts[1]["layers.0.weight"])
-    orders = trainer.BatchOrders([0, 1], 1, 1000).next_epoch()
+    orders = batches.BatchOrders([0, 1], 1, 1000).next_epoch()
     assert not torch.equal(orders[0], orders[1])
 
 
@@ -69,12 +60,9 @@ def test_every_arm_of_a_replicate_trains_from_its_weights_on_its_batches(small_s
     t = trainer.make_trainer(implementation, keys, [50, 50], train_params,
                              {**splits, "train": train}, torch.device("cpu"))
     t.train_epoch()
-    order = trainer.BatchOrders([0, 1], train_params.seed, len(train)).next_epoch()
     for k, key in enumerate(keys):
-        start = model.initial_state([50, 50],
-                                    arms.replicate_seeds(train_params.seed, key.replicate)["init"])
-        expected = sgd(start, (50, 50), key.arm.sgd_momentum, key.arm.lr, train,
-                       order[key.replicate], train_params.batch_size)
+        start, expected = sgd_of(key, (50, 50), train_params.seed, train,
+                                 train_params.batch_size, epochs=1)
         assert_steps_agree(t.state_dict(k), expected, start, steps=len(train) // 20)
     if implementation == "torch":  # same start: before training, every arm of a replicate
         fresh = trainer.make_trainer(implementation, keys, [50, 50], train_params,

@@ -1,12 +1,15 @@
 """The compiled-kernel cache cannot lie: its key is what decides the library (the source, the
 flags, what the compiler is), a damaged library is rebuilt rather than loaded, and a cache folder
-that cannot be used is a one-line error."""
+that cannot be used is a one-line error; and the Python mirror of the kernels' structures has
+their C layout."""
 
+import ctypes
 import os
 import shutil
 import subprocess
 import sys
 
+import numpy as np
 import pytest
 
 from momentum_sweep.errors import SweepError
@@ -121,3 +124,23 @@ def test_a_missing_compiler_or_a_compile_error_is_a_clear_error(tmp_path, monkey
     monkeypatch.setenv("CC", str(tmp_path / "no-such-cc"))
     with pytest.raises(SweepError, match=r"C compiler, and none was found \(CC='.*no-such-cc'"):
         native_kernels.compiler()
+
+
+def test_the_python_structures_have_the_c_layout():
+    """Sizes and field offsets as the compiled C reports them (`layout` in native_kernels.c)."""
+    reported = np.zeros(64, np.int64)
+    count = native_kernels.library().layout(reported)
+    mirrored = [value for struct in native_kernels.STRUCTURES
+                for value in (ctypes.sizeof(struct),
+                              *(getattr(struct, name).offset for name, _ in struct._fields_))]
+    assert reported[:count].tolist() == mirrored
+
+
+def test_a_structure_refuses_a_missing_field_or_an_array_of_another_type():
+    arrays = {"indptr": np.zeros(3, np.int64), "pixels": np.zeros(4, np.uint16),
+              "values": np.zeros(4, np.uint8), "n": 2}
+    assert native_kernels.Images.of(**arrays).n == 2
+    with pytest.raises(TypeError, match="Images takes"):
+        native_kernels.Images.of(**{**arrays, "count": 2})
+    with pytest.raises(TypeError, match="Images.pixels: a contiguous array of c_ushort"):
+        native_kernels.Images.of(**{**arrays, "pixels": np.zeros(4, np.uint8)})

@@ -3,10 +3,10 @@
 import pytest
 import torch
 
-from momentum_sweep.training import arms, model, trainer
+from momentum_sweep.training import model, trainer
 from momentum_sweep.training.torch_step import TorchStep, neg_onehot, with_ones
 
-from reference import assert_states_equal, assert_steps_agree, sgd, subset
+from reference import assert_states_equal, assert_steps_agree, keys_for, sgd, subset
 
 # (momentum, lr) per model, in two replicate groups that see different batches.
 MODELS = [(0.0, 0.1), (0.5, 0.1), (0.9, 0.05), (0.0, 0.2), (0.4, 0.3)]
@@ -31,10 +31,6 @@ def test_steps_agree_with_torch_optim_sgd(small_splits, hidden):
         assert_steps_agree(step.state_dict(k), expected, states[group_of[k]], steps=20)
 
 
-def keys_for(momenta, replicates=(0,), lr=0.1):
-    return [arms.ModelKey(arms.Arm(m, lr), r) for r in replicates for m in momenta]
-
-
 def train_torch(keys, splits_and_params, epochs=2):
     train_params, splits = splits_and_params
     train_params = train_params.model_copy(update={"epochs": epochs})
@@ -45,10 +41,10 @@ def train_torch(keys, splits_and_params, epochs=2):
 
 
 def test_a_model_is_bit_identical_alone_or_in_any_batch(small_splits):
-    together = train_torch(keys_for([0.0, 0.2, 0.4], replicates=(0, 1)), small_splits)
-    alone = train_torch(keys_for([0.4], replicates=(1,)), small_splits)
+    together = train_torch(keys_for([(m, 0.1) for m in (0.0, 0.2, 0.4)], replicates=(0, 1)), small_splits)
+    alone = train_torch(keys_for([(0.4, 0.1)], replicates=(1,)), small_splits)
     assert_states_equal(alone.state_dict(0), together.state_dict(5))
-    reordered = train_torch(keys_for([0.4, 0.0], replicates=(0,)), small_splits)
+    reordered = train_torch(keys_for([(0.4, 0.1), (0.0, 0.1)], replicates=(0,)), small_splits)
     assert_states_equal(reordered.state_dict(1), together.state_dict(0))
 
 
@@ -77,7 +73,7 @@ def test_saved_state_holds_only_this_model():
 
 def test_training_figures_are_epoch_means_not_the_last_batch(small_splits):
     train_params, splits = small_splits
-    t = trainer.TorchTrainer(keys_for([0.0]), [50, 50], train_params, splits, torch.device("cpu"))
+    t = trainer.TorchTrainer(keys_for([(0.0, 0.1)]), [50, 50], train_params, splits, torch.device("cpu"))
     loss, accuracy = t.train_epoch()
     assert 0.3 < accuracy[0] < 0.99 and 0.05 < loss[0] < 2.3  # the notebook's "accuracy" was 1.0
     val_loss, val_accuracy = t.evaluate(splits["val"])

@@ -11,9 +11,13 @@
  *   W, V    [L - 1, M + 1, M]   later layers, input-major (row sizes[l]: bias)
  *   Wt      [L - 1, M, M]       W transposed, kept in step with W
  *   hs      [L, batch, M]       scratch: each layer's outputs, then their gradients
- * with H = widths[1] and M = the largest padded width. */
+ * with H = widths[1] and M = the largest padded width.
+ *
+ * The entry points take the structures below, mirrored field by field in native_kernels.py
+ * (ctypes); `layout` reports their sizes and offsets so that a test holds the two together. */
 
 #include <math.h>
+#include <stddef.h>
 #include <stdint.h>
 #include <string.h>
 
@@ -43,6 +47,7 @@ static inline v8 where_positive(v8 on, v8 x) { return (v8)((v8i)x & (v8i)(on > 0
         }                                                                                   \
     }
 
+/* The network's shape. */
 typedef struct {
     int64_t L;              /* layers */
     const int64_t *sizes;   /* [L + 1] */
@@ -50,6 +55,63 @@ typedef struct {
     int64_t M;              /* row length of W, Wt and hs */
     int64_t batch;          /* rows per layer of hs */
 } Net;
+
+/* One model: its parameters, its momentum tables and its scratch (native_step.NativeModel). */
+typedef struct {
+    float *w1, *v1;         /* [P + 1, H] */
+    float *W, *Wt, *V;      /* [L - 1, M + 1, M], [L - 1, M, M], [L - 1, M + 1, M] */
+    int64_t *last;          /* [P]: the step up to which pixel row p is current */
+    const float *decay;     /* [T + 2]: decay[n] = mu^n */
+    const float *drift;     /* [T + 2]: drift[n] = mu + ... + mu^n */
+    float *hs;              /* [L, batch, M] */
+    float lr, mu;
+} Model;
+
+/* Images compressed by row: image i's non-zero pixels are pixels[indptr[i]:indptr[i + 1]],
+ * with their values (0-255). */
+typedef struct {
+    const int64_t *indptr;  /* [n + 1] */
+    const uint16_t *pixels; /* [nnz] */
+    const uint8_t *values;  /* [nnz] */
+    int64_t n;
+} Images;
+
+/* An epoch's batches of one replicate, pixel by pixel, as pass B reads them (written by
+ * batch_structure): the order and labels of the epoch, and for each step s its active pixels
+ * act[act_ptr[s]:act_ptr[s + 1]]; for each active pixel a, the steps until it is next active
+ * (ahead, -1 if never this epoch), whether it is its first time this epoch (first), and its
+ * entries ent_ptr[a]:ent_ptr[a + 1] (the batch's images that have it, and their values). */
+typedef struct {
+    const int64_t *order;   /* [n] */
+    const int64_t *labels;  /* [n]: in that order */
+    int64_t n, batch_size;
+    uint16_t *act;          /* [active] */
+    int64_t *act_ptr;       /* [steps + 1] */
+    int32_t *ahead;         /* [active] */
+    uint8_t *first;         /* [active] */
+    int32_t *ent_ptr;       /* [active + 1] */
+    uint16_t *ent_image;    /* [nnz] */
+    uint8_t *ent_value;     /* [nnz] */
+} Batches;
+
+/* sizeof each structure, then the offset of each of its fields, in declaration order. */
+int64_t layout(int64_t *out)
+{
+    int64_t i = 0;
+#define SIZE(T) out[i++] = (int64_t)sizeof(T)
+#define AT(T, f) out[i++] = (int64_t)offsetof(T, f)
+    SIZE(Net); AT(Net, L); AT(Net, sizes); AT(Net, widths); AT(Net, M); AT(Net, batch);
+    SIZE(Model); AT(Model, w1); AT(Model, v1); AT(Model, W); AT(Model, Wt); AT(Model, V);
+    AT(Model, last); AT(Model, decay); AT(Model, drift); AT(Model, hs); AT(Model, lr);
+    AT(Model, mu);
+    SIZE(Images); AT(Images, indptr); AT(Images, pixels); AT(Images, values); AT(Images, n);
+    SIZE(Batches); AT(Batches, order); AT(Batches, labels); AT(Batches, n);
+    AT(Batches, batch_size); AT(Batches, act); AT(Batches, act_ptr); AT(Batches, ahead);
+    AT(Batches, first); AT(Batches, ent_ptr); AT(Batches, ent_image); AT(Batches, ent_value);
+#undef SIZE
+#undef AT
+    return i;
+}
 
 static inline float *layer_out(const Net *net, float *hs, int64_t l, int64_t b)
 {
@@ -185,13 +247,20 @@ prefetch_image(const int64_t *indptr, const uint16_t *pixels, const uint8_t *val
  * ahead, first, ent_ptr: room for every active pixel (and one more in ent_ptr); ent_image,
  * ent_value: for every non-zero of the epoch (fewer than 2^31). Returns the number of active
  * pixels. */
-int64_t batch_structure(const int64_t *restrict indptr, const uint16_t *restrict pixels,
-                        const uint8_t *restrict values, const int64_t *restrict order, int64_t n,
-                        int64_t batch_size, int64_t P, uint16_t *restrict act,
-                        int64_t *restrict act_ptr, int32_t *restrict ahead,
-                        uint8_t *restrict first, int32_t *restrict ent_ptr,
-                        uint16_t *restrict ent_image, uint8_t *restrict ent_value)
+int64_t batch_structure(const Images *images, Batches *out, int64_t P)
 {
+    const int64_t *restrict indptr = images->indptr;
+    const uint16_t *restrict pixels = images->pixels;
+    const uint8_t *restrict values = images->values;
+    const int64_t *restrict order = out->order;
+    const int64_t n = out->n, batch_size = out->batch_size;
+    uint16_t *restrict act = out->act;
+    int64_t *restrict act_ptr = out->act_ptr;
+    int32_t *restrict ahead = out->ahead;
+    uint8_t *restrict first = out->first;
+    int32_t *restrict ent_ptr = out->ent_ptr;
+    uint16_t *restrict ent_image = out->ent_image;
+    uint8_t *restrict ent_value = out->ent_value;
     int64_t slot[P], fill[P];   /* pixel -> its index among the active ones; next free entry */
     int64_t previous[P], previous_step[P];  /* pixel -> its last active index (or -1), step */
     for (int64_t p = 0; p < P; p++) slot[p] = previous[p] = -1;
@@ -252,9 +321,11 @@ static inline void skip_steps(float *restrict w, float *restrict v, int64_t H, f
 
 /* Apply every pixel row's deferred momentum steps, up to global step `step`:
  * after n skipped steps, w -= v * drift[n] and v *= decay[n]. */
-void catch_up(float *restrict w1, float *restrict v1, int64_t *restrict last, int64_t P,
-              int64_t H, const float *restrict decay, const float *restrict drift, int64_t step)
+void catch_up(const Model *m, int64_t P, int64_t H, int64_t step)
 {
+    float *restrict w1 = m->w1, *restrict v1 = m->v1;
+    int64_t *restrict last = m->last;
+    const float *restrict decay = m->decay, *restrict drift = m->drift;
     for (int64_t p = 0; p < P; p++) {
         const int64_t gap = step - last[p];
         if (gap <= 0) continue;
@@ -268,21 +339,28 @@ void catch_up(float *restrict w1, float *restrict v1, int64_t *restrict last, in
  * last[p]: the step up to which pixel row p is current (its next active step, if pass B has
  * already applied the steps it skips until then). out: summed training loss, correct
  * predictions. Returns the global step after them. */
-int64_t train_steps(float *restrict w1, float *restrict v1, float *restrict W,
-                    float *restrict Wt, float *restrict V, int64_t *restrict last,
-                    const int64_t *sizes, const int64_t *widths, int64_t L, int64_t M,
-                    float lr, float mu, const float *restrict decay, const float *restrict drift,
-                    const float *restrict scale, const int64_t *restrict indptr,
-                    const uint16_t *restrict pixels, const uint8_t *restrict values,
-                    const int64_t *restrict order, int64_t n, const uint16_t *restrict act,
-                    const int64_t *restrict act_ptr, const int32_t *restrict ahead,
-                    const uint8_t *restrict first, const int32_t *restrict ent_ptr,
-                    const uint16_t *restrict ent_image, const uint8_t *restrict ent_value,
-                    const int64_t *restrict labels, int64_t batch_size, int64_t from,
-                    int64_t to, int64_t step, float *restrict hs, double *restrict out)
+int64_t train_steps(const Net *net, const Model *m, const float *restrict scale,
+                    const Images *images, const Batches *batches, int64_t from, int64_t to,
+                    int64_t step, double *restrict out)
 {
-    const Net net_ = {L, sizes, widths, M, batch_size}, *net = &net_;
-    const int64_t P = widths[0], H = widths[1], C = sizes[L];
+    float *restrict w1 = m->w1, *restrict v1 = m->v1, *restrict W = m->W, *restrict Wt = m->Wt;
+    float *restrict V = m->V, *restrict hs = m->hs;
+    int64_t *restrict last = m->last;
+    const float *restrict decay = m->decay, *restrict drift = m->drift;
+    const float lr = m->lr, mu = m->mu;
+    const int64_t *restrict indptr = images->indptr;
+    const uint16_t *restrict pixels = images->pixels;
+    const uint8_t *restrict values = images->values;
+    const int64_t *restrict order = batches->order, *restrict labels = batches->labels;
+    const int64_t n = batches->n, batch_size = batches->batch_size;
+    const uint16_t *restrict act = batches->act;
+    const int64_t *restrict act_ptr = batches->act_ptr;
+    const int32_t *restrict ahead = batches->ahead;
+    const uint8_t *restrict first = batches->first;
+    const int32_t *restrict ent_ptr = batches->ent_ptr;
+    const uint16_t *restrict ent_image = batches->ent_image;
+    const uint8_t *restrict ent_value = batches->ent_value;
+    const int64_t L = net->L, P = net->widths[0], H = net->widths[1], C = net->sizes[L];
     const int64_t steps = (n + batch_size - 1) / batch_size;
     double loss = 0;
     int64_t correct = 0;
@@ -360,14 +438,17 @@ int64_t train_steps(float *restrict w1, float *restrict v1, float *restrict W,
 }
 
 /* Summed loss and correct predictions of one model (every row current) on n images (CSR). */
-void evaluate(const float *restrict w1, const float *restrict W, const int64_t *sizes,
-              const int64_t *widths, int64_t L, int64_t M, const float *restrict scale,
-              const int64_t *restrict indptr, const uint16_t *restrict pixels,
-              const uint8_t *restrict values, const int64_t *restrict labels, int64_t n,
-              float *restrict hs, double *restrict out)
+void evaluate(const Net *shape, const Model *m, const float *restrict scale,
+              const Images *images, const int64_t *restrict labels, double *restrict out)
 {
-    const Net net = {L, sizes, widths, M, 1};
-    const int64_t P = widths[0], H = widths[1], C = sizes[L];
+    const Net net = {shape->L, shape->sizes, shape->widths, shape->M, 1};  /* one image at a time */
+    const float *restrict w1 = m->w1, *restrict W = m->W;
+    float *restrict hs = m->hs;
+    const int64_t *restrict indptr = images->indptr;
+    const uint16_t *restrict pixels = images->pixels;
+    const uint8_t *restrict values = images->values;
+    const int64_t n = images->n, L = net.L, P = net.widths[0], H = net.widths[1];
+    const int64_t C = net.sizes[L];
     double loss = 0;
     int64_t correct = 0;
     for (int64_t img = 0; img < n; img++) {

@@ -16,6 +16,13 @@ the same machine shares one compilation (about two seconds), and a changed sourc
 Beside the library lies the SHA-256 it had when built; a library that no longer matches it
 (truncated, overwritten) is rebuilt, never loaded. ctypes releases the GIL during each call, so
 threads run kernels in parallel.
+
+The kernels take a few named structures (``Net``, ``Model``, ``Images``, ``Batches``), mirrored
+here as ``ctypes.Structure`` classes and filled by name from arrays whose dtypes are checked.
+ctypes rather than cffi: the library is built by this module at run time, which cffi's API mode
+(the mode that reads the C declarations itself) would replace with a build step of its own, and
+ctypes is in the standard library. What cffi would check, a test checks instead: the C side
+reports every structure's size and field offsets (``layout``), and they must equal these.
 """
 
 import ctypes
@@ -32,6 +39,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import SweepError
+from .results import sha256_file
 
 SOURCE = Path(__file__).with_suffix(".c")
 TARGET = "native"  # -march: this machine's CPU
@@ -66,14 +74,6 @@ def compiler() -> list[str]:
     return command
 
 
-def _sha256(path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def compiler_identity() -> dict:
     """What the compiler is, for each native model's fingerprint and the library's cache key: a
     digest of its executable (``cc`` and ``gcc`` are one compiler) and the arguments in ``CC``.
@@ -84,7 +84,7 @@ def compiler_identity() -> dict:
 
 @functools.cache
 def _identity(command, executable) -> dict:
-    return {"executable_sha256": _sha256(executable), "arguments": list(command[1:])}
+    return {"executable_sha256": sha256_file(executable), "arguments": list(command[1:])}
 
 
 def _cpu() -> str:
@@ -117,7 +117,7 @@ def digest_path(library: Path) -> Path:
 def intact(library: Path) -> bool:
     """Whether ``library`` is exactly what was built: it matches the digest written beside it."""
     try:
-        return digest_path(library).read_text().strip() == _sha256(library)
+        return digest_path(library).read_text().strip() == sha256_file(library)
     except OSError:
         return False
 
@@ -142,28 +142,89 @@ def build(source: Path, target: Path, march=TARGET) -> None:
             raise SweepError(f"compiling {source} failed ({shlex.join(run.args)}):\n"
                              f"{run.stderr.strip()}")
         digest = Path(scratch) / digest_path(target).name
-        digest.write_text(_sha256(built) + "\n")
+        digest.write_text(sha256_file(built) + "\n")
         os.replace(built, target)
         os.replace(digest, digest_path(target))
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
 
 
-def _array(dtype, ndim=None):
-    return np.ctypeslib.ndpointer(dtype, ndim=ndim, flags=("C_CONTIGUOUS", "ALIGNED"))
+class Arrays(ctypes.Structure):
+    """A C structure of arrays and numbers, filled by name from numpy arrays whose dtype must be
+    the field's: a swapped or mistyped argument is an error, not a wrong model. The structure
+    keeps its arrays alive (``arrays``) as long as it lives."""
+
+    @classmethod
+    def of(cls, **values):
+        names = [name for name, _ in cls._fields_]
+        if sorted(values) != sorted(names):
+            raise TypeError(f"{cls.__name__} takes {names}, got {sorted(values)}")
+        struct = cls()
+        struct.arrays = {}
+        for name, kind in cls._fields_:
+            value = values[name]
+            if hasattr(kind, "_type_") and issubclass(kind, ctypes._Pointer):
+                if not (isinstance(value, np.ndarray) and value.flags.c_contiguous and
+                        np.ctypeslib.as_ctypes_type(value.dtype) == kind._type_):
+                    raise TypeError(f"{cls.__name__}.{name}: a contiguous array of "
+                                    f"{kind._type_.__name__} is needed")
+                struct.arrays[name] = value
+                value = value.ctypes.data_as(kind)
+            setattr(struct, name, value)
+        return struct
 
 
-F32, F64, I64, I32, U16, U8 = (_array(t) for t in (np.float32, np.float64, np.int64, np.int32,
-                                                   np.uint16, np.uint8))
-INT, FLOAT = ctypes.c_int64, ctypes.c_float
+def _pointer(ctype):
+    return ctypes.POINTER(ctype)
+
+
+I64, I32, U16, U8 = ctypes.c_int64, ctypes.c_int32, ctypes.c_uint16, ctypes.c_uint8
+F32 = ctypes.c_float
+
+
+class Net(Arrays):
+    """The network's shape; ``batch``: the rows of each layer in a model's scratch ``hs``."""
+    _fields_ = [("L", I64), ("sizes", _pointer(I64)), ("widths", _pointer(I64)), ("M", I64),
+                ("batch", I64)]
+
+
+class Model(Arrays):
+    """One model (native_step.NativeModel): parameters, momentum tables, scratch."""
+    _fields_ = [("w1", _pointer(F32)), ("v1", _pointer(F32)), ("W", _pointer(F32)),
+                ("Wt", _pointer(F32)), ("V", _pointer(F32)), ("last", _pointer(I64)),
+                ("decay", _pointer(F32)), ("drift", _pointer(F32)), ("hs", _pointer(F32)),
+                ("lr", F32), ("mu", F32)]
+
+
+class Images(Arrays):
+    """Images compressed by row (native_step.SparseImages)."""
+    _fields_ = [("indptr", _pointer(I64)), ("pixels", _pointer(U16)), ("values", _pointer(U8)),
+                ("n", I64)]
+
+
+class Batches(Arrays):
+    """An epoch's batches of one replicate, pixel by pixel (native_step.batch_structure)."""
+    _fields_ = [("order", _pointer(I64)), ("labels", _pointer(I64)), ("n", I64),
+                ("batch_size", I64), ("act", _pointer(U16)), ("act_ptr", _pointer(I64)),
+                ("ahead", _pointer(I32)), ("first", _pointer(U8)), ("ent_ptr", _pointer(I32)),
+                ("ent_image", _pointer(U16)), ("ent_value", _pointer(U8))]
+
+
+STRUCTURES = [Net, Model, Images, Batches]  # in the order `layout` reports them
+
+
+def _array(dtype):
+    return np.ctypeslib.ndpointer(dtype, flags=("C_CONTIGUOUS", "ALIGNED"))
+
+
 SIGNATURES = {  # name: (result, argument types), as in native_kernels.c
-    "batch_structure": (INT, [I64, U16, U8, I64, INT, INT, INT, U16, I64, I32, U8, I32, U16,
-                              U8]),
-    "catch_up": (None, [F32, F32, I64, INT, INT, F32, F32, INT]),
-    "train_steps": (INT, [F32, F32, F32, F32, F32, I64, I64, I64, INT, INT, FLOAT, FLOAT, F32,
-                          F32, F32, I64, U16, U8, I64, INT, U16, I64, I32, U8, I32, U16, U8,
-                          I64, INT, INT, INT, INT, F32, F64]),
-    "evaluate": (None, [F32, F32, I64, I64, INT, INT, F32, I64, U16, U8, I64, INT, F32, F64]),
+    "layout": (I64, [_array(np.int64)]),
+    "batch_structure": (I64, [_pointer(Images), _pointer(Batches), I64]),
+    "catch_up": (None, [_pointer(Model), I64, I64, I64]),
+    "train_steps": (I64, [_pointer(Net), _pointer(Model), _array(np.float32), _pointer(Images),
+                          _pointer(Batches), I64, I64, I64, _array(np.float64)]),
+    "evaluate": (None, [_pointer(Net), _pointer(Model), _array(np.float32), _pointer(Images),
+                        _array(np.int64), _array(np.float64)]),
 }
 
 

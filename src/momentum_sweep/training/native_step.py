@@ -49,10 +49,9 @@ import numpy as np
 import torch
 
 from ..data.mnist import PIXELS
-from .arms import replicate_seeds
-from .model import initial_state, layer_sizes
-from .native_kernels import library
-from .trainer import BatchOrders, replicate_groups
+from .batches import Replicates
+from .model import layer_sizes, parameter_count
+from .native_kernels import Batches, Images, Model, Net, library
 
 SCALE = np.arange(256, dtype=np.float32) / np.float32(255)  # pixel value -> x, as ToTensor
 LANES = 8  # floats in a vector register (AVX)
@@ -84,16 +83,14 @@ def worker_threads() -> int:
     return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
 
 
-class SparseImages:
+def sparse_images(images_uint8: torch.Tensor) -> Images:
     """uint8 images [N, 784] compressed by row: indptr [N+1], pixels [nnz], values [nnz]."""
-
-    def __init__(self, images_uint8: torch.Tensor):
-        images = images_uint8.cpu().numpy()
-        rows, cols = np.nonzero(images)
-        self.indptr = np.zeros(len(images) + 1, np.int64)
-        np.cumsum(np.bincount(rows, minlength=len(images)), out=self.indptr[1:])
-        self.pixels = cols.astype(np.uint16)
-        self.values = images[rows, cols]
+    images = images_uint8.cpu().numpy()
+    rows, cols = np.nonzero(images)
+    indptr = np.zeros(len(images) + 1, np.int64)
+    np.cumsum(np.bincount(rows, minlength=len(images)), out=indptr[1:])
+    return Images.of(indptr=indptr, pixels=cols.astype(np.uint16), values=images[rows, cols],
+                     n=len(images))
 
 
 class NativeModel:
@@ -120,6 +117,9 @@ class NativeModel:
         self.decay = np.concatenate([[1.0], powers]).astype(np.float32)   # decay[n] = mu^n
         self.drift = np.concatenate([[0.0], np.cumsum(powers)]).astype(np.float32)
         self.hs = aligned_zeros((L, batch_size, M))
+        self.struct = Model.of(w1=self.w1, v1=self.v1, W=self.W, Wt=self.Wt, V=self.V,
+                               last=self.last, decay=self.decay, drift=self.drift, hs=self.hs,
+                               lr=self.lr, mu=float(self.mu))
 
     def state_dict(self, sizes) -> dict:
         state = {"layers.0.weight": torch.from_numpy(self.w1[:PIXELS, :sizes[1]].T.copy()),
@@ -131,30 +131,31 @@ class NativeModel:
         return state
 
 
-def batch_structure(kernels, images: SparseImages, order: np.ndarray, batch_size: int):
-    """An epoch's batches pixel by pixel, as pass B reads them (see native_kernels.c):
-    (act, act_ptr, ahead, first, ent_ptr, ent_image, ent_value)."""
-    nnz = len(images.pixels)  # every image is in the epoch once: its entries are the non-zeros
+def batch_structure(kernels, images: Images, labels: np.ndarray, order: np.ndarray,
+                    batch_size: int) -> Batches:
+    """An epoch's batches of one replicate in ``order``, pixel by pixel, as pass B reads them
+    (see native_kernels.c)."""
+    nnz = len(images.arrays["pixels"])  # each image is in the epoch once: one entry per non-zero
     steps = -(-len(order) // batch_size)
     most = min(nnz, steps * PIXELS)  # active pixels: at most one per entry, PIXELS per step
-    act, ahead = np.empty(most, np.uint16), np.empty(most, np.int32)
-    first = np.empty(most, np.uint8)
-    act_ptr, ent_ptr = np.empty(steps + 1, np.int64), np.empty(most + 1, np.int32)
-    ent_image, ent_value = np.empty(nnz, np.uint16), np.empty(nnz, np.uint8)
-    n_act = kernels.batch_structure(images.indptr, images.pixels, images.values, order,
-                                      len(order), batch_size, PIXELS, act, act_ptr, ahead, first,
-                                      ent_ptr, ent_image, ent_value)
+    found = Batches.of(order=order, labels=labels[order], n=len(order), batch_size=batch_size,
+                       act=np.empty(most, np.uint16), act_ptr=np.empty(steps + 1, np.int64),
+                       ahead=np.empty(most, np.int32), first=np.empty(most, np.uint8),
+                       ent_ptr=np.empty(most + 1, np.int32), ent_image=np.empty(nnz, np.uint16),
+                       ent_value=np.empty(nnz, np.uint8))
+    n_act = kernels.batch_structure(images, found, PIXELS)
     # A batch's active pixels are about a seventh of its entries: keep only what is used.
-    return (act[:n_act].copy(), act_ptr, ahead[:n_act].copy(), first[:n_act].copy(),
-            ent_ptr[:n_act + 1].copy(), ent_image, ent_value)
+    used = {"act": n_act, "ahead": n_act, "first": n_act, "ent_ptr": n_act + 1}
+    arrays = {name: array[:used[name]].copy() if name in used else array
+              for name, array in found.arrays.items()}
+    return Batches.of(**arrays, n=len(order), batch_size=batch_size)
 
 
 @dataclass
 class Epoch:
     """One epoch of a pass, as its pieces share it."""
     orders: list              # [G][N]: each replicate's order
-    labels: list              # [G][N]: the labels in that order
-    structures: list          # [G]: futures of their batch structures
+    structures: list          # [G]: futures of their batches (Batches)
     start: int                # the global step it starts at
     bounds: list              # [PIECES + 1]: the pieces' steps
     figures: np.ndarray       # [K, 2]: each model's summed loss and correct predictions
@@ -167,26 +168,25 @@ class Epoch:
 class NativeTrainer:
     def __init__(self, keys, hidden, train_params, splits, threads=None, kernels=None):
         """``kernels``: the compiled library (default: built for this machine's CPU)."""
-        groups = replicate_groups(keys)
         self.sizes = np.array(layer_sizes(hidden), np.int64)
         self.widths = np.array([PIXELS] + [padded(s) for s in self.sizes[1:]], np.int64)
         self.L, self.M = len(self.sizes) - 1, int(max(self.widths[1:]))
+        self.net = Net.of(L=self.L, sizes=self.sizes, widths=self.widths, M=self.M,
+                          batch=train_params.batch_size)
         # compiled now, so that a compiler error comes before any work
         self.kernels = kernels or library()
         self.batch_size = train_params.batch_size
-        self.train = SparseImages(splits["train"].images)
+        self.train = sparse_images(splits["train"].images)
         self.labels = splits["train"].labels.cpu().numpy()
         self.steps_per_epoch = -(-len(self.labels) // self.batch_size)
-        self.step = 0
-        self.group_models = [range(a, b) for _, a, b in groups]
-        self.group_of = [g for g, models in enumerate(self.group_models) for _ in models]
-        self.orders = BatchOrders([r for r, _, _ in groups], train_params.seed, len(self.labels))
-        initial = {r: initial_state(hidden, replicate_seeds(train_params.seed, r)["init"])
-                   for r, _, _ in groups}
+        self.steps_taken = 0
+        replicates = Replicates.of(keys, hidden, train_params.seed, len(self.labels))
+        self.group_models, self.group_of = replicates.groups, replicates.group_of
+        self.orders = replicates.orders
         total = self.steps_per_epoch * train_params.epochs
-        self.models = [NativeModel(initial[key.replicate], self.sizes, self.widths,
-                                   key.arm.sgd_momentum, key.arm.lr, total, self.batch_size)
-                       for key in keys]
+        self.models = [NativeModel(state, self.sizes, self.widths, key.arm.sgd_momentum,
+                                   key.arm.lr, total, self.batch_size)
+                       for key, state in zip(keys, replicates.initial)]
         self.K = len(keys)
         self.threads = threads or worker_threads()
         self.description = f"native step, {self.threads} threads"
@@ -194,6 +194,15 @@ class NativeTrainer:
         self.epochs_left = train_params.epochs
         self._ahead = None  # the next epoch's orders and batch structures, being built
         self._evaluation_sets = {}
+
+    @staticmethod
+    def bytes_per_model(hidden, train_params) -> int:
+        """Weights, velocities and W transposed, the first layer's row bookkeeping, the momentum
+        tables (decay, drift: one entry per step of the run) and the activations of a batch."""
+        sizes = layer_sizes(hidden)
+        steps = -(-train_params.train_size // train_params.batch_size) * train_params.epochs
+        return 4 * (3 * parameter_count(hidden) + 2 * 16 * sizes[1] + 2 * (steps + 2)
+                    + train_params.batch_size * sum(sizes[1:]))
 
     def _collect(self, futures):
         """The futures' results, in order. Ctrl-C (or an error) cancels those not started; a
@@ -205,7 +214,8 @@ class NativeTrainer:
                 future.cancel()
 
     def _build(self, order):
-        return self.pool.submit(batch_structure, self.kernels, self.train, order, self.batch_size)
+        return self.pool.submit(batch_structure, self.kernels, self.train, self.labels, order,
+                                self.batch_size)
 
     def _next_orders(self):
         return list(self.orders.next_epoch().numpy())                              # [G][N]
@@ -221,7 +231,7 @@ class NativeTrainer:
         else:  # the first epoch: its batch structures are built as its first pieces are queued
             orders, structures = self._next_orders(), []
         n = len(orders[0])
-        epoch = Epoch(orders, [self.labels[order] for order in orders], structures, self.step,
+        epoch = Epoch(orders, structures, self.steps_taken,
                       [round(i * self.steps_per_epoch / PIECES) for i in range(PIECES + 1)],
                       np.zeros((self.K, 2)))
         for g, models in enumerate(self.group_models):
@@ -243,7 +253,7 @@ class NativeTrainer:
                     progress(done * n // PIECES)
         finally:
             epoch.stop.set()  # after Ctrl-C or an error: running pieces finish, no more start
-        self.step += self.steps_per_epoch
+        self.steps_taken += self.steps_per_epoch
         return list(epoch.figures[:, 0] / n), list(epoch.figures[:, 1] / n)
 
     def _piece(self, epoch, k, i):
@@ -253,34 +263,28 @@ class NativeTrainer:
                 return
             m, g, (first, last) = self.models[k], self.group_of[k], epoch.bounds[i:i + 2]
             out = np.zeros(2)                                      # summed loss, correct
-            self.kernels.train_steps(
-                m.w1, m.v1, m.W, m.Wt, m.V, m.last, self.sizes, self.widths, self.L, self.M,
-                m.lr, float(m.mu), m.decay, m.drift, SCALE, self.train.indptr, self.train.pixels,
-                self.train.values, epoch.orders[g], len(epoch.orders[g]),
-                *epoch.structures[g].result(),
-                epoch.labels[g], self.batch_size, first, last, epoch.start + first,
-                m.hs, out)
+            self.kernels.train_steps(self.net, m.struct, SCALE, self.train,
+                                     epoch.structures[g].result(), first, last,
+                                     epoch.start + first, out)
             epoch.figures[k] += out
             if i + 1 < PIECES:
                 self.pool.submit(self._piece, epoch, k, i + 1)
             else:
-                self.kernels.catch_up(m.w1, m.v1, m.last, PIXELS, int(self.widths[1]), m.decay,
-                                      m.drift, epoch.start + epoch.bounds[-1])
+                self.kernels.catch_up(m.struct, PIXELS, int(self.widths[1]),
+                                      epoch.start + epoch.bounds[-1])
             epoch.finished.put(None)
         except BaseException as error:
             epoch.finished.put(error)
 
     def evaluate(self, split):
         if id(split) not in self._evaluation_sets:
-            self._evaluation_sets[id(split)] = (SparseImages(split.images),
+            self._evaluation_sets[id(split)] = (sparse_images(split.images),
                                                 split.labels.cpu().numpy())
         images, labels = self._evaluation_sets[id(split)]
 
         def one(m):
             figures = np.zeros(2)                              # summed loss, correct
-            self.kernels.evaluate(m.w1, m.W, self.sizes, self.widths, self.L, self.M, SCALE,
-                                  images.indptr, images.pixels, images.values, labels,
-                                  len(labels), m.hs, figures)
+            self.kernels.evaluate(self.net, m.struct, SCALE, images, labels, figures)
             return figures[0] / len(labels), figures[1] / len(labels)
 
         results = self._collect([self.pool.submit(one, m) for m in self.models])

@@ -5,9 +5,9 @@ Two implementations share one interface (``train_epoch``, ``evaluate``, ``state_
 sparse CPU step in ``native_step``). ``implementation`` picks one; it is part of every model's
 fingerprint, since the two agree only to float32 tolerance.
 
-Models are ordered by replicate. Replicate r's models start from the same initial weights and
-see the same mini-batches, drawn from the replicate's own generator on the CPU, so every device
-and both implementations see the same order.
+Both take their replicate layout (groups, initial weights, batch orders) from ``batches``, and
+each says how much memory a model of its step needs (``bytes_per_model``), so that a pass too
+large for the device is refused before it allocates.
 """
 
 import time
@@ -15,10 +15,11 @@ from dataclasses import dataclass, field
 
 import torch
 
-from .arms import replicate_seeds
-from .model import initial_state, layer_sizes
-from .torch_step import TorchStep, neg_onehot, with_ones
 from ..data.splits import scaled
+from .batches import Replicates
+from .model import layer_sizes, parameter_count
+from .native_step import NativeTrainer
+from .torch_step import TorchStep, neg_onehot, with_ones
 
 PROGRESS_EVERY = 100  # steps between progress reports
 EVAL_CHUNK = 10_000   # images evaluated at once by the PyTorch step
@@ -29,47 +30,28 @@ def implementation_for(device: torch.device) -> str:
     return "native" if device.type == "cpu" else "torch"
 
 
-def replicate_groups(keys):
-    """[(replicate, first, stop)]: the models of each replicate, which must be contiguous."""
-    groups = []
-    for k, key in enumerate(keys):
-        if groups and groups[-1][0] == key.replicate:
-            groups[-1][2] = k + 1
-        else:
-            if any(g[0] == key.replicate for g in groups):
-                raise ValueError("models must be ordered by replicate")
-            groups.append([key.replicate, k, k + 1])
-    return [tuple(g) for g in groups]
-
-
-class BatchOrders:
-    """Each replicate's mini-batch order, one permutation per epoch from its own generator."""
-
-    def __init__(self, replicates, seed, size):
-        self.size = size
-        self.generators = [torch.Generator().manual_seed(replicate_seeds(seed, r)["order"])
-                           for r in replicates]
-
-    def next_epoch(self) -> torch.Tensor:
-        """[G, N] int64 on the CPU: this epoch's order of every replicate group."""
-        return torch.stack([torch.randperm(self.size, generator=g) for g in self.generators])
-
-
 class TorchTrainer:
     def __init__(self, keys, hidden, train_params, splits, device):
-        groups = replicate_groups(keys)
-        initial = {r: initial_state(hidden, replicate_seeds(train_params.seed, r)["init"])
-                   for r, _, _ in groups}
         self.train = splits["train"]
         self.batch_size = train_params.batch_size
         self.K = len(keys)
-        self.step = TorchStep(hidden, [initial[key.replicate] for key in keys],
-                              [key.arm.sgd_momentum for key in keys], [key.arm.lr for key in keys],
-                              [(a, b) for _, a, b in groups], device)
-        self.orders = BatchOrders([r for r, _, _ in groups], train_params.seed, len(self.train))
+        replicates = Replicates.of(keys, hidden, train_params.seed, len(self.train))
+        self.torch_step = TorchStep(hidden, replicates.initial,
+                                    [key.arm.sgd_momentum for key in keys],
+                                    [key.arm.lr for key in keys],
+                                    [(g.start, g.stop) for g in replicates.groups], device)
+        self.orders = replicates.orders
         self.description = "PyTorch step"
-        self.group_of_model = torch.tensor([g for g, (_, a, b) in enumerate(groups)
-                                            for _ in range(a, b)], device=device)   # [K]
+        self.group_of_model = torch.tensor(replicates.group_of, device=device)     # [K]
+
+    @staticmethod
+    def bytes_per_model(hidden, train_params) -> int:
+        """Weights, velocities and gradients, and the activations of a batch and of an
+        evaluation chunk."""
+        sizes = layer_sizes(hidden)
+        chunk = min(EVAL_CHUNK, train_params.validation_size)
+        return 4 * (3 * parameter_count(hidden) + 3 * sizes[1]
+                    + 2 * (chunk + train_params.batch_size) * sum(sizes[1:]))
 
     def train_epoch(self, progress=None):
         """One epoch of every model; returns the mean training loss and accuracy per model."""
@@ -81,7 +63,8 @@ class TorchTrainer:
         for step, start in enumerate(range(0, n, self.batch_size), 1):
             batch = orders[:, start:start + self.batch_size]           # [G, B]
             labels = self.train.labels[batch][self.group_of_model]     # [K, B]
-            log_probs = self.step.step(with_ones(self.train.images[batch]), neg_onehot(labels))
+            log_probs = self.torch_step.step(with_ones(self.train.images[batch]),
+                                             neg_onehot(labels))
             loss_sum -= log_probs.gather(2, labels.unsqueeze(2)).squeeze(2).double().sum(1)
             correct += (log_probs.argmax(2) == labels).sum(1)
             if progress is not None and step % PROGRESS_EVERY == 0:
@@ -95,14 +78,14 @@ class TorchTrainer:
         correct = torch.zeros(self.K, dtype=torch.int64, device=device)
         for start in range(0, len(split), chunk):
             images = scaled(split.images[start:start + chunk])                 # [n, 784]
-            log_probs = torch.log_softmax(self.step.logits(images), -1)        # [K, n, 10]
+            log_probs = torch.log_softmax(self.torch_step.logits(images), -1)  # [K, n, 10]
             labels = split.labels[start:start + chunk].expand(self.K, -1)     # [K, n]
             loss -= log_probs.gather(2, labels.unsqueeze(2)).squeeze(2).double().sum(1)
             correct += (log_probs.argmax(2) == labels).sum(1)
         return (loss / len(split)).tolist(), (correct.double() / len(split)).tolist()
 
     def state_dict(self, k):
-        return self.step.state_dict(k)
+        return self.torch_step.state_dict(k)
 
 
 @dataclass
@@ -120,28 +103,19 @@ class EpochStats:
     memory: dict = field(default_factory=dict)
 
 
+TRAINERS = {"native": NativeTrainer, "torch": TorchTrainer}
+
+
 def memory_needed(implementation, n_models, n_replicates, hidden, train_params) -> int:
     """A generous estimate of the bytes a pass allocates, to refuse before allocating them."""
-    sizes = layer_sizes(hidden)
-    floats = sum((a + 1) * b for a, b in zip(sizes, sizes[1:]))
     # images, orders, each replicate's views of its batches (the native step: two epochs')
     data = 100 * 2 ** 20 + 90 * 2 ** 20 * n_replicates
-    if implementation == "native":
-        steps = -(-train_params.train_size // train_params.batch_size) * train_params.epochs
-        per_model = 4 * (3 * floats + 2 * 16 * sizes[1] + 2 * (steps + 2)
-                         + train_params.batch_size * sum(sizes[1:]))
-    else:
-        chunk = min(EVAL_CHUNK, train_params.validation_size)
-        per_model = 4 * (3 * floats + 3 * sizes[1]
-                         + 2 * (chunk + train_params.batch_size) * sum(sizes[1:]))
-    return data + n_models * per_model
+    return data + n_models * TRAINERS[implementation].bytes_per_model(hidden, train_params)
 
 
 def make_trainer(implementation, keys, hidden, train_params, splits, device):
     """The trainer of ``keys`` (ordered by replicate) for a step implementation."""
     if implementation == "native":
-        from .native_step import NativeTrainer
-
         return NativeTrainer(keys, hidden, train_params, splits)
     return TorchTrainer(keys, hidden, train_params, splits, device)
 

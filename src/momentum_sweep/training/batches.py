@@ -1,0 +1,61 @@
+"""What both trainers share about the models of a pass: which models belong to which replicate,
+each replicate's initial weights and its mini-batch orders.
+
+Models are ordered by replicate. Replicate r's models start from the same initial weights and see
+the same mini-batches, drawn from the replicate's own generator on the CPU, so every device and
+both step implementations see the same order.
+"""
+
+from dataclasses import dataclass
+
+import torch
+
+from .arms import replicate_seeds
+from .model import initial_state
+
+
+def replicate_groups(keys) -> list[range]:
+    """The models of each replicate, as ranges of indices into ``keys``; they must be
+    contiguous."""
+    groups, replicates = [], []
+    for k, key in enumerate(keys):
+        if replicates and replicates[-1] == key.replicate:
+            groups[-1] = range(groups[-1].start, k + 1)
+        elif key.replicate in replicates:
+            raise ValueError("models must be ordered by replicate")
+        else:
+            replicates.append(key.replicate)
+            groups.append(range(k, k + 1))
+    return groups
+
+
+class BatchOrders:
+    """Each replicate's mini-batch order, one permutation per epoch from its own generator."""
+
+    def __init__(self, replicates, seed, size):
+        self.size = size
+        self.generators = [torch.Generator().manual_seed(replicate_seeds(seed, r)["order"])
+                           for r in replicates]
+
+    def next_epoch(self) -> torch.Tensor:
+        """[G, N] int64 on the CPU: this epoch's order of every replicate group."""
+        return torch.stack([torch.randperm(self.size, generator=g) for g in self.generators])
+
+
+@dataclass
+class Replicates:
+    """The replicate layout of a pass over ``keys``."""
+    groups: list            # [G] range of model indices of each replicate group
+    group_of: list          # [K] each model's group
+    initial: list           # [K] each model's initial state_dict (one object per replicate)
+    orders: BatchOrders     # the groups' batch orders, epoch after epoch
+
+    @classmethod
+    def of(cls, keys, hidden, seed, images) -> "Replicates":
+        """For ``keys`` (ordered by replicate), trained on ``images`` training images."""
+        groups = replicate_groups(keys)
+        replicates = [keys[g.start].replicate for g in groups]
+        initial = {r: initial_state(hidden, replicate_seeds(seed, r)["init"]) for r in replicates}
+        return cls(groups, [g for g, models in enumerate(groups) for _ in models],
+                   [initial[key.replicate] for key in keys],
+                   BatchOrders(replicates, seed, images))
