@@ -1,14 +1,12 @@
 """The plot stage's PNGs and DVC's plots through the repository's Vega-Lite template."""
 
 import json
-import re
 import warnings
 
 import matplotlib.image
 import numpy as np
 import pandas as pd
 import pytest
-import vl_convert
 
 from momentum_sweep.analysis import metrics, plots, summarize
 
@@ -88,31 +86,3 @@ def test_forty_momenta_wrap_into_panels_of_a_readable_size():
             box = ax.get_position()                              # in fractions of the figure
             assert box.width * width > 2.5 and box.height * height > 1.8
         plots.plt.close(fig)
-
-
-def rendered(spec, mark):
-    """How many marks of a kind Vega-Lite draws for a filled spec, rendered offline to SVG."""
-    svg = vl_convert.vegalite_to_svg(json.dumps(spec))
-    return len(re.findall(f'aria-roledescription="{mark}"', svg))
-
-
-@pytest.mark.dvc
-def test_dvc_plots_show_and_diff_draw_a_mean_line_and_band_per_momentum_and_revision(repo):
-    shown = json.loads(repo.dvc("plots", "show", "--json").stdout)["data"]
-    spec = shown["test_accuracy"][0]["content"]
-    points = spec["data"]["values"]
-    assert {p["arm"] for p in points} == {"momentum_0.0", "momentum_0.4", "control_0.4"}
-    assert rendered(spec, "line mark") == 2  # controls are left to the PNGs
-    assert rendered(spec, "errorband") == 2  # the 95% bands
-    assert vl_convert.vegalite_to_png(json.dumps(spec))[:4] == b"\x89PNG"
-
-    repo.set_params({"momentum": [0.0, 0.4, 0.5]})
-    repo.dvc("repro", "summarize")
-    diff = json.loads(repo.dvc("plots", "diff", "HEAD", "--json").stdout)["data"]
-    for name in ("train_loss", "test_loss", "val_accuracy", "test_accuracy"):
-        spec = diff[name][0]["content"]
-        revisions = {(p["rev"], float(p["momentum"])) for p in spec["data"]["values"]
-                     if str(p["control"]) == "0"}
-        assert revisions == {("HEAD", 0.0), ("HEAD", 0.4), ("workspace", 0.0),
-                             ("workspace", 0.4), ("workspace", 0.5)}
-        assert rendered(spec, "line mark") == 5 and rendered(spec, "errorband") == 5

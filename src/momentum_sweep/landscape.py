@@ -18,11 +18,9 @@ from typing import Callable
 
 import numpy as np
 
-from .analysis.plots import PLOTS_DIR, momentum_styles, save
+from .analysis.figures import PLOTS_DIR, momentum_styles, plt, save
 from .atomic import write_json
 from .training.arms import momentum_name
-
-import matplotlib.pyplot as plt  # noqa: E402  (plots has chosen the Agg backend)
 
 LANDSCAPE_FILE = Path("metrics/landscape.json")
 ESCAPE_LOSS = -0.1      # the saddle is at f = 0, the minima at -0.25: below -0.1 means "left it"

@@ -26,7 +26,7 @@ import pandas as pd
 from ..atomic import check_writable_folder
 from ..errors import SweepError
 from .metrics import write_tsv
-from .plots import plt, save  # plt: pyplot with the backend plots chose
+from .figures import plt, save
 
 SWEPT = ("momentum", "train.lr", "train.replicates", "train.lr_control", "train.device")
 SUMMARY = "metrics/summary.json"
@@ -41,6 +41,19 @@ def setting_keys(row) -> list:
 def shown(value) -> str:
     """A param as params.yaml would hold it: exp_show gives integers as floats (3.0)."""
     return str(int(value)) if isinstance(value, float) and value.is_integer() else str(value)
+
+
+def signature(row) -> dict:
+    """{setting: value as params.yaml holds it} of the settings that must match."""
+    return {k: shown(row.get(k)) for k in setting_keys(row)}
+
+
+def different_settings(row, reference) -> str:
+    """Why an experiment's settings keep it out of the comparison; "" when they match."""
+    different = {k: v for k, v in signature(row).items() if v != reference.get(k)}
+    return "different settings: " + ", ".join(
+        f"{k}={v} (most have {reference.get(k)})" for k, v in sorted(different.items())
+    ) if different else ""
 
 
 def experiments(repo):
@@ -60,7 +73,7 @@ def collect(repo="."):
     """(arms table, experiments table) of every experiment in ``repo``."""
     rows = experiments(repo)
     succeeded = [r for r in rows if r.get("State") in (None, "Success")]
-    signatures = Counter(tuple((k, shown(r.get(k))) for k in setting_keys(r)) for r in succeeded)
+    signatures = Counter(tuple(signature(r).items()) for r in succeeded)
     reference = dict(signatures.most_common(1)[0][0]) if signatures else {}
     report, arms = [], {}
     for row in rows:
@@ -71,11 +84,8 @@ def collect(repo="."):
         if row.get("State") not in (None, "Success"):
             entry["why"] = f"state {row.get('State')}"
             continue
-        different = {k: shown(row.get(k)) for k in setting_keys(row)
-                     if shown(row.get(k)) != reference.get(k)}
-        if different:
-            entry["why"] = "different settings: " + ", ".join(
-                f"{k}={v} (most have {reference.get(k)})" for k, v in sorted(different.items()))
+        entry["why"] = different_settings(row, reference)
+        if entry["why"]:
             continue
         try:
             summary = read_summary(repo, row["rev"])

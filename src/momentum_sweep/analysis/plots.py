@@ -9,26 +9,20 @@
   and minus its control, with 95% intervals and a zero line.
 - memory.png, time.png: the cost of the pass that trained each arm.
 
-Momentum is an ordered quantity, so each momentum gets its colour from a sequential,
-colour-blind-safe map (viridis, stopped before its pale yellow end) and its own marker.
+Colours, markers and the PNG write are shared with every figure (``figures``).
 """
 
 import json
 from pathlib import Path
 
-import matplotlib
+import numpy as np
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
+from ..atomic import check_writable_folder
+from ..errors import SweepError
+from ..training.arms import momentum_name
+from . import metrics, statistics
+from .figures import PLOTS_DIR, momentum_styles, plt, save
 
-from ..atomic import atomic_path, check_writable_folder  # noqa: E402
-from ..errors import SweepError  # noqa: E402
-from ..training.arms import momentum_name  # noqa: E402
-from . import metrics, statistics  # noqa: E402
-
-PLOTS_DIR = Path("plots")
-MARKERS = "osD^v<>ph*"
 PANEL_COLUMNS = 4  # curve panels across, before they wrap
 CURVES = {
     "accuracy": [("val_accuracy", "validation accuracy"), ("test_accuracy", "test accuracy")],
@@ -44,17 +38,9 @@ COSTS = {
 FIGURES = [*CURVES, "final_accuracy", "differences", *COSTS]
 
 
-def momentum_styles(momenta):
-    """{momentum: (colour, marker)}, the same in every figure of this project."""
-    ordered = sorted(set(momenta))
-    cmap = plt.get_cmap("viridis")
-    spread = max(len(ordered) - 1, 1)
-    return {m: (cmap(0.9 * i / spread), MARKERS[i % len(MARKERS)]) for i, m in enumerate(ordered)}
-
-
 def arm_label(arm, rows=None):
-    label = (f"control {momentum_name(arm.momentum)} (SGD, lr {arm.lr:.3g})" if arm.control
-             else f"momentum {momentum_name(arm.momentum)}")
+    """The arm's label, and how many of its replicates diverged, if any did."""
+    label = arm.label
     if rows is not None:
         diverged = int(rows["diverged"].sum())
         if diverged:
@@ -212,12 +198,6 @@ def panels_figure(table, panels, draw, styles, width=6.2):
         fig.legend(handles, labels, loc="outside right center", frameon=False, fontsize=8)
     fig.set_layout_engine("constrained")
     return fig
-
-
-def save(fig, path):
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, format="png", dpi=110)
-    plt.close(fig)
 
 
 def render(epochs_file=metrics.EPOCHS_FILE, summary_file=metrics.SUMMARY_FILE,
