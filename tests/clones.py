@@ -8,6 +8,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+from filelock import FileLock
 from ruamel.yaml import YAML
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -130,3 +131,19 @@ def statuses(log: str) -> dict:
         if " replicate " in head and (tail.startswith("reused") or tail.startswith("trained")):
             found[head] = tail
     return found
+
+
+def built_once(tmp_path_factory, name, build):
+    """The folder ``name``, made by ``build(folder)`` once for all the workers of this run (they
+    share the parent of their temporary folders); the others wait for it and reuse it."""
+    root = tmp_path_factory.getbasetemp()
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        root = root.parent
+    folder, done = root / name, root / f"{name}.done"
+    with FileLock(str(root / f"{name}.lock")):
+        if not done.exists():
+            shutil.rmtree(folder, ignore_errors=True)
+            folder.mkdir()
+            build(folder)
+            done.touch()
+    return folder

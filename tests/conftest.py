@@ -1,7 +1,8 @@
 """Fixtures: temporary clones of this repository, and real MNIST splits for the unit tests.
 
-Tests that drive `dvc` in clones take minutes and are marked `dvc`; `pytest -m "not dvc"` runs
-the rest in about a minute.
+The tests under tests/dvc/ drive `dvc` in clones and take minutes; `pytest tests
+--ignore=tests/dvc` runs the rest in about a minute. What several tests only read is built once
+per run, for every pytest-xdist worker (``built_once``).
 """
 
 import momentum_sweep  # noqa: F401  first: sets MKL's reproducibility mode before torch computes
@@ -9,17 +10,20 @@ import momentum_sweep  # noqa: F401  first: sets MKL's reproducibility mode befo
 import pytest
 import torch
 
-from clones import ROOT, SMALL, Clone, clone_repository
+from clones import ROOT, SMALL, Clone, built_once, clone_repository
 
 
 @pytest.fixture(scope="session")
 def template(tmp_path_factory) -> Clone:
-    """A clone with the small config committed and its whole pipeline run: copied per test."""
-    clone = clone_repository(tmp_path_factory.mktemp("template"))
-    clone.set_params(SMALL)
-    clone.dvc("repro")
-    clone.commit("small config, reproduced")
-    return clone
+    """A clone with the small config committed and its whole pipeline run: copied per test,
+    never changed."""
+    def build(folder):
+        clone = clone_repository(folder)
+        clone.set_params(SMALL)
+        clone.dvc("repro")
+        clone.commit("small config, reproduced")
+
+    return Clone(built_once(tmp_path_factory, "template", build))
 
 
 @pytest.fixture
@@ -38,10 +42,12 @@ def flat_dir(tmp_path_factory, default_params):
     from momentum_sweep.data import download, flatten
     from momentum_sweep.data.mnist import CARRIED_DIR
 
-    root = tmp_path_factory.mktemp("mnist")
-    download.download(default_params.data, raw_dir=root / "raw", carried_dir=ROOT / CARRIED_DIR)
-    flatten.flatten(raw_dir=root / "raw", flat_dir=root / "flat")
-    return root / "flat"
+    def build(root):
+        download.download(default_params.data, raw_dir=root / "raw",
+                          carried_dir=ROOT / CARRIED_DIR)
+        flatten.flatten(raw_dir=root / "raw", flat_dir=root / "flat")
+
+    return built_once(tmp_path_factory, "mnist", build) / "flat"
 
 
 @pytest.fixture(scope="session")

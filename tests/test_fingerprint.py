@@ -9,7 +9,7 @@ import pytest
 from momentum_sweep import sources
 from momentum_sweep.training import arms, results, reuse
 
-from test_arms import parsed
+from good_params import parsed
 
 KEY = arms.ModelKey(arms.Arm(0.4, 0.1), 1)
 

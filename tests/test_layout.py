@@ -139,5 +139,5 @@ def test_the_readme_quotes_the_committed_results():
                             capture_output=True, text=True, check=True).stdout.strip()
     readme = (ROOT / "README.md").read_text()
     arms, differences = tables.split("\n\n")
-    assert "| momentum 0 |" in arms and "| 0.4 |" in differences
+    assert "| momentum 0.0 |" in arms and "| 0.4 |" in differences
     assert arms in readme and differences in readme

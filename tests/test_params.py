@@ -1,36 +1,13 @@
 """Bad parameters fail before any work, with a message naming the key; good ones parse."""
 
-import copy
 import math
 
 import pytest
-from ruamel.yaml import YAML
 
 from clones import ROOT
+from good_params import DELETE, GOOD, with_change
 from momentum_sweep import params
 from momentum_sweep.errors import SweepError
-
-GOOD = YAML(typ="safe").load((ROOT / "params.yaml").read_text())
-class Deleted:
-    def __repr__(self):  # a stable test id, the same in every process
-        return "<deleted>"
-
-
-DELETE = Deleted()
-
-
-def with_change(path, value):
-    raw = copy.deepcopy(GOOD)
-    *parents, last = path.split(".")
-    node = raw
-    for key in parents:
-        node = node[key]
-    if value is DELETE:
-        del node[last]
-    else:
-        node[last] = value
-    return raw
-
 
 BAD = [  # (key path, bad value, words the message must hold besides the key)
     ("momentum", -0.1, "0 <= momentum < 1"),
@@ -148,10 +125,3 @@ def test_defaults_are_the_notebooks_setup_with_replicates_and_controls():
     assert p.model.hidden == [50, 50]
     assert p.train.train_size == 55_000
     assert p.train.replicates == 5 and p.train.lr_control is True
-
-
-@pytest.mark.dvc
-def test_dvc_exp_run_with_a_tiny_learning_rate_is_accepted(repo):
-    result = repo.dvc("exp", "run", "params", "-S", "train.lr=0.00001")
-    assert "lr: 1e-05" in (repo / "params.yaml").read_text()
-    assert "params: params.yaml is valid" in result.stdout

@@ -59,13 +59,21 @@ def write_json(path, value):
     write_text(path, json_text(value))
 
 
+def check_folder_path(path, what="a folder"):
+    """A SweepError if ``path`` is a file or a symlink where ``what`` belongs: that is the user's,
+    and this project neither follows nor deletes it."""
+    path = Path(path)
+    if path.is_symlink() or (path.exists() and not path.is_dir()):
+        kind = "symlink" if path.is_symlink() else "file"
+        raise SweepError(f"{path}: a {kind}, where {what} belongs; move it away (or delete it) "
+                         f"and run again")
+
+
 def check_writable_folder(path):
     """Raise a SweepError naming ``path`` unless files can be created in it (creating it if needed).
     Tried for real: permission bits do not tell for root, read-only mounts or full disks."""
     path = Path(path)
-    if path.is_symlink() or (path.exists() and not path.is_dir()):
-        raise SweepError(f"{path}: expected a folder, found a "
-                         f"{'symlink' if path.is_symlink() else 'file'}; move it away")
+    check_folder_path(path)
     try:
         path.mkdir(parents=True, exist_ok=True)
         with tempfile.TemporaryFile(dir=path):

@@ -47,9 +47,9 @@ def test_flatten_in_a_clone_reproduces_the_committed_lock(repo):
 
 def test_only_what_changed_trains_and_reuse_is_byte_identical(repo):
     """The template trained momenta 0 and 0.4 with the control, in two replicates."""
-    M0, M2, C2 = "momentum 0.0", "momentum 0.2", "control 0.2 (SGD, lr 0.125)"
-    M4, C4 = "momentum 0.4", "control 0.4 (SGD, lr 0.1667)"
-    M3, C3 = "momentum 0.3", "control 0.3 (SGD, lr 0.1429)"
+    M0, M2, C2 = "momentum 0.0", "momentum 0.2", "control 0.2 (SGD at lr 0.125)"
+    M4 = "momentum 0.4"
+    M3, C3 = "momentum 0.3", "control 0.3 (SGD at lr 0.1429)"
     repo.set_params({"momentum": [0.0, 0.2], "train": {"lr_control": False}})
     log = repo.dvc("repro", "summarize").stdout
     assert trained(log) == labels([M2], [0, 1]) and reused(log) == labels([M0], [0, 1])
@@ -127,12 +127,6 @@ def test_exp_run_with_one_momentum_and_with_more_replicates(repo):
     shown = json.dumps(json.loads(repo.dvc("exp", "show", "--json").stdout))
     assert '"replicates": 3' in shown and "verdict" in shown
     assert "best.momentum" in repo.dvc("metrics", "show").stdout
-    # An experiment with other settings is not mixed into a comparison, and the log says why,
-    # with the values as params.yaml writes them.
-    repo.dvc("exp", "run", "-n", "shorter", "-S", "train.epochs=1")
-    log = repo.run("momentum-sweep-compare").stdout
-    assert "compare: 2 of 3 experiment(s)" in log
-    assert "left out shorter: different settings: train.epochs=1 (most have 2)" in log
 
 
 def wait_for_queue(repo, timeout=600):

@@ -9,7 +9,7 @@ import signal
 import pytest
 import torch
 
-from clones import statuses
+from clones import Clone, built_once, statuses
 
 pytestmark = pytest.mark.dvc
 
@@ -44,10 +44,13 @@ def run_until(repo, marker, sig=signal.SIGKILL, args=("repro",)):
 
 @pytest.fixture(scope="module")
 def reference(template, tmp_path_factory):
-    repo = template.copy(tmp_path_factory.mktemp("reference") / "repo")
-    repo.set_params(KILL_CONFIG)
-    repo.dvc("repro")
-    return deterministic_outputs(repo)
+    """The uninterrupted run's outputs, run once for all workers."""
+    def build(folder):
+        repo = template.copy(folder / "repo")
+        repo.set_params(KILL_CONFIG)
+        repo.dvc("repro")
+
+    return deterministic_outputs(Clone(built_once(tmp_path_factory, "reference", build) / "repo"))
 
 
 @pytest.mark.parametrize("marker", [
@@ -128,7 +131,7 @@ def test_an_edited_record_or_damaged_model_is_retrained_not_trusted(repo):
     assert found["momentum 0.4 replicate 0"] == (
         "trained (files missing or damaged: record.json does not match its seal)")
     assert found["momentum 0.0 replicate 1"].startswith("trained (files missing or damaged")
-    assert "unexpected notes.txt" in found["control 0.4 (SGD, lr 0.1667) replicate 0"]
+    assert "unexpected notes.txt" in found["control 0.4 (SGD at lr 0.1667) replicate 0"]
     assert repo.model_files() == before
     assert repo.summary()["best"]["val_accuracy"] < 0.99
 

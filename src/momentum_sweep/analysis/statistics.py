@@ -3,13 +3,14 @@ correction, the smallest detectable difference, and the verdict rule. scipy and 
 compute; this module only decides what to compute and says it in words.
 """
 
-import math
 import warnings
 
 import numpy as np
 from scipy import stats
 from statsmodels.stats.multitest import multipletests
 from statsmodels.stats.power import TTestPower
+
+from ..finite import finite, is_finite
 
 CONFIDENCE = 0.95
 ALPHA = 1 - CONFIDENCE
@@ -22,7 +23,7 @@ VERDICT_RULE = (f"paired t-test on the final test accuracy of each replicate; 'b
 
 def describe(values) -> dict:
     """n, mean, standard deviation and the 95% t-interval of the mean (None below 2 values)."""
-    values = np.asarray([v for v in values if v is not None and math.isfinite(v)], float)
+    values = np.asarray(finite(values), float)
     n = len(values)
     if n == 0:
         return {"n": 0, "mean": None, "sd": None, "ci": None}
@@ -38,8 +39,7 @@ def describe(values) -> dict:
 
 def paired(a, b) -> dict:
     """Mean of a - b over the pairs where both are finite, its 95% CI and the t-test's p."""
-    pairs = [(x, y) for x, y in zip(a, b)
-             if x is not None and y is not None and math.isfinite(x) and math.isfinite(y)]
+    pairs = [(x, y) for x, y in zip(a, b) if is_finite(x) and is_finite(y)]
     n = len(pairs)
     if n < 2:
         mean = pairs[0][0] - pairs[0][1] if pairs else None

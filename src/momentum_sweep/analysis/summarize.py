@@ -6,9 +6,9 @@ in lists (which DVC's tables leave out), the rules, every arm's statistics and e
 comparison. Keys hold no dots (momentum 0.25 is `0p25`), so flattened names read one way only.
 """
 
-import math
 
 from ..atomic import check_writable_folder, write_json
+from ..finite import or_none
 from ..training.arms import momentum_key, momentum_name
 from . import metrics, statistics
 
@@ -20,13 +20,9 @@ COMPARED = "test_accuracy"
 PROJECTED_REPLICATES = (10, 20, 40)
 
 
-def finite(value):
-    return None if value is None or not math.isfinite(value) else float(value)
-
-
 def by_replicate(finals, arm, column) -> dict:
     rows = finals[finals["arm"] == arm.name]
-    return {int(r): finite(v) for r, v in zip(rows["replicate"], rows[column])}
+    return {int(r): or_none(v) for r, v in zip(rows["replicate"], rows[column])}
 
 
 def arm_statistics(finals, arm) -> dict:
@@ -34,7 +30,7 @@ def arm_statistics(finals, arm) -> dict:
     entry = {"arm": arm.name, "momentum": arm.momentum, "lr": arm.lr, "control": arm.control,
              "replicates": len(rows), "diverged": int(rows["diverged"].sum())}
     for column in FIGURES:
-        entry[column] = statistics.describe([finite(v) for v in rows[column]])
+        entry[column] = statistics.describe(rows[column])
     return entry
 
 
@@ -87,9 +83,7 @@ def comparisons(finals, arms, best_arm) -> list:
 
 def against_name(comparison, arms_by_name) -> str:
     other = arms_by_name[comparison["against"]]
-    if comparison["family"] == "vs_control":
-        return f"its lr control (SGD at lr {other.lr:.4g})"
-    return f"momentum {momentum_name(other.momentum)}"
+    return f"its lr control ({other.rule})" if other.control else other.label
 
 
 def headline(found, arms_by_name) -> dict:

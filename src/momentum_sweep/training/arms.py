@@ -44,9 +44,15 @@ class Arm:
         return f"{'control' if self.control else 'momentum'}_{momentum_name(self.momentum)}"
 
     @property
+    def rule(self) -> str:
+        """How a control trains: SGD at lr 0.1667."""
+        return f"SGD at lr {self.lr:.4g}"
+
+    @property
     def label(self) -> str:
+        """How logs, figures and tables name it: momentum 0.4, control 0.4 (SGD at lr 0.1667)."""
         if self.control:
-            return f"control {momentum_name(self.momentum)} (SGD, lr {self.lr:.4g})"
+            return f"control {momentum_name(self.momentum)} ({self.rule})"
         return f"momentum {momentum_name(self.momentum)}"
 
 

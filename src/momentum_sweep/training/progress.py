@@ -11,10 +11,10 @@ with their recorded figures, so the log always covers every listed model. It is 
 nothing reads it back, so an interrupted run's partial log is never trusted.
 """
 
-import math
 import sys
 from pathlib import Path
 
+from ..finite import mean
 from .arms import by_arm
 
 LIVE_DIR = Path("metrics/live")
@@ -49,11 +49,6 @@ class Progress:
     def close(self):
         if self.bar is not None:
             self.bar.close()
-
-
-def mean(values):
-    values = [v for v in values if v is not None and math.isfinite(v)]
-    return sum(values) / len(values) if values else None
 
 
 class LiveLog:

@@ -21,7 +21,6 @@ import tempfile
 from pathlib import Path
 
 from ..atomic import fsync, json_text, umask
-from ..errors import SweepError
 
 MODELS_DIR = Path("models")
 CACHE_DIR = Path(".model-cache")
@@ -42,16 +41,6 @@ def sha256_file(path) -> str:
         for block in iter(lambda: f.read(1 << 20), b""):
             digest.update(block)
     return digest.hexdigest()
-
-
-def check_folder_path(path):
-    """A SweepError if ``path`` is a file or symlink where a folder belongs: that is the user's,
-    and this project neither follows nor deletes it."""
-    path = Path(path)
-    if path.is_symlink() or (path.exists() and not path.is_dir()):
-        kind = "symlink" if path.is_symlink() else "file"
-        raise SweepError(f"{path}: a {kind}, where a folder of trained models belongs; move it "
-                         f"away (or delete it) and run again")
 
 
 def read_sealed(path):

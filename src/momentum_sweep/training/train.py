@@ -11,12 +11,13 @@ import os
 from collections import Counter
 
 from .. import sources
-from ..atomic import check_writable_folder
+from ..atomic import check_folder_path, check_writable_folder
 from ..data import splits as data_splits
 from ..errors import SweepError
 from . import arms, device as devices, results, trainer
 from .device import GIB
-from .progress import LIVE_DIR, LiveLog, Progress, mean, recorded as live_figures
+from ..finite import mean
+from .progress import LIVE_DIR, LiveLog, Progress, recorded as live_figures
 from .reuse import data_hash, decide, fingerprint, fingerprint_inputs
 
 
@@ -114,10 +115,9 @@ def final_table(keys, found) -> str:
 
 def check_paths(keys, models_dir, cache_dir):
     """Clear errors for what a user may have put where folders belong, before any work."""
-    results.check_folder_path(models_dir)
-    for key in keys:
-        results.check_folder_path(models_dir / key.arm.name)
-        results.check_folder_path(models_dir / key.name)
+    arm_folders = sorted({models_dir / key.arm.name for key in keys})
+    for folder in [models_dir, *arm_folders, *(models_dir / key.name for key in keys)]:
+        check_folder_path(folder, "a folder of trained models")
     for folder in (models_dir, cache_dir, LIVE_DIR):
         check_writable_folder(folder)
 
