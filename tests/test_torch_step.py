@@ -41,7 +41,8 @@ def train_torch(keys, splits_and_params, epochs=2):
 
 
 def test_a_model_is_bit_identical_alone_or_in_any_batch(small_splits):
-    together = train_torch(keys_for([(m, 0.1) for m in (0.0, 0.2, 0.4)], replicates=(0, 1)), small_splits)
+    together = train_torch(keys_for([(m, 0.1) for m in (0.0, 0.2, 0.4)], replicates=(0, 1)),
+                           small_splits)
     alone = train_torch(keys_for([(0.4, 0.1)], replicates=(1,)), small_splits)
     assert_states_equal(alone.state_dict(0), together.state_dict(5))
     reordered = train_torch(keys_for([(0.4, 0.1), (0.0, 0.1)], replicates=(0,)), small_splits)
@@ -73,7 +74,8 @@ def test_saved_state_holds_only_this_model():
 
 def test_training_figures_are_epoch_means_not_the_last_batch(small_splits):
     train_params, splits = small_splits
-    t = trainer.TorchTrainer(keys_for([(0.0, 0.1)]), [50, 50], train_params, splits, torch.device("cpu"))
+    t = trainer.TorchTrainer(keys_for([(0.0, 0.1)]), [50, 50], train_params, splits,
+                             torch.device("cpu"))
     loss, accuracy = t.train_epoch()
     assert 0.3 < accuracy[0] < 0.99 and 0.05 < loss[0] < 2.3  # the notebook's "accuracy" was 1.0
     val_loss, val_accuracy = t.evaluate(splits["val"])

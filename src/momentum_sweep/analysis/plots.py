@@ -1,10 +1,11 @@
 """Stage `plot`: PNG figures from metrics/epochs.tsv and metrics/summary.json.
 
-- accuracy.png, loss.png: learning curves, one column of panels per momentum: the momentum
-  (solid), its control (dashed, same colour) and momentum 0 (grey), each the mean over
-  replicates with its 95% interval as a band. One panel per momentum keeps the bands readable.
+- accuracy.png, loss.png: learning curves, one panel per momentum (four across, then wrapped):
+  the momentum (solid), its control (dashed, same colour) and momentum 0 (grey), each the mean
+  over replicates with its 95% interval as a band. One panel per momentum keeps the bands
+  readable.
 - final_accuracy.png: the final accuracies, one dot per replicate, with each arm's mean and 95%
-  interval.
+  interval; a quarter of an inch per arm, the two panels stacked when that gets wide.
 - differences.png: the paired differences of final test accuracy, each momentum minus momentum 0
   and minus its control, with 95% intervals and a zero line.
 - memory.png, time.png: the cost of the pass that trained each arm.

@@ -144,7 +144,7 @@ static void first_layer(float *restrict out, const float *restrict w1, int64_t P
 }
 
 /* Layers 2..L of B images: relu(x @ W + bias), no ReLU on the logits. Zero inputs are
- * multiplied like any other: a branch on them costs more than it saves (ReLU zeros half). */
+ * multiplied like any other: a branch on them is mispredicted half the time (ReLU zeros half). */
 static void forward_later(const Net *net, float *hs, int64_t B, const float *W)
 {
     for (int64_t l = 1; l < net->L; l++) {
@@ -224,7 +224,7 @@ static void backward_later(const Net *net, float *hs, int64_t B, float *W, float
 
 /* Images come in random order, each a cache miss: start fetching the non-zeros of image
  * order[i] (as many as a typical image has) and the offsets of image order[i + ahead], a batch
- * before they are read (a third faster batch_structure, a few percent faster train_steps).
+ * before they are read (measured gains: docs/performance.md).
  * always_inline: GCC takes a function that only prefetches for one without effects and drops
  * its calls. */
 static inline __attribute__((always_inline)) void

@@ -1,7 +1,7 @@
 """The native step's kernels (``native_kernels.c``), compiled on first use and called by ctypes.
 
 Compiled with the machine's C compiler (``$CC``, else ``cc``) for this machine's CPU
-(``-march=native``: the kernels run 5x slower without its vector instructions) and with
+(``-march=native``: its vector instructions; see docs/performance.md) and with
 ``-ffp-contract=off``, so the arithmetic is plain IEEE float32 whatever the CPU: a build for a
 CPU without AVX (``-march=x86-64-v2``) gives byte-identical models (a test builds both). Flags in
 ``CC`` that let the compiler change floating-point results (``-ffast-math`` and its parts) are
@@ -163,7 +163,7 @@ class Arrays(ctypes.Structure):
         struct.arrays = {}
         for name, kind in cls._fields_:
             value = values[name]
-            if hasattr(kind, "_type_") and issubclass(kind, ctypes._Pointer):
+            if issubclass(kind, ctypes._Pointer):  # an array field
                 if not (isinstance(value, np.ndarray) and value.flags.c_contiguous and
                         np.ctypeslib.as_ctypes_type(value.dtype) == kind._type_):
                     raise TypeError(f"{cls.__name__}.{name}: a contiguous array of "

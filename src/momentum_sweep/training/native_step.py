@@ -35,7 +35,7 @@ holds, never the others (no barrier inside an epoch).
 
 Widths are padded to a multiple of 8 floats, with zero weights that stay zero, so that the
 compiled loops run in full vector registers. The later layers' zero (ReLU'd) inputs are multiplied
-like any other: a branch on them, wrong half the time, cost twice what it saved.
+like any other: a branch on them would be mispredicted half the time.
 """
 
 import os
@@ -71,8 +71,8 @@ def _leave_signals_to_the_main_thread():
 
 def aligned_zeros(shape, alignment=64) -> np.ndarray:
     """float32 zeros whose first element starts a cache line. numpy aligns small arrays to 16
-    bytes only, and then half the kernels' 32-byte vector loads straddle two cache lines (about
-    10% slower)."""
+    bytes only, and then half the kernels' 32-byte vector loads would straddle two cache
+    lines."""
     size = int(np.prod(shape)) * 4
     buffer = np.zeros(size + alignment, np.uint8)
     start = -buffer.ctypes.data % alignment
