@@ -93,7 +93,11 @@ def test_one_replicate_says_plainly_that_no_interval_can_be_given():
     summary = summarize.summary(synthetic_table({(0.0, False): 0.0, (0.4, False): -0.01},
                                                 replicates=1))
     assert "no confidence interval" in summary["warning"]
-    assert comparison(summary, "vs_zero", "momentum_0.4")["verdict"].startswith("cannot tell")
+    verdict = comparison(summary, "vs_zero", "momentum_0.4")["verdict"]
+    assert verdict.startswith("cannot tell")
+    # the warning and the verdict give the same advice
+    assert "set train.replicates to 2 or more" in summary["warning"] and \
+        "set train.replicates to 2 or more" in verdict
     assert all(a["val_accuracy"]["ci"] is None for a in summary["arms"])
 
 

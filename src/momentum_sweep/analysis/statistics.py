@@ -13,6 +13,8 @@ from statsmodels.stats.power import TTestPower
 from ..finite import finite, is_finite
 
 CONFIDENCE = 0.95
+# An interval, a test and so a verdict need two replicates at least.
+FEWEST_REPLICATES_ADVICE = "set train.replicates to 2 or more"
 ALPHA = 1 - CONFIDENCE
 POWER = 0.8
 VERDICT_RULE = (f"paired t-test on the final test accuracy of each replicate; 'better'/'worse' "
@@ -106,7 +108,7 @@ def verdict(comparison, against) -> str:
         return f"no result: a model diverged in every pair with {against}"
     if result == "cannot tell":
         return (f"cannot tell from {against} ({pp(difference)}): one replicate gives no "
-                f"interval; set train.replicates to 2 or more")
+                f"interval; {FEWEST_REPLICATES_ADVICE}")
     low, high = comparison["ci"]
     interval = f"{pp(difference)} [{pp(low)}, {pp(high)}]"
     if result in ("better", "worse"):

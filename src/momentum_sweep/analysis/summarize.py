@@ -120,7 +120,7 @@ def summary(table) -> dict:
     }
     if replicates < 2:
         result["warning"] = ("one replicate: no confidence interval or test can be given; "
-                             "set train.replicates to 2 or more")
+                             + statistics.FEWEST_REPLICATES_ADVICE)
     result["rules"] = [SELECTION_RULE, statistics.VERDICT_RULE,
                        f"intervals: {statistics.CONFIDENCE:.0%} t-intervals over replicates"]
     result["winner_per_replicate"] = winners_per_replicate(finals)

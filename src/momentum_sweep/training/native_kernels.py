@@ -34,6 +34,7 @@ import shlex
 import shutil
 import subprocess
 import tempfile
+from ctypes import POINTER
 from pathlib import Path
 
 import numpy as np
@@ -174,40 +175,36 @@ class Arrays(ctypes.Structure):
         return struct
 
 
-def _pointer(ctype):
-    return ctypes.POINTER(ctype)
-
-
 I64, I32, U16, U8 = ctypes.c_int64, ctypes.c_int32, ctypes.c_uint16, ctypes.c_uint8
 F32 = ctypes.c_float
 
 
 class Net(Arrays):
     """The network's shape; ``batch``: the rows of each layer in a model's scratch ``hs``."""
-    _fields_ = [("L", I64), ("sizes", _pointer(I64)), ("widths", _pointer(I64)), ("M", I64),
+    _fields_ = [("L", I64), ("sizes", POINTER(I64)), ("widths", POINTER(I64)), ("M", I64),
                 ("batch", I64)]
 
 
 class Model(Arrays):
     """One model (native_step.NativeModel): parameters, momentum tables, scratch."""
-    _fields_ = [("w1", _pointer(F32)), ("v1", _pointer(F32)), ("W", _pointer(F32)),
-                ("Wt", _pointer(F32)), ("V", _pointer(F32)), ("last", _pointer(I64)),
-                ("decay", _pointer(F32)), ("drift", _pointer(F32)), ("hs", _pointer(F32)),
+    _fields_ = [("w1", POINTER(F32)), ("v1", POINTER(F32)), ("W", POINTER(F32)),
+                ("Wt", POINTER(F32)), ("V", POINTER(F32)), ("last", POINTER(I64)),
+                ("decay", POINTER(F32)), ("drift", POINTER(F32)), ("hs", POINTER(F32)),
                 ("lr", F32), ("mu", F32)]
 
 
 class Images(Arrays):
     """Images compressed by row (native_step.SparseImages)."""
-    _fields_ = [("indptr", _pointer(I64)), ("pixels", _pointer(U16)), ("values", _pointer(U8)),
+    _fields_ = [("indptr", POINTER(I64)), ("pixels", POINTER(U16)), ("values", POINTER(U8)),
                 ("n", I64)]
 
 
 class Batches(Arrays):
     """An epoch's batches of one replicate, pixel by pixel (native_step.batch_structure)."""
-    _fields_ = [("order", _pointer(I64)), ("labels", _pointer(I64)), ("n", I64),
-                ("batch_size", I64), ("act", _pointer(U16)), ("act_ptr", _pointer(I64)),
-                ("ahead", _pointer(I32)), ("first", _pointer(U8)), ("ent_ptr", _pointer(I32)),
-                ("ent_image", _pointer(U16)), ("ent_value", _pointer(U8))]
+    _fields_ = [("order", POINTER(I64)), ("labels", POINTER(I64)), ("n", I64),
+                ("batch_size", I64), ("act", POINTER(U16)), ("act_ptr", POINTER(I64)),
+                ("ahead", POINTER(I32)), ("first", POINTER(U8)), ("ent_ptr", POINTER(I32)),
+                ("ent_image", POINTER(U16)), ("ent_value", POINTER(U8))]
 
 
 STRUCTURES = [Net, Model, Images, Batches]  # in the order `layout` reports them
@@ -219,11 +216,11 @@ def _array(dtype):
 
 SIGNATURES = {  # name: (result, argument types), as in native_kernels.c
     "layout": (I64, [_array(np.int64)]),
-    "batch_structure": (I64, [_pointer(Images), _pointer(Batches), I64]),
-    "catch_up": (None, [_pointer(Model), I64, I64, I64]),
-    "train_steps": (I64, [_pointer(Net), _pointer(Model), _array(np.float32), _pointer(Images),
-                          _pointer(Batches), I64, I64, I64, _array(np.float64)]),
-    "evaluate": (None, [_pointer(Net), _pointer(Model), _array(np.float32), _pointer(Images),
+    "batch_structure": (I64, [POINTER(Images), POINTER(Batches), I64]),
+    "catch_up": (None, [POINTER(Model), I64, I64, I64]),
+    "train_steps": (I64, [POINTER(Net), POINTER(Model), _array(np.float32), POINTER(Images),
+                          POINTER(Batches), I64, I64, I64, _array(np.float64)]),
+    "evaluate": (None, [POINTER(Net), POINTER(Model), _array(np.float32), POINTER(Images),
                         _array(np.int64), _array(np.float64)]),
 }
 
