@@ -1,4 +1,5 @@
-"""The plot stage's PNGs and DVC's plots through the repository's Vega-Lite template."""
+"""The plot stage's PNGs: one curve and band per arm, panels that stay readable for any number of
+momenta. DVC's own plots are tested in tests/dvc/test_commands.py."""
 
 import json
 import warnings
