@@ -50,10 +50,9 @@ def signature(row) -> dict:
 
 def different_settings(row, reference) -> str:
     """Why an experiment's settings keep it out of the comparison; "" when they match."""
-    different = {k: v for k, v in signature(row).items() if v != reference.get(k)}
-    return "different settings: " + ", ".join(
-        f"{k}={v} (most have {reference.get(k)})" for k, v in sorted(different.items())
-    ) if different else ""
+    different = [f"{k}={v} (most have {reference.get(k)})"
+                 for k, v in sorted(signature(row).items()) if v != reference.get(k)]
+    return "different settings: " + ", ".join(different) if different else ""
 
 
 def experiments(repo):

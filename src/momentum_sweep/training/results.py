@@ -134,18 +134,20 @@ class ModelCache:
     def path(self, fingerprint) -> Path:
         return self.root / fingerprint
 
+    def lookup(self, fingerprint):
+        """((record, timing), None) if a sealed folder with this fingerprint is here; else
+        (None, what is wrong: "missing", or how the folder is damaged)."""
+        try:
+            record, timing = read_sealed(self.path(fingerprint))
+        except Damaged as damage:
+            return None, str(damage)
+        if record["fingerprint"] != fingerprint:
+            return None, "holds another fingerprint"
+        return (record, timing), None
+
     def find(self, fingerprint):
         """(record, timing) if a sealed folder with this fingerprint is here, else None."""
-        return None if self.damage(fingerprint) else read_sealed(self.path(fingerprint))
-
-    def damage(self, fingerprint):
-        """What is wrong with the folder for this fingerprint: "missing", another ``Damaged``
-        message, or None when it is a sealed folder of that fingerprint."""
-        try:
-            record, _ = read_sealed(self.path(fingerprint))
-        except Damaged as damage:
-            return str(damage)
-        return None if record["fingerprint"] == fingerprint else "holds another fingerprint"
+        return self.lookup(fingerprint)[0]
 
     def keep(self, folder, fingerprint):
         """Copy a sealed folder in, unless the cache holds it already."""

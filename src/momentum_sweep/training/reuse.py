@@ -77,9 +77,9 @@ def why_changed(old_inputs, new_inputs) -> str:
 def from_cache(cache, fp, otherwise):
     """(found, why): the cache's sealed folder for ``fp``, or why it must be trained:
     ``otherwise``, and what is wrong with the cache's entry if there is a damaged one."""
-    damage = cache.damage(fp)
-    if damage is None:
-        return cache.find(fp), "reused from .model-cache"
+    found, damage = cache.lookup(fp)
+    if found is not None:
+        return found, "reused from .model-cache"
     if damage == "missing":
         return None, otherwise
     cached = f".model-cache entry damaged: {damage}"
