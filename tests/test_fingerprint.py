@@ -67,7 +67,7 @@ def test_a_sealed_folder_is_reused_only_untouched(tmp_path):
 
     record = {"fingerprint": "f" * 64, "inputs": {}, "epochs": [], "diverged_epoch": None}
     folder = tmp_path / "m"
-    results.write_folder(folder, {"w": torch.zeros(2)}, record, {"epochs": []})
+    results.write_folder(folder, {"w": torch.zeros(2)}, record, {"epochs": []}, {})
     assert results.read_sealed(folder)[0] == record
     path = folder / "record.json"
     path.write_text(path.read_text().replace("[]", "[1]", 1))
@@ -88,7 +88,7 @@ def sealed(folder, fingerprint):
     import torch
 
     record = {"fingerprint": fingerprint, "inputs": {}, "epochs": [], "diverged_epoch": None}
-    results.write_folder(folder, {"w": torch.zeros(2)}, record, {"epochs": []})
+    results.write_folder(folder, {"w": torch.zeros(2)}, record, {"epochs": []}, {})
 
 
 def test_a_damaged_cache_entry_is_retrained_and_logged_as_damaged(tmp_path):

@@ -109,8 +109,9 @@ def test_a_diverged_model_is_reported_as_non_finite_not_a_crash(small_splits):
     train_params, splits = small_splits
     t, figures = native(keys_for([(0.0, 1e4, False), (0.9, 0.1, False)]), [50, 50],
                         train_params, splits, epochs=1)
-    (loss, accuracy), = figures
+    (loss, accuracy, step_losses), = figures
     assert not np.isfinite(loss[0]) and np.isfinite(loss[1])
+    assert np.isfinite(step_losses[0, 0]) and not np.isfinite(step_losses[0, -1])
 
 
 def test_an_epochs_batches_are_freed_when_it_ends(small_splits):
@@ -163,7 +164,26 @@ def test_models_do_not_depend_on_the_cpus_vector_width(small_splits):
     wide, wide_figures = native(keys, [50, 30], train_params, splits, epochs=2)
     narrow, narrow_figures = native(keys, [50, 30], train_params, splits, epochs=2,
                                     kernels=baseline)
-    assert narrow_figures == wide_figures
+    for (*narrow_means, narrow_steps), (*wide_means, wide_steps) in zip(narrow_figures,
+                                                                         wide_figures):
+        assert narrow_means == wide_means and np.array_equal(narrow_steps, wide_steps)
     assert wide.evaluate(splits["test"]) == narrow.evaluate(splits["test"])
     for k in range(len(keys)):
         assert_states_equal(narrow.state_dict(k), wide.state_dict(k))
+
+
+def test_step_losses_are_each_batchs_loss_before_its_step(small_splits):
+    """The fine training-loss curve is built from them: the first is the initial weights' loss
+    on the first batch (as the PyTorch step computes it), and they sum to the epoch's loss."""
+    train_params, splits = small_splits
+    keys = keys_for([(0.0, 0.1, False), (0.5, 0.1, False)])
+    t, [(loss, _, step_losses)] = native(keys, [50, 50], train_params, splits, epochs=1)
+    assert step_losses.shape == (2, -(-len(splits["train"]) // train_params.batch_size))
+    for k in range(2):
+        assert step_losses[k].sum() / len(splits["train"]) == pytest.approx(loss[k], rel=1e-12)
+    reference = trainer.TorchTrainer(keys, [50, 50], train_params, splits, torch.device("cpu"))
+    first = reference.train_epoch()[2][:, 0]
+    assert step_losses[:, 0] == pytest.approx(first, rel=1e-5)
+    assert step_losses[0, 0] == step_losses[1, 0]  # same weights, same batch: same loss
+    # The first update is lr * gradient for any momentum, so the losses part at the third batch.
+    assert step_losses[0, 1] == step_losses[1, 1] and step_losses[0, 2] != step_losses[1, 2]

@@ -76,8 +76,10 @@ def test_training_figures_are_epoch_means_not_the_last_batch(small_splits):
     train_params, splits = small_splits
     t = trainer.TorchTrainer(keys_for([(0.0, 0.1)]), [50, 50], train_params, splits,
                              torch.device("cpu"))
-    loss, accuracy = t.train_epoch()
+    loss, accuracy, step_losses = t.train_epoch()
     assert 0.3 < accuracy[0] < 0.99 and 0.05 < loss[0] < 2.3  # the notebook's "accuracy" was 1.0
+    assert step_losses.shape == (1, -(-len(splits["train"]) // train_params.batch_size))
+    assert step_losses[0].sum() / len(splits["train"]) == pytest.approx(loss[0], rel=1e-12)
     val_loss, val_accuracy = t.evaluate(splits["val"])
     net = model.MLP([50, 50])
     net.load_state_dict(t.state_dict(0))

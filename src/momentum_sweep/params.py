@@ -63,6 +63,22 @@ class TrainParams(Section):
     validation_size: Count
     max_train_images: Optional[Annotated[int, Field(ge=2, le=TRAIN_IMAGES)]]
     device: Literal["auto", "cpu", "cuda"]
+    init_scale: Positive
+    checkpoints: list[Union[Annotated[int, Field(ge=0)], Literal["final"]]]
+    loss_every: Count
+
+    @field_validator("checkpoints")
+    @classmethod
+    def _distinct(cls, value):
+        duplicates = [e for e in dict.fromkeys(value) if value.count(e) > 1]
+        if duplicates:
+            raise ValueError(f"{duplicates} listed more than once; list each epoch once")
+        return value
+
+    @property
+    def checkpoint_epochs(self) -> list[int]:
+        """train.checkpoints as epoch numbers, ascending ("final" is train.epochs)."""
+        return sorted({self.epochs if e == "final" else e for e in self.checkpoints})
 
     @field_validator("lr")
     @classmethod
@@ -107,6 +123,15 @@ class LandscapeParams(Section):
     minima: MinimaParams
 
 
+class LossSurfaceParams(Section):
+    probe_size: Count
+    escape_loss: Positive
+    line_points: Annotated[int, Field(ge=2, le=1000)]
+    barrier_tolerance: Positive
+    lanczos_tol: Annotated[float, Field(gt=0, lt=1)]
+    lanczos_max_products: Count
+
+
 def _momentum(value) -> float:
     if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value < 1:
         raise ValueError(f"{value!r} is not allowed: each momentum is a number with "
@@ -123,6 +148,7 @@ class Params(Section):
     model: ModelParams
     train: TrainParams
     landscape: LandscapeParams
+    surface: LossSurfaceParams
 
     @field_validator("momentum", mode="plain")
     @classmethod
@@ -151,6 +177,15 @@ class Params(Section):
         if t.batch_size > t.train_size:
             raise SweepError(f"{source}: train.batch_size = {t.batch_size}: larger than the "
                              f"{t.train_size} training images; it must be at most {t.train_size}")
+        late = [e for e in t.checkpoints if e != "final" and e > t.epochs]
+        if late:
+            raise SweepError(f"{source}: train.checkpoints = {t.checkpoints}: epoch(s) {late} are "
+                             f"not trained (train.epochs = {t.epochs}); each must be from 0 (the "
+                             f"initial weights) to {t.epochs}, or \"final\"")
+        if self.surface.probe_size > t.train_size:
+            raise SweepError(f"{source}: surface.probe_size = {self.surface.probe_size}: larger "
+                             f"than the {t.train_size} training images; it must be at most "
+                             f"{t.train_size}")
         if t.lr_control:
             for m in self.momenta:
                 if not fits_float32(t.lr / (1 - m)):
@@ -178,7 +213,7 @@ def parse(raw, source=PARAMS_FILE) -> Params:
         raise SweepError(f"{source}: the file is empty; it needs every setting")
     if not isinstance(raw, dict):
         raise SweepError(f"{source}: expected a mapping of keys (momentum, data, model, train, "
-                         f"landscape), got {type(raw).__name__}")
+                         f"landscape, surface), got {type(raw).__name__}")
     try:
         params = Params.model_validate(raw)
     except ValidationError as error:

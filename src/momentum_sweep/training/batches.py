@@ -51,11 +51,13 @@ class Replicates:
     orders: BatchOrders     # the groups' batch orders, epoch after epoch
 
     @classmethod
-    def of(cls, keys, hidden, seed, images) -> "Replicates":
+    def of(cls, keys, hidden, train_params, images) -> "Replicates":
         """For ``keys`` (ordered by replicate), trained on ``images`` training images."""
         groups = replicate_groups(keys)
         replicates = [keys[g.start].replicate for g in groups]
-        initial = {r: initial_state(hidden, replicate_seeds(seed, r)["init"]) for r in replicates}
+        seed = train_params.seed
+        initial = {r: initial_state(hidden, replicate_seeds(seed, r)["init"],
+                                    train_params.init_scale) for r in replicates}
         return cls(groups, [g for g, models in enumerate(groups) for _ in models],
                    [initial[key.replicate] for key in keys],
                    BatchOrders(replicates, seed, images))

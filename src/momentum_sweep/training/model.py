@@ -29,11 +29,13 @@ class MLP(nn.Module):
         return self.layers[-1](x)
 
 
-def initial_state(hidden, seed):
-    """The initial weights every arm of a replicate starts from (PyTorch's default init)."""
+def initial_state(hidden, seed, scale=1.0):
+    """The initial weights every arm of a replicate starts from: PyTorch's default init, every
+    weight and bias times ``scale`` (train.init_scale; times 1.0 is exact, so 1.0 is the default
+    init bit for bit)."""
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
-        return MLP(hidden).state_dict()
+        return {name: value * scale for name, value in MLP(hidden).state_dict().items()}
 
 
 def parameter_count(hidden) -> int:

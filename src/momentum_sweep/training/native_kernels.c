@@ -338,10 +338,11 @@ void catch_up(const Model *m, int64_t P, int64_t H, int64_t step)
  * order; decay[n] = mu^n, drift[n] = mu + ... + mu^n;
  * last[p]: the step up to which pixel row p is current (its next active step, if pass B has
  * already applied the steps it skips until then). out: summed training loss, correct
- * predictions. Returns the global step after them. */
+ * predictions; step_loss[s]: the summed loss of step s's batch. Returns the global step after
+ * them. */
 int64_t train_steps(const Net *net, const Model *m, const float *restrict scale,
                     const Images *images, const Batches *batches, int64_t from, int64_t to,
-                    int64_t step, double *restrict out)
+                    int64_t step, double *restrict out, double *restrict step_loss)
 {
     float *restrict w1 = m->w1, *restrict v1 = m->v1, *restrict W = m->W, *restrict Wt = m->Wt;
     float *restrict V = m->V, *restrict hs = m->hs;
@@ -384,16 +385,19 @@ int64_t train_steps(const Net *net, const Model *m, const float *restrict scale,
         }
         forward_later(net, hs, B, W);
         /* Loss, then lr/B * d(mean cross-entropy)/d(logits) = lr/B * (softmax - onehot). */
+        double batch_loss = 0;
         for (int64_t b = 0; b < B; b++) {
             float *z = layer_out(net, hs, L - 1, b);
             const int64_t y = labels[start + b];
             int64_t argmax;
             const float lse = log_sum_exp(z, C, &argmax);
-            loss += lse - z[y];
+            batch_loss += lse - z[y];
             correct += argmax == y;
             for (int64_t j = 0; j < C; j++) z[j] = expf(z[j] - lse) * alpha;
             z[y] -= alpha;
         }
+        loss += batch_loss;
+        step_loss[s] = batch_loss;
         backward_later(net, hs, B, W, Wt, V, mu);
         /* Pass B: each active row's gradient straight into its (already decayed) velocity,
          * its update, then, while the row is in registers, the steps it skips until it is next

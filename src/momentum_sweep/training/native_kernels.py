@@ -219,7 +219,8 @@ SIGNATURES = {  # name: (result, argument types), as in native_kernels.c
     "batch_structure": (I64, [POINTER(Images), POINTER(Batches), I64]),
     "catch_up": (None, [POINTER(Model), I64, I64, I64]),
     "train_steps": (I64, [POINTER(Net), POINTER(Model), _array(np.float32), POINTER(Images),
-                          POINTER(Batches), I64, I64, I64, _array(np.float64)]),
+                          POINTER(Batches), I64, I64, I64, _array(np.float64),
+                          _array(np.float64)]),
     "evaluate": (None, [POINTER(Net), POINTER(Model), _array(np.float32), POINTER(Images),
                         _array(np.int64), _array(np.float64)]),
 }

@@ -159,6 +159,7 @@ class Epoch:
     start: int                # the global step it starts at
     bounds: list              # [PIECES + 1]: the pieces' steps
     figures: np.ndarray       # [K, 2]: each model's summed loss and correct predictions
+    step_losses: np.ndarray   # [K, steps]: each model's summed loss of each step's batch
     # per finished piece: None, or the error it raised
     finished: queue.SimpleQueue = field(default_factory=queue.SimpleQueue)
     # set after Ctrl-C or an error: no more pieces start
@@ -180,8 +181,9 @@ class NativeTrainer:
         self.labels = splits["train"].labels.cpu().numpy()
         self.steps_per_epoch = -(-len(self.labels) // self.batch_size)
         self.steps_taken = 0
-        replicates = Replicates.of(keys, hidden, train_params.seed, len(self.labels))
+        replicates = Replicates.of(keys, hidden, train_params, len(self.labels))
         self.group_models, self.group_of = replicates.groups, replicates.group_of
+        self.initial = replicates.initial
         self.orders = replicates.orders
         total = self.steps_per_epoch * train_params.epochs
         self.models = [NativeModel(state, self.sizes, self.widths, key.arm.sgd_momentum,
@@ -233,7 +235,7 @@ class NativeTrainer:
         n = len(orders[0])
         epoch = Epoch(orders, structures, self.steps_taken,
                       [round(i * self.steps_per_epoch / PIECES) for i in range(PIECES + 1)],
-                      np.zeros((self.K, 2)))
+                      np.zeros((self.K, 2)), np.zeros((self.K, self.steps_per_epoch)))
         for g, models in enumerate(self.group_models):
             # In the first epoch, each replicate's structure is queued one replicate ahead of
             # its models' first pieces: one thread trains while another builds the next.
@@ -254,7 +256,8 @@ class NativeTrainer:
         finally:
             epoch.stop.set()  # after Ctrl-C or an error: running pieces finish, no more start
         self.steps_taken += self.steps_per_epoch
-        return list(epoch.figures[:, 0] / n), list(epoch.figures[:, 1] / n)
+        return ((epoch.figures[:, 0] / n).tolist(), (epoch.figures[:, 1] / n).tolist(),
+                epoch.step_losses)
 
     def _piece(self, epoch, k, i):
         """Piece i of model k's epoch; then piece i + 1 is queued, behind every other piece."""
@@ -265,7 +268,7 @@ class NativeTrainer:
             out = np.zeros(2)                                      # summed loss, correct
             self.kernels.train_steps(self.net, m.struct, SCALE, self.train,
                                      epoch.structures[g].result(), first, last,
-                                     epoch.start + first, out)
+                                     epoch.start + first, out, epoch.step_losses[k])
             epoch.figures[k] += out
             if i + 1 < PIECES:
                 self.pool.submit(self._piece, epoch, k, i + 1)

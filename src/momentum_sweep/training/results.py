@@ -1,11 +1,13 @@
 """Model folders: how a trained model is stored, sealed, found again and reused.
 
-A model's folder holds ``model.pt`` (a plain MLP state_dict), ``record.json`` (what produced it:
-the fingerprint and its inputs, and the per-epoch losses and accuracies), ``timing.json``
-(seconds and memory, which differ run to run) and ``seal.json``: the fingerprint and the SHA-256
-of the other three files. The seal is written last, into a folder built under a temporary name
-and then renamed into place, so a killed run never leaves a folder that looks complete, and an
-edit of any file (the record included) breaks the seal instead of being trusted.
+A model's folder holds ``model.pt`` (a plain MLP state_dict), ``checkpoints.pt``
+({epoch: state_dict} for the initial weights, epoch 0, and the epochs in train.checkpoints),
+``record.json`` (what produced it: the fingerprint and its inputs, the per-epoch losses and
+accuracies, the fine training-loss curve), ``timing.json`` (seconds and memory, which differ run
+to run) and ``seal.json``: the fingerprint and the SHA-256 of the other four files. The seal is
+written last, into a folder built under a temporary name and then renamed into place, so a killed
+run never leaves a folder that looks complete, and an edit of any file (the record included)
+breaks the seal instead of being trusted.
 
 Two places hold folders:
 - ``models/<arm>/replicate_<r>/``: exactly the models params.yaml lists (a DVC output);
@@ -24,7 +26,7 @@ from ..atomic import fsync, json_text, umask
 
 MODELS_DIR = Path("models")
 CACHE_DIR = Path(".model-cache")
-FILES = ("model.pt", "record.json", "timing.json")
+FILES = ("model.pt", "checkpoints.pt", "record.json", "timing.json")
 # The figures a record holds for each epoch.
 QUALITY = ["train_loss", "train_accuracy", "val_loss", "val_accuracy", "test_loss",
            "test_accuracy"]
@@ -88,7 +90,7 @@ def _put_in_place(staging: Path, target: Path):
         os.replace(staging, target)
 
 
-def write_folder(target, state_dict, record, timing):
+def write_folder(target, state_dict, record, timing, checkpoints):
     """Write a model folder atomically: files, then the seal, then the rename."""
     import torch  # here, not above: the analysis stages read folders without loading torch
 
@@ -97,8 +99,9 @@ def write_folder(target, state_dict, record, timing):
     try:
         # Through a file object: given a path, torch.save names the archive inside after the
         # file, and the temporary name would make the bytes differ from run to run.
-        with open(staging / "model.pt", "wb") as f:
-            torch.save(state_dict, f)
+        for name, content in (("model.pt", state_dict), ("checkpoints.pt", checkpoints)):
+            with open(staging / name, "wb") as f:
+                torch.save(content, f)
         (staging / "record.json").write_text(json_text(record))
         (staging / "timing.json").write_text(json_text(timing))
         seal = {"fingerprint": record["fingerprint"],

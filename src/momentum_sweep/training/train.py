@@ -10,13 +10,15 @@ import math
 import os
 from collections import Counter
 
+import numpy as np
+
 from .. import sources
 from ..atomic import check_folder_path, check_writable_folder
 from ..data import splits as data_splits
 from ..errors import SweepError
 from . import arms, device as devices, results, trainer
 from .device import GIB
-from ..finite import mean
+from ..finite import mean, or_none
 from .progress import LIVE_DIR, LiveLog, Progress, recorded as live_figures
 from .reuse import data_hash, decide, fingerprint, fingerprint_inputs
 
@@ -48,14 +50,33 @@ def check_memory(implementation, keys, p, device):
         f"momentum, train.replicates, train.lr_control)")
 
 
+def fine_curve(step_losses, step_images, every) -> list:
+    """The mean training loss over each run of ``every`` steps (the last run may be shorter),
+    to six significant digits; None where it is not finite. step_losses: [steps] each step's
+    summed loss; step_images: [steps] the images of each step's batch."""
+    starts = np.arange(0, len(step_losses), every)
+    means = np.add.reduceat(step_losses, starts) / np.add.reduceat(step_images, starts)
+    return [or_none(float(f"{m:.6g}")) for m in means]
+
+
+def step_sizes(train_params) -> np.ndarray:
+    """[steps per epoch]: the images in each step's batch (the last batch may be smaller)."""
+    n, b = train_params.train_size, train_params.batch_size
+    return np.minimum(b, n - np.arange(0, n, b))
+
+
 def train_models(keys, inputs, p, device, implementation, cache, live, reused):
     """Train ``keys`` together and save each into the cache; {key: (record, timing)}.
-    ``live`` gets every epoch's figures, those of the ``reused`` models from their records."""
+    ``live`` gets every epoch's figures, those of the ``reused`` models from their records.
+    Each model keeps its initial weights (epoch 0) and its weights at the epochs in
+    train.checkpoints: copies taken between epochs, which the training never reads back."""
     fingerprints = {key: fingerprint(inputs[key]) for key in keys}
     records = {key: {"model": key.name, "fingerprint": fingerprints[key], "inputs": inputs[key],
                      "diverged_epoch": None, "epochs": []} for key in keys}
     splits = data_splits.load_splits(p.train, device)
     model = trainer.make_trainer(implementation, keys, p.model.hidden, p.train, splits, device)
+    kept = {key: {0: model.initial[k]} for k, key in enumerate(keys)}
+    step_losses = []  # per epoch: [K, steps]
     described = f"{devices.describe(device)}, {model.description}"
     timings = {key: {"device": described, "models_in_pass": len(keys),
                      "cuda_visible_devices": os.environ.get("CUDA_VISIBLE_DEVICES"),
@@ -81,15 +102,24 @@ def train_models(keys, inputs, p, device, implementation, cache, live, reused):
                     "epoch": stats.epoch, "epoch_seconds": stats.epoch_seconds,
                     "samples_per_second": p.train.train_size / stats.train_seconds,
                     **stats.memory})
+            step_losses.append(stats.step_losses)
+            if stats.epoch in p.train.checkpoint_epochs:
+                for k, key in enumerate(keys):
+                    kept[key][stats.epoch] = model.state_dict(k)
             progress.line(epoch_line(stats, keys))
             figures = {key: live_figures(records[key], stats.epoch) for key in keys}
             figures.update({key: live_figures(r, stats.epoch) for key, (r, _) in reused.items()})
             live.epoch(stats.epoch, figures)
     finally:
         progress.close()
+    images = np.tile(step_sizes(p.train), len(step_losses))
     for k, key in enumerate(keys):
+        losses = np.concatenate([epoch[k] for epoch in step_losses])
+        records[key]["fine_train_loss"] = {
+            "every": p.train.loss_every,
+            "loss": fine_curve(losses, images, p.train.loss_every)}
         results.write_folder(cache.path(fingerprints[key]), model.state_dict(k), records[key],
-                             timings[key])
+                             timings[key], kept[key])
         if records[key]["diverged_epoch"] is not None:
             print(f"{key.label}: diverged in epoch {records[key]['diverged_epoch']} "
                   f"(loss not finite)", flush=True)

@@ -35,7 +35,8 @@ class TorchTrainer:
         self.train = splits["train"]
         self.batch_size = train_params.batch_size
         self.K = len(keys)
-        replicates = Replicates.of(keys, hidden, train_params.seed, len(self.train))
+        replicates = Replicates.of(keys, hidden, train_params, len(self.train))
+        self.initial = replicates.initial
         self.torch_step = TorchStep(hidden, replicates.initial,
                                     [key.arm.sgd_momentum for key in keys],
                                     [key.arm.lr for key in keys],
@@ -54,22 +55,26 @@ class TorchTrainer:
                     + 2 * (chunk + train_params.batch_size) * sum(sizes[1:]))
 
     def train_epoch(self, progress=None):
-        """One epoch of every model; returns the mean training loss and accuracy per model."""
+        """One epoch of every model: the mean training loss and accuracy per model, and each
+        model's summed loss of each step's batch, [K, steps]."""
         device = self.train.images.device
         orders = self.orders.next_epoch().to(device)                    # [G, N]
         n = orders.shape[1]
-        loss_sum = torch.zeros(self.K, dtype=torch.float64, device=device)
+        starts = range(0, n, self.batch_size)
+        step_losses = torch.zeros(len(starts), self.K, dtype=torch.float64, device=device)
         correct = torch.zeros(self.K, dtype=torch.int64, device=device)
-        for step, start in enumerate(range(0, n, self.batch_size), 1):
+        for step, start in enumerate(starts):
             batch = orders[:, start:start + self.batch_size]           # [G, B]
             labels = self.train.labels[batch][self.group_of_model]     # [K, B]
             log_probs = self.torch_step.step(with_ones(self.train.images[batch]),
                                              neg_onehot(labels))
-            loss_sum -= log_probs.gather(2, labels.unsqueeze(2)).squeeze(2).double().sum(1)
+            picked = log_probs.gather(2, labels.unsqueeze(2)).squeeze(2)  # [K, B]
+            step_losses[step] = -picked.double().sum(1)
             correct += (log_probs.argmax(2) == labels).sum(1)
-            if progress is not None and step % PROGRESS_EVERY == 0:
+            if progress is not None and (step + 1) % PROGRESS_EVERY == 0:
                 progress(self.K * min(start + self.batch_size, n))
-        return (loss_sum / n).tolist(), (correct.double() / n).tolist()
+        step_losses = step_losses.T.cpu().numpy()                       # [K, steps]
+        return (step_losses.sum(1) / n).tolist(), (correct.double() / n).tolist(), step_losses
 
     def evaluate(self, split, chunk=EVAL_CHUNK):
         """Mean loss and accuracy of every model on a split, in chunks to bound memory."""
@@ -94,6 +99,7 @@ class EpochStats:
     epoch: int
     train_loss: list
     train_accuracy: list
+    step_losses: object  # [K, steps] float64: each model's summed loss of each step's batch
     val_loss: list
     val_accuracy: list
     test_loss: list
@@ -127,12 +133,12 @@ def train_epochs(trainer, train_params, splits, memory_probe, progress=None):
         memory_probe.start_epoch()
         started = time.perf_counter()
         report = None if progress is None else (lambda done, e=epoch: progress(e, done))
-        train_loss, train_accuracy = trainer.train_epoch(report)
+        train_loss, train_accuracy, step_losses = trainer.train_epoch(report)
         memory_probe.synchronize()
         train_seconds = time.perf_counter() - started
         val_loss, val_accuracy = trainer.evaluate(splits["val"])
         test_loss, test_accuracy = trainer.evaluate(splits["test"])
         memory_probe.synchronize()
-        yield EpochStats(epoch, train_loss, train_accuracy, val_loss, val_accuracy,
-                                  test_loss, test_accuracy, train_seconds,
-                                  time.perf_counter() - started, memory_probe.peak())
+        yield EpochStats(epoch, train_loss, train_accuracy, step_losses, val_loss, val_accuracy,
+                         test_loss, test_accuracy, train_seconds, time.perf_counter() - started,
+                         memory_probe.peak())
