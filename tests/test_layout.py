@@ -17,7 +17,10 @@ from momentum_sweep.stage import STAGES
 
 DVC_YAML = YAML(typ="safe").load((ROOT / "dvc.yaml").read_text())
 DATA_DEPS = {"download": {"data/mnist"}, "flatten": {"data/raw"}, "train": {"data/flat"},
-             "summarize": {"models"}, "plot": {"metrics/epochs.tsv", "metrics/summary.json"}}
+             "summarize": {"models"}, "plot": {"metrics/epochs.tsv", "metrics/summary.json"},
+             "surface": {"data/flat", "models"}}
+TRAINER = {"training/train.py", "training/trainer.py", "training/native_step.py",
+           "training/torch_step.py", "training/native_kernels.py"}
 
 
 def relative(paths):
@@ -38,6 +41,14 @@ def test_stage_deps_are_exactly_the_files_it_imports_and_its_data(stage):
     assert declared == expected, (f"dvc.yaml deps of {stage} (run scripts/update-dvc-deps): "
                                   f"missing {sorted(expected - declared)}, "
                                   f"extra {sorted(declared - expected)}")
+
+
+@pytest.mark.parametrize("stage", ["summarize", "plot", "surface"])
+def test_the_stages_that_read_models_never_import_the_trainer(stage):
+    """They read what training wrote; a change to the trainer reruns them only through it."""
+    files = {p.relative_to(sources.PACKAGE_DIR).as_posix() for p in sources.stage_files(stage)
+             if sources.PACKAGE_DIR in p.parents}
+    assert not files & TRAINER
 
 
 def test_every_import_is_a_statement_the_reading_follows():

@@ -50,6 +50,24 @@ BAD = [  # (key path, bad value, words the message must hold besides the key)
     ("landscape.saddle.steps", 0, "greater than or equal to 1"),
     ("landscape.minima.start", [1.0], "at least 2"),
     ("landscape.minima.tilt", DELETE, "required but missing"),
+    ("train.init_scale", 0, "greater than 0"),
+    ("train.init_scale", float("nan"), "finite number"),
+    ("train.checkpoints", [0, 11], "not trained (train.epochs = 10)"),
+    ("train.checkpoints", [1, 1], "more than once"),
+    ("train.checkpoints", [-1], "greater than or equal to 0"),
+    ("train.checkpoints", ["last"], "'final'"),
+    ("train.checkpoints", 5, "valid list"),
+    ("train.loss_every", 0, "greater than or equal to 1"),
+    ("surface.probe_size", 55_001, "larger than the 55000 training images"),
+    ("surface.probe_size", 0, "greater than or equal to 1"),
+    ("surface.line_points", 0, "greater than or equal to 2"),
+    ("surface.line_points", 1, "greater than or equal to 2"),
+    ("surface.escape_loss", -1.0, "greater than 0"),
+    ("surface.barrier_tolerance", 0, "greater than 0"),
+    ("surface.lanczos_tol", 1.5, "less than 1"),
+    ("surface.lanczos_maxiter", 0, "greater than or equal to 1"),
+    ("surface.probe", 10, "unknown key"),
+    ("surface", DELETE, "required but missing"),
     ("momentun", 0.4, "unknown key"),
     ("train", "none", "valid dictionary"),
 ]
@@ -125,3 +143,10 @@ def test_defaults_are_the_notebooks_setup_with_replicates_and_controls():
     assert p.model.hidden == [50, 50]
     assert p.train.train_size == 55_000
     assert p.train.replicates == 5 and p.train.lr_control is True
+
+
+def test_the_final_checkpoint_follows_train_epochs():
+    raw = with_change("train.epochs", 3)
+    assert params.parse(raw).train.checkpoint_epochs == [0, 1, 3]
+    raw["train"]["checkpoints"] = ["final", 2]
+    assert params.parse(raw).train.checkpoint_epochs == [2, 3]

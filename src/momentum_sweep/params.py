@@ -129,7 +129,7 @@ class LossSurfaceParams(Section):
     line_points: Annotated[int, Field(ge=2, le=1000)]
     barrier_tolerance: Positive
     lanczos_tol: Annotated[float, Field(gt=0, lt=1)]
-    lanczos_max_products: Count
+    lanczos_maxiter: Count
 
 
 def _momentum(value) -> float:

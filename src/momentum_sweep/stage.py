@@ -19,6 +19,7 @@ STAGES = {
     "train": "momentum_sweep.training.train",
     "summarize": "momentum_sweep.analysis.summarize",
     "plot": "momentum_sweep.analysis.plots",
+    "surface": "momentum_sweep.surface.stage",
     "landscape": "momentum_sweep.landscape",
 }
 

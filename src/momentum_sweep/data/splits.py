@@ -34,6 +34,22 @@ def split_indices(train_params):
     return used[train_params.validation_size:], used[: train_params.validation_size]
 
 
+def probe_indices(train_params, size) -> list[int]:
+    """``size`` training images (never validation), as indices into MNIST's training set,
+    ascending: the surface stage's probe. They depend on train.seed and the split alone."""
+    train_idx, _ = split_indices(train_params)
+    generator = torch.Generator().manual_seed(train_params.seed + 1)  # not the split's stream
+    chosen = torch.randperm(len(train_idx), generator=generator)[:size]
+    return sorted(train_idx[chosen].tolist())
+
+
+def load_probe(indices, device, flat_dir=FLAT_DIR) -> Split:
+    """The probe's images and labels, on ``device``."""
+    train = load_split("train", flat_dir)
+    rows = torch.tensor(indices)
+    return Split(train["images"][rows].to(device), train["labels"][rows].to(device))
+
+
 def load_splits(train_params, device, flat_dir=FLAT_DIR) -> dict[str, Split]:
     """train, val and test splits, moved to ``device`` as uint8."""
     train, test = load_split("train", flat_dir), load_split("test", flat_dir)

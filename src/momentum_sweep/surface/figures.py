@@ -1,0 +1,182 @@
+"""plots/surface_*.png, from what metrics/surface.json holds. Each listed momentum has its colour
+and marker (as in every figure); its control is drawn dashed or hollow in the same colour.
+
+- surface_escape.png: the early training loss per arm (mean over replicates, 95% band, linear
+  steps) with the escape threshold; the escape steps per arm, a dot per replicate, the mean and
+  its 95% interval.
+- surface_curvature.png: per checkpoint epoch, the Hessian's largest and smallest eigenvalues,
+  the gradient's norm, and the largest eigenvalue over the stability threshold (2 + 2 mu) / lr.
+- surface_lines.png: the probe loss along the straight lines, mean per arm: from the initial to
+  the final weights, and between final weights (each momentum and momentum 0; and its control).
+- surface_barriers.png: the barriers on the lines between final weights, dots per replicate,
+  mean and 95% interval, and the tolerance that separates one basin from separate minima.
+"""
+
+import numpy as np
+
+from ..analysis import statistics
+from ..analysis.figures import PLOTS_DIR, momentum_styles, plt, save
+from ..training.arms import Arm, momentum_name
+
+NAMES = ["surface_escape", "surface_curvature", "surface_lines", "surface_barriers"]
+CURVATURE_PANELS = [("lambda_max", "largest Hessian eigenvalue"),
+                    ("lambda_min", "smallest Hessian eigenvalue"),
+                    ("grad_norm", "gradient norm"),
+                    ("sharpness_over_threshold", "largest eigenvalue / ((2 + 2 mu) / lr)")]
+
+
+def arm_of(entry) -> Arm:
+    return Arm(entry["momentum"], entry["lr"], entry["control"])
+
+
+def mean_band(rows):
+    """Per column of ``rows`` (replicates x points, None allowed): mean, low, high (NaN where
+    there is no interval)."""
+    found = [statistics.describe([r[i] for r in rows]) for i in range(len(rows[0]))]
+    mean = np.array([np.nan if d["mean"] is None else d["mean"] for d in found])
+    low = np.array([np.nan if d["ci"] is None else d["ci"][0] for d in found])
+    high = np.array([np.nan if d["ci"] is None else d["ci"][1] for d in found])
+    return mean, low, high
+
+
+def draw_curve(ax, x, rows, arm, styles, label):
+    colour, marker = styles[arm.momentum]
+    mean, low, high = mean_band(rows)
+    ax.plot(x, mean, color=colour, ls="--" if arm.control else "-", label=label, lw=1.3)
+    ax.fill_between(x, low, high, color=colour, alpha=0.15, lw=0)
+
+
+def by_arm(models):
+    grouped = {}
+    for m in models:
+        grouped.setdefault(arm_of(m), []).append(m)
+    return grouped
+
+
+def dots_and_interval(ax, position, values, description, colour, marker, hollow=False):
+    """One dot per replicate, then the mean with its 95% interval."""
+    finite = [v for v in values if v is not None]
+    ax.scatter([position] * len(finite), finite, s=14, alpha=0.6, marker=marker,
+               facecolors="none" if hollow else colour, edgecolors=colour)
+    if description["mean"] is not None:
+        low, high = description["ci"] or (description["mean"], description["mean"])
+        ax.errorbar(position + 0.25, description["mean"],
+                    yerr=[[description["mean"] - low], [high - description["mean"]]],
+                    fmt="_", color=colour, capsize=4, ms=12)
+
+
+def escape_figure(result, styles):
+    models, every = result["models"], None
+    threshold = result["settings"]["surface"]["escape_loss"]
+    fig, (curves, dots) = plt.subplots(1, 2, figsize=(13, 4.8),
+                                       gridspec_kw={"width_ratios": [1.6, 1]})
+    groups = by_arm(models)
+    for arm, found in groups.items():
+        every = found[0]["train_loss_every"]
+        rows = [m["early_train_loss"] for m in found]
+        draw_curve(curves, every * np.arange(1, len(rows[0]) + 1), rows, arm, styles, arm.label)
+    curves.axhline(threshold, color="k", lw=0.8, ls=":", label=f"escape: loss < {threshold:g}")
+    curves.set(xlabel="training steps", ylabel=f"training loss (mean of {every} steps)",
+               title="Early training loss (mean over replicates, 95% band)")
+    curves.legend(fontsize=7)
+    arms = list(groups)
+    for i, arm in enumerate(arms):
+        entry = next(a for a in result["arms"] if arm_of(a) == arm)
+        colour, marker = styles[arm.momentum]
+        dots_and_interval(dots, i, [m["escape_steps"] for m in groups[arm]],
+                          entry["escape_steps"], colour, marker, hollow=arm.control)
+        if entry["never_escaped"]:
+            dots.annotate(f"{entry['never_escaped']} never", (i, 0), ha="center", fontsize=7,
+                          xycoords=("data", "axes fraction"), xytext=(0, 4),
+                          textcoords="offset points")
+    dots.set_xticks(range(len(arms)), [short(a) for a in arms], rotation=45, ha="right")
+    dots.set(ylabel="steps until the loss is below the threshold",
+             title="Escape steps (dots: replicates; bar: mean, 95% CI)")
+    fig.tight_layout()
+    return fig
+
+
+def short(arm) -> str:
+    return f"{'control' if arm.control else 'momentum'} {momentum_name(arm.momentum)}"
+
+
+def curvature_figure(result, styles):
+    epochs = result["settings"]["checkpoint_epochs"]
+    fig, axes = plt.subplots(1, len(CURVATURE_PANELS), figsize=(4 * len(CURVATURE_PANELS), 4))
+    groups = by_arm(result["models"])
+    for ax, (name, title) in zip(axes, CURVATURE_PANELS):
+        for j, (arm, found) in enumerate(groups.items()):
+            colour, marker = styles[arm.momentum]
+            rows = [[c[name] for c in m["curvature"]] for m in found]
+            mean, low, high = mean_band(rows)
+            x = np.arange(len(epochs)) + 0.04 * (j - len(groups) / 2)  # side by side
+            ax.errorbar(x, mean, yerr=[mean - low, high - mean], color=colour, marker=marker,
+                        ls="--" if arm.control else "-", ms=4, capsize=2, lw=1,
+                        mfc="none" if arm.control else colour, label=short(arm))
+        if name == "sharpness_over_threshold":
+            ax.axhline(1, color="k", lw=0.8, ls=":")
+        ax.set_xticks(range(len(epochs)), [str(e) for e in epochs])
+        ax.set(xlabel="epoch (0: initial weights)", title=title)
+    axes[0].legend(fontsize=6)
+    fig.suptitle("Curvature on the probe along training (mean over replicates, 95% CI)")
+    fig.tight_layout()
+    return fig
+
+
+def lines_figure(result, styles):
+    fig, axes = plt.subplots(1, 3, figsize=(14, 4.2), sharey=True)
+    points = result["settings"]["surface"]["line_points"]
+    a = np.linspace(0, 1, points)
+    for arm, found in by_arm(result["models"]).items():
+        rows = [m["line_from_initial"]["losses"] for m in found
+                if m["line_from_initial"]["losses"] is not None]
+        if rows:
+            draw_curve(axes[0], a, rows, arm, styles, short(arm))
+    axes[0].set(title="Initial (a = 0) to final weights (a = 1)", yscale="log",
+                ylabel="probe loss", xlabel="a")
+    for ax, kind, title in ((axes[1], "vs_zero", "momentum 0"),
+                            (axes[2], "vs_control", "its control")):
+        grouped = {}
+        for line in result["lines"]:
+            if line["kind"] == kind and line["losses"] is not None:
+                grouped.setdefault(line["momentum"], []).append(line["losses"])
+        for momentum, rows in sorted(grouped.items()):
+            draw_curve(ax, a, rows, Arm(momentum, 0.0), styles, f"momentum {momentum:g}")
+        ax.set(title=f"Final weights: momentum (a = 0) to {title} (a = 1)", xlabel="a",
+               yscale="log")
+        if grouped:
+            ax.legend(fontsize=7)
+    axes[0].legend(fontsize=6)
+    fig.suptitle("Probe loss along straight lines between weights (mean over replicates, 95% "
+                 "band)")
+    fig.tight_layout()
+    return fig
+
+
+def barriers_figure(result, styles):
+    tolerance = result["settings"]["surface"]["barrier_tolerance"]
+    fig, ax = plt.subplots(figsize=(7, 4.2))
+    labels = []
+    for i, row in enumerate(result["barriers"]):
+        values = [line["barrier"] for line in result["lines"]
+                  if line["kind"] == row["kind"] and line["momentum"] == row["momentum"]]
+        colour, marker = styles[row["momentum"]]
+        dots_and_interval(ax, i, values, row["barrier"], colour, marker,
+                          hollow=row["kind"] == "vs_control")
+        labels.append(f"{momentum_name(row['momentum'])} vs "
+                      f"{'0' if row['kind'] == 'vs_zero' else 'control'}: {row['verdict']}")
+    ax.axhline(tolerance, color="k", lw=0.8, ls=":", label=f"tolerance {tolerance:g}")
+    ax.set_xticks(range(len(labels)), labels, rotation=45, ha="right", fontsize=7)
+    ax.set(ylabel="barrier (probe loss)",
+           title="Barriers between final weights (dots: replicates; bar: mean, 95% CI)")
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    return fig
+
+
+def draw(result, plots_dir=PLOTS_DIR):
+    styles = momentum_styles([m["momentum"] for m in result["models"]])
+    made = {"surface_escape": escape_figure, "surface_curvature": curvature_figure,
+            "surface_lines": lines_figure, "surface_barriers": barriers_figure}
+    for name in NAMES:
+        save(made[name](result, styles), plots_dir / f"{name}.png")

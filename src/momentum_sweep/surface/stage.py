@@ -1,0 +1,190 @@
+"""Stage `surface`: the notebook's claims, measured on the trained networks themselves.
+
+For every model in models/ (its checkpoints, final weights and fine training-loss curve):
+- escape: the steps until its training loss first falls below surface.escape_loss;
+- curvature at each epoch of train.checkpoints: the Hessian's extreme eigenvalues, their ratio,
+  the gradient's norm, and the largest eigenvalue over the heavy-ball stability threshold
+  (2 + 2 mu) / lr (above 1: the step overshoots along that direction);
+- the line from its initial to its final weights (does the loss ever rise on the way?);
+and, per replicate, the lines between each momentum's final weights and momentum 0's, and its
+control's (the barrier between them: one basin, or separate minima?).
+
+All on the probe: surface.probe_size training images, recorded in the output. Writes
+metrics/surface.json (``summary``) and plots/surface_*.png (``figures``). Measurements are reused
+by ``cache``. It reads what `train` wrote and never imports the trainer.
+"""
+
+import sys
+import time
+
+import torch
+from tqdm import tqdm
+
+from .. import sources
+from ..analysis.metrics import METRICS_DIR
+from ..atomic import check_writable_folder, write_json
+from ..data import splits as data_splits
+from ..errors import SweepError
+from ..training import device as devices, results
+from ..training.arms import Arm, ModelKey
+from . import figures, measures, summary
+from .cache import SurfaceCache, weights_digest
+
+SURFACE_FILE = METRICS_DIR / "surface.json"
+
+
+class Trained:
+    """One model as this stage reads it: its key, record, checkpoints and final weights."""
+
+    def __init__(self, folder, epochs):
+        try:
+            self.record, _ = results.read_sealed(folder)
+        except results.Damaged as damage:
+            raise SweepError(f"{folder}: {damage}; run `dvc repro train` to rebuild it") from None
+        inputs = self.record["inputs"]
+        self.key = ModelKey(Arm(**inputs["arm"]), inputs["replicate"])
+        self.final = torch.load(folder / "model.pt", weights_only=True)
+        self.checkpoints = torch.load(folder / "checkpoints.pt", weights_only=True)
+        missing = [e for e in (0, *epochs) if e not in self.checkpoints]
+        if missing:
+            raise SweepError(f"{folder}: holds no weights for epoch(s) {missing} of "
+                             f"train.checkpoints; run `dvc repro train`")
+        self.digests = {e: weights_digest(s) for e, s in self.checkpoints.items()}
+        self.digests["final"] = weights_digest(self.final)
+
+
+def read_models(models_dir, epochs) -> list[Trained]:
+    found = [Trained(folder, epochs) for folder in results.model_folders(models_dir)]
+    if not found:
+        raise SweepError(f"{models_dir}: no trained models; run `dvc repro train`")
+    return sorted(found, key=lambda m: (m.key.arm.control, m.key.arm.momentum, m.key.replicate))
+
+
+class Measurer:
+    """The measures of ``measures`` on the probe, through the cache."""
+
+    def __init__(self, p, probe, device, cache):
+        self.p, self.s, self.device, self.cache = p, p.surface, device, cache
+        self.images = data_splits.scaled(probe.images)                    # [N, 784]
+        self.labels = probe.labels                                         # [N]
+
+    def curvature(self, state, digest, arm):
+        def compute():
+            if not measures.is_finite_state(state):
+                return None
+            net = measures.network(state, self.p.model.hidden, self.device)
+            return measures.curvature(net, self.images, self.labels, self.s.lanczos_tol,
+                                      self.s.lanczos_maxiter)
+
+        found = self.cache.get("curvature", [digest], {"tol": self.s.lanczos_tol,
+                                                       "maxiter": self.s.lanczos_maxiter},
+                               compute)
+        found = found or dict.fromkeys(["lambda_max", "lambda_min", "grad_norm", "loss"])
+        threshold = (2 + 2 * arm.sgd_momentum) / arm.lr
+        high, low = found["lambda_max"], found["lambda_min"]
+        return {**found, "ratio": None if high is None or low is None else low / high,
+                "threshold": threshold,
+                "sharpness_over_threshold": None if high is None else high / threshold}
+
+    def line(self, start, end, digests):
+        def compute():
+            if not (measures.is_finite_state(start) and measures.is_finite_state(end)):
+                return None
+            return measures.line(start, end, self.p.model.hidden, self.s.line_points,
+                                 self.images, self.labels, self.device)
+
+        return self.cache.get("line", digests, {"points": self.s.line_points}, compute)
+
+
+def measure_model(model, measurer, p, epochs) -> dict:
+    arm = model.key.arm
+    fine = model.record["fine_train_loss"]
+    losses = measurer.line(model.checkpoints[0], model.final,
+                           [model.digests[0], model.digests["final"]])
+    return {
+        "model": model.key.name, "arm": arm.name, "momentum": arm.momentum, "lr": arm.lr,
+        "control": arm.control, "replicate": model.key.replicate,
+        "escape_steps": measures.escape_step(fine["loss"], fine["every"], p.surface.escape_loss),
+        "train_loss_every": fine["every"],
+        "curvature": [{"epoch": e, **measurer.curvature(model.checkpoints[e], model.digests[e],
+                                                        arm)} for e in epochs],
+        "line_from_initial": {
+            "losses": losses,
+            "largest_rise": None if losses is None else measures.largest_rise(losses)},
+    }
+
+
+def between_finals(models, measurer) -> list:
+    """The lines between final weights, per replicate: each momentum and momentum 0, and each
+    momentum and its control."""
+    by_arm = {(m.key.arm, m.key.replicate): m for m in models}
+    arms = {m.key.arm for m in models}
+    found = []
+    for kind, compared in summary.pairs(sorted(arms, key=lambda a: (a.control,
+                                                                     a.momentum))).items():
+        for arm, other in compared:
+            for (a, r), model in by_arm.items():
+                if a != arm or (other, r) not in by_arm:
+                    continue
+                partner = by_arm[(other, r)]
+                losses = measurer.line(model.final, partner.final,
+                                       [model.digests["final"], partner.digests["final"]])
+                found.append({"kind": kind, "momentum": arm.momentum, "replicate": r,
+                              "model": model.key.name, "other": partner.key.name,
+                              "losses": losses,
+                              "barrier": None if losses is None else measures.barrier(losses)})
+    return found
+
+
+def early_points(models, measured, train_params) -> int:
+    """How much of the fine curves the output keeps: half as long again as the slowest escape,
+    or the first epoch where a model never escaped."""
+    every = train_params.loss_every
+    steps = [m["escape_steps"] for m in measured]
+    if None in steps:
+        last = -(-train_params.train_size // train_params.batch_size)
+    else:
+        last = 1.5 * max(steps)
+    return max(8, -(-int(last) // every))
+
+
+def run(p, models_dir=results.MODELS_DIR, metrics_dir=METRICS_DIR, plots_dir=figures.PLOTS_DIR,
+        cache_dir=None):
+    """Stage `surface`."""
+    started = time.perf_counter()
+    for folder in (metrics_dir, plots_dir):
+        check_writable_folder(folder)
+    epochs = p.train.checkpoint_epochs
+    models = read_models(models_dir, epochs)
+    device = devices.resolve(p.train.device)
+    indices = data_splits.probe_indices(p.train, p.surface.probe_size)
+    probe = data_splits.load_probe(indices, device)
+    cache = SurfaceCache({"probe": indices, "torch": torch.version.__version__,
+                          "device_type": device.type,
+                          "code": sources.digest(sources.stage_files("surface"))},
+                         **({} if cache_dir is None else {"root": cache_dir}))
+    measurer = Measurer(p, probe, device, cache)
+    print(f"surface: {len(models)} model(s), probe of {len(indices)} training images, "
+          f"curvature at epoch(s) {epochs}, on {devices.describe(device)}", flush=True)
+    measured = [(m.key, measure_model(m, measurer, p, epochs))
+                for m in tqdm(models, desc="surface", unit="model", file=sys.stderr,
+                              mininterval=2)]
+    shown = early_points(models, [m for _, m in measured], p.train)
+    for model, (_, found) in zip(models, measured):
+        found["early_train_loss"] = model.record["fine_train_loss"]["loss"][:shown]
+    lines = between_finals(models, measurer)
+    arms = sorted({m.key.arm for m in models}, key=lambda a: (a.control, a.momentum))
+    result = summary.summary(measured, lines, arms, epochs, p.surface.barrier_tolerance)
+    result["settings"] = {"surface": p.surface.model_dump(), "init_scale": p.train.init_scale,
+                          "checkpoint_epochs": epochs}
+    result["probe"] = {"rule": "surface.probe_size training images (never validation or test), "
+                               "drawn with train.seed; indices into MNIST's 60,000 training "
+                               "images", "mnist_train_indices": indices}
+    result["models"] = [m for _, m in measured]
+    result["lines"] = lines
+    write_json(metrics_dir / SURFACE_FILE.name, result)
+    figures.draw(result, plots_dir)
+    print(f"surface: {cache.computed} measurement(s) computed, {cache.reused} reused, "
+          f"{time.perf_counter() - started:.1f} s", flush=True)
+    for kind in ("escape_vs_zero", "escape_vs_control", "basin_vs_zero"):
+        print(f"  {kind}: " + ", ".join(f"{k}: {v}" for k, v in result[kind].items()), flush=True)

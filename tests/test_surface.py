@@ -1,0 +1,147 @@
+"""The surface stage's measures, against exact references: the explicit Hessian, planted curves
+and lines; and its statistics on planted measurements."""
+
+import numpy as np
+import pytest
+import torch
+
+from momentum_sweep.analysis import statistics
+from momentum_sweep.data import splits as data_splits
+from momentum_sweep.surface import measures, summary
+from momentum_sweep.training.arms import Arm, ModelKey
+from momentum_sweep.training.model import MLP, initial_state
+
+TINY = [3]  # 784-3-10: 2,395 parameters, small enough for the explicit Hessian
+
+
+@pytest.fixture(scope="module")
+def probe(small_splits):
+    _, splits = small_splits
+    return data_splits.scaled(splits["train"].images[:64]), splits["train"].labels[:64]
+
+
+def flat_loss(net, images, labels):
+    """The probe's loss as a function of all parameters flattened, in ``parameters()`` order."""
+    names = [name for name, _ in net.named_parameters()]
+    shapes = [p.shape for p in net.parameters()]
+    sizes = [p.numel() for p in net.parameters()]
+
+    def loss(flat):
+        params = {n: c.view(s) for n, c, s in zip(names, flat.split(sizes), shapes)}
+        logits = torch.func.functional_call(net, params, (images,))
+        return torch.nn.functional.cross_entropy(logits, labels)
+
+    return loss, torch.cat([p.detach().reshape(-1) for p in net.parameters()])
+
+
+@pytest.mark.parametrize("scale", [1.0, 0.1])
+def test_hessian_products_and_extreme_eigenvalues_equal_the_explicit_hessians(probe, scale):
+    images, labels = probe
+    net = measures.network(initial_state(TINY, 5, scale), TINY, "cpu")
+    loss, flat = flat_loss(net, images, labels)
+    explicit = torch.autograd.functional.hessian(loss, flat).double().numpy()  # [P, P]
+    hessian = measures.Hessian(net, images, labels)
+    rng = np.random.default_rng(0)
+    for _ in range(3):
+        v = rng.standard_normal(len(flat))
+        expected = explicit @ v
+        assert np.linalg.norm(hessian.product(v) - expected) <= 1e-4 * np.linalg.norm(expected)
+    eigenvalues = np.linalg.eigvalsh(explicit)
+    found = measures.curvature(net, images, labels, tol=1e-8, maxiter=10_000)
+    spread = eigenvalues[-1] - eigenvalues[0]
+    assert found["converged"] and eigenvalues[0] < 0 < eigenvalues[-1]  # a saddle, both ends
+    assert found["lambda_max"] == pytest.approx(eigenvalues[-1], abs=1e-4 * spread)
+    assert found["lambda_min"] == pytest.approx(eigenvalues[0], abs=1e-4 * spread)
+    gradient = torch.func.grad(loss)(flat).double().norm().item()
+    assert found["grad_norm"] == pytest.approx(gradient, rel=1e-5)
+    assert found["loss"] == loss(flat).item()
+
+
+def test_a_line_starts_and_ends_at_exactly_the_two_ends_losses(probe):
+    images, labels = probe
+    start, end = initial_state(TINY, 1), initial_state(TINY, 2)
+    losses = measures.line(start, end, TINY, 7, images, labels, "cpu")
+    assert len(losses) == 7
+    for state, loss in ((start, losses[0]), (end, losses[-1])):
+        assert loss == measures.probe_loss(measures.network(state, TINY, "cpu"), images, labels)
+    middle = {k: (start[k] + end[k]) / 2 for k in start}
+    assert losses[3] == pytest.approx(
+        measures.probe_loss(measures.network(middle, TINY, "cpu"), images, labels), rel=1e-6)
+
+
+def test_escape_steps_on_planted_curves():
+    curve = [2.3, 2.3, None, 1.0, 0.99, 0.5, 1.2]
+    assert measures.escape_step(curve, 25, 1.0) == 125  # the fifth point is the first below 1.0
+    assert measures.escape_step(curve, 10, 0.4) is None  # never below: reported as None
+    assert measures.escape_step([None, 0.5], 25, 1.0) == 50  # a missing point never counts
+    assert measures.escape_step([0.5], 7, 1.0) == 7
+
+
+def test_largest_rise_and_barrier_on_planted_lines():
+    assert measures.largest_rise([3.0, 2.0, 2.0, 0.5]) == 0.0  # a monotone fall
+    assert measures.largest_rise([3.0, 1.0, 2.5, 0.5, 1.0]) == 1.5  # from 1.0 back up to 2.5
+    assert measures.barrier([1.0, 2.0, 0.5]) == 2.0 - 0.75
+    assert measures.barrier([1.0, 0.9, 0.5]) == 1.0 - 0.75  # the higher end counts as the top
+
+
+def test_init_scale_one_is_pytorchs_default_init_bit_for_bit():
+    torch.manual_seed(11)
+    default = MLP([50, 50]).state_dict()
+    scaled = initial_state([50, 50], 11, 0.1)
+    for name, tensor in initial_state([50, 50], 11).items():
+        assert torch.equal(tensor, default[name])
+        assert torch.equal(scaled[name], default[name] * 0.1)
+
+
+def planted_model(key, escape, lambda_max, epochs=(0, 1)):
+    return key, {
+        "escape_steps": escape,
+        "line_from_initial": {"largest_rise": 0.0},
+        "curvature": [{"epoch": e, "lambda_max": lambda_max, "lambda_min": -0.1, "ratio": -0.1,
+                       "grad_norm": 0.2, "sharpness_over_threshold": 0.1} for e in epochs]}
+
+
+def test_escape_verdicts_and_never_escaped_on_planted_measurements():
+    """Momentum 0.5 escapes 40 steps sooner than momentum 0 in every replicate but one model
+    never escapes; its control is as fast as it (on average)."""
+    zero, half, control = Arm(0.0, 0.1), Arm(0.5, 0.1), Arm(0.5, 0.2, control=True)
+    measured = []
+    for r in range(6):
+        measured += [planted_model(ModelKey(zero, r), 200 + 10 * r, 1.0),
+                     planted_model(ModelKey(half, r), None if r == 5 else 160 + 10 * r, 1.0),
+                     planted_model(ModelKey(control, r), 150 + 20 * (r % 2) + 10 * r, 1.0)]
+    found = summary.summary(measured, [], [zero, half, control], [0, 1], 0.05)
+    assert found["escape_vs_zero"] == {"0p5": "faster"}
+    assert found["escape_vs_control"] == {"0p5": "no difference"}
+    assert found["escape_steps"]["0p5"] == np.mean([160, 170, 180, 190, 200])
+    entry = next(a for a in found["arms"] if a["arm"] == "momentum_0.5")
+    assert entry["never_escaped"] == 1 and entry["escape_steps"]["n"] == 5
+    row = next(c for c in found["comparisons"] if c["figure"] == "escape_steps"
+               and c["family"] == "vs_zero")
+    assert row["n"] == 5 and row["mean_difference"] == -40
+    # Epoch 0 is never compared: every arm of a replicate starts from the same weights.
+    assert {c["figure"] for c in found["comparisons"]} == set(summary.compared_figures([0, 1]))
+    assert not any(c["figure"].endswith("_epoch_0") for c in found["comparisons"])
+
+
+def test_comparisons_are_holm_adjusted_per_figure_and_reference():
+    zero = Arm(0.0, 0.1)
+    arms = [zero] + [Arm(m, 0.1) for m in (0.2, 0.4)]
+    rng = np.random.default_rng(3)
+    measured = [planted_model(ModelKey(arm, r), int(rng.integers(100, 200)), rng.normal(1, 0.1))
+                for r in range(5) for arm in arms]
+    rows = [c for c in summary.summary(measured, [], arms, [0, 1], 0.05)["comparisons"]
+            if c["figure"] == "lambda_max_epoch_1"]
+    assert [r["p_holm"] for r in rows] == statistics.holm([r["p"] for r in rows])
+
+
+@pytest.mark.parametrize("barriers, verdict", [
+    ([0.010, 0.012, 0.011, 0.013], "same basin"),
+    ([0.30, 0.32, 0.31, 0.35], "separate minima"),
+    ([0.01, 0.09, 0.02, 0.12], "cannot tell"),
+    ([0.01], "cannot tell"),
+])
+def test_barrier_verdicts_follow_the_rule(barriers, verdict):
+    lines = [{"kind": "vs_zero", "momentum": 0.5, "barrier": b} for b in barriers]
+    [row] = summary.barriers(lines, tolerance=0.05)
+    assert row["verdict"] == verdict and row["replicates"] == len(barriers)
