@@ -96,12 +96,12 @@ class Clone:
         return json.loads((self.path / "metrics" / "summary.json").read_text())
 
     def model_files(self) -> dict:
-        """{path below models/: bytes} of every model.pt and record.json: what must be byte-
-        identical between reuse and retraining (timing.json records seconds, and seal.json
-        holds timing.json's hash)."""
+        """{path below models/: bytes} of every model.pt, checkpoints.pt and record.json: what
+        must be byte-identical between reuse and retraining (timing.json records seconds, and
+        seal.json holds timing.json's hash)."""
         return {p.relative_to(self.path / "models").as_posix(): p.read_bytes()
                 for p in sorted((self.path / "models").rglob("*"))
-                if p.is_file() and p.name in ("model.pt", "record.json")}
+                if p.is_file() and p.name in ("model.pt", "checkpoints.pt", "record.json")}
 
     def copy(self, dest) -> "Clone":
         shutil.copytree(self.path, dest, symlinks=True)

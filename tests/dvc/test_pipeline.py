@@ -10,7 +10,7 @@ from ruamel.yaml import YAML
 
 from clones import statuses
 from momentum_sweep.data import flatten
-from momentum_sweep.training import model
+from momentum_sweep.training import arms, model
 
 pytestmark = pytest.mark.dvc
 
@@ -76,7 +76,7 @@ def test_only_what_changed_trains_and_reuse_is_byte_identical(repo):
     log = repo.dvc("repro", "summarize").stdout
     assert trained(log) == labels([M3, C3], [0, 1, 2])
     grown = repo.model_files()
-    assert len(grown) == 5 * 3 * 2  # five arms, three replicates, model.pt and record.json
+    assert len(grown) == 5 * 3 * 3  # five arms, three replicates, three files
     assert [a["arm"] for a in repo.summary()["arms"]] == [
         "momentum_0.0", "momentum_0.2", "momentum_0.3", "control_0.2", "control_0.3"]
     assert M4 not in log and not (repo / "models" / "momentum_0.4").exists()
@@ -111,8 +111,59 @@ def test_saved_models_are_plain_state_dicts_with_their_record(repo):
     assert accuracy == record["epochs"][-1]["test_accuracy"]
     assert record["inputs"]["train"]["max_train_images"] == 2500
     assert record["inputs"]["arm"] == {"momentum": 0.4, "lr": 0.1, "control": False}
-    assert sorted(p.name for p in folder.iterdir()) == ["model.pt", "record.json", "seal.json",
-                                                        "timing.json"]
+    assert sorted(p.name for p in folder.iterdir()) == ["checkpoints.pt", "model.pt",
+                                                        "record.json", "seal.json", "timing.json"]
+    # The kept weights: the initial ones, PyTorch's default init in this replicate, and those
+    # of train.checkpoints ([0, 1, final]: epochs 1 and 2 here), the last being model.pt.
+    kept = torch.load(folder / "checkpoints.pt", weights_only=True)
+    assert sorted(kept) == [0, 1, 2]
+    start = model.initial_state([50, 50], arms.replicate_seeds(1, 0)["init"])
+    for name, tensor in net.state_dict().items():
+        assert torch.equal(kept[0][name], start[name]) and torch.equal(kept[2][name], tensor)
+        assert not torch.equal(kept[1][name], tensor)
+    fine = record["fine_train_loss"]
+    assert fine["every"] == 25 and len(fine["loss"]) == 2 * 100 // 25  # 100 steps per epoch
+    assert 2.0 < fine["loss"][0] < 2.5 and fine["loss"][-1] < 1.0
+
+
+def measured(log) -> tuple[int, int]:
+    """(computed, reused) from the surface stage's log."""
+    found = re.search(r"surface: (\d+) measurement\(s\) computed, (\d+) reused", log)
+    return int(found[1]), int(found[2])
+
+
+def test_the_surface_measures_only_new_weights_and_the_saddle_experiment(repo):
+    """The template measured momenta 0 and 0.4 with the control, in two replicates."""
+    surface = json.loads((repo / "metrics" / "surface.json").read_text())
+    assert list(surface)[:4] == ["escape_steps", "escape_vs_zero", "escape_vs_control",
+                                 "basin_vs_zero"]
+    assert len(surface["probe"]["mnist_train_indices"]) == 1000
+    assert [c["epoch"] for c in surface["models"][0]["curvature"]] == [0, 1, 2]
+    log = repo.dvc("repro", "surface").stdout
+    assert "Running stage 'surface'" not in log  # nothing changed
+
+    repo.set_params({"train": {"replicates": 3}})
+    log = repo.dvc("repro", "surface").stdout
+    assert trained(log) == labels(["momentum 0.0", "momentum 0.4",
+                                   "control 0.4 (SGD at lr 0.1667)"], [2])
+    # The new replicate: one initial point (shared by its three models), two checkpoints per
+    # model, three lines from the initial weights, two between final weights.
+    computed, reused = measured(log)
+    assert computed == 1 + 2 * 3 + 3 + 2
+    assert computed + reused == 3 * (3 * 3 + 3 + 2)  # per replicate: 9 eigsh runs and 5 lines
+
+    # The saddle experiment: a small initialisation. 200 steps here are too few to leave the
+    # plateau at loss ln 10: no model escapes, and that is reported, not dropped.
+    log = repo.dvc("exp", "run", "-S", "train.init_scale=0.1").stdout
+    assert set(statuses(log).values()) == {"trained (parameters changed)"}
+    surface = json.loads((repo / "metrics" / "surface.json").read_text())
+    assert surface["settings"]["init_scale"] == 0.1
+    assert all(m["escape_steps"] is None for m in surface["models"])
+    assert all(a["never_escaped"] == 3 for a in surface["arms"])
+    assert surface["escape_vs_zero"] == {"0p4": "no pairs"}
+    assert all(2.2 < m["early_train_loss"][0] < 2.4 for m in surface["models"])
+    start = surface["models"][0]["curvature"][0]
+    assert start["lambda_min"] < 0 < start["lambda_max"]  # near the saddle at the origin
 
 
 def test_exp_run_with_one_momentum_and_with_more_replicates(repo):
@@ -183,6 +234,14 @@ def test_divergence_is_a_result_not_a_crash(repo):
     header = rows[0].split("\t")
     assert {row.split("\t")[header.index("diverged")] for row in rows[1:]} == {"1"}
     assert (repo / "plots" / "loss.png").stat().st_size > 10_000
+    # The surface of a diverged model: what was measurable before it diverged, nothing after.
+    surface = json.loads((repo / "metrics" / "surface.json").read_text())
+    for m in surface["models"]:
+        assert m["escape_steps"] is None and m["line_from_initial"]["losses"] is None
+        first, *later = m["curvature"]
+        assert first["lambda_max"] > 0 and all(c["lambda_max"] is None for c in later)
+    assert all(line["barrier"] is None for line in surface["lines"])
+    assert (repo / "plots" / "surface_escape.png").stat().st_size > 10_000
 
 
 def test_cuda_without_a_gpu_is_a_clear_error(repo):
@@ -198,7 +257,7 @@ def test_default_pipeline_end_to_end(fresh_clone):
     repo = fresh_clone
     log = repo.dvc("repro").stdout
     # A clone has none of the DVC-cached outputs: these stages must run.
-    for stage in ("download", "flatten", "train", "summarize"):
+    for stage in ("download", "flatten", "train", "summarize", "surface"):
         assert f"Running stage '{stage}'" in log
     assert "45 model(s) together" in log
     summary = repo.summary()
@@ -209,8 +268,15 @@ def test_default_pipeline_end_to_end(fresh_clone):
         low, high = arm["test_accuracy"]["ci"]
         assert low < arm["test_accuracy"]["mean"] < high
     assert len(summary["verdict"]) == 4
+    surface = json.loads((repo / "metrics" / "surface.json").read_text())
+    assert len(surface["models"]) == 45 and len(surface["lines"]) == 2 * 4 * 5
+    assert all(m["escape_steps"] is not None for m in surface["models"])
+    for c in (c for m in surface["models"] for c in m["curvature"]):
+        assert c["converged"] and c["lambda_min"] < 0 < c["lambda_max"]
+    assert set(surface["escape_vs_zero"]) == {"0p1", "0p2", "0p4", "0p5"}
     for name in ("accuracy", "loss", "final_accuracy", "differences", "memory", "time",
-                 "landscape_saddle", "landscape_minima"):
+                 "landscape_saddle", "landscape_minima", "surface_escape", "surface_curvature",
+                 "surface_lines", "surface_barriers"):
         assert (repo / "plots" / f"{name}.png").stat().st_size > 10_000
     again = repo.dvc("repro").stdout
     assert "Running stage" not in again
