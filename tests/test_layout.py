@@ -2,6 +2,7 @@
 files, and the repository's independence from anything outside it."""
 
 import ast
+import json
 import importlib.metadata
 import re
 import subprocess
@@ -145,10 +146,23 @@ def test_ci_runs_the_readme_test_command():
 
 
 def test_the_readme_quotes_the_committed_results():
-    """Its result tables are what scripts/results-tables prints from metrics/summary.json."""
-    tables = subprocess.run([sys.executable, str(ROOT / "scripts" / "results-tables")],
-                            capture_output=True, text=True, check=True).stdout.strip()
+    """Every block scripts/results-tables prints (from metrics/summary.json, metrics/surface.json
+    and docs/saddle/surface.json) is in the README, as printed."""
+    printed = subprocess.run([sys.executable, str(ROOT / "scripts" / "results-tables")],
+                             capture_output=True, text=True, check=True).stdout.strip()
     readme = (ROOT / "README.md").read_text()
-    arms, differences = tables.split("\n\n")
-    assert "| momentum 0.0 |" in arms and "| 0.4 |" in differences
-    assert arms in readme and differences in readme
+    blocks = printed.split("\n\n")
+    assert "| momentum 0.0 |" in blocks[0] and "| 0.4 |" in blocks[1] and len(blocks) == 6
+    for block in blocks:
+        assert block in readme, block
+
+
+def test_the_saddle_experiment_is_the_default_pipeline_at_init_scale_0_1():
+    """docs/saddle/ holds what scripts/saddle-experiment copied: the current settings, but the
+    initialisation."""
+    saddle = json.loads((ROOT / "docs" / "saddle" / "surface.json").read_text())
+    default = json.loads((ROOT / "metrics" / "surface.json").read_text())
+    assert saddle["settings"]["init_scale"] == 0.1 and default["settings"]["init_scale"] == 1.0
+    assert saddle["settings"]["surface"] == default["settings"]["surface"]
+    assert saddle["probe"] == default["probe"]
+    assert [m["model"] for m in saddle["models"]] == [m["model"] for m in default["models"]]
