@@ -21,6 +21,8 @@ def inputs(p=None, key=KEY, data="d", code="c", device="cpu", implementation="na
 @pytest.mark.parametrize("change, reason", [
     (dict(key=arms.ModelKey(arms.Arm(0.4, 0.2), 1)), "parameters changed"),  # train.lr
     (dict(p=parsed(epochs=3)), "parameters changed"),
+    (dict(p=parsed(init_scale=0.1)), "parameters changed"),
+    (dict(p=parsed(checkpoints=[0, 5])), "parameters changed"),  # what the folder holds
     (dict(key=arms.ModelKey(arms.Arm(0.4, 0.1), 2)), "parameters changed"),
     (dict(data="other"), "data changed"),
     (dict(code="other"), "code changed"),
