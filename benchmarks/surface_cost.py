@@ -2,8 +2,8 @@
 run on the same weights (a trained model from models/, the default probe):
 
   product     one Hessian-vector product: this project's (autograd's double backward through the
-              gradient's graph) against curvlinops' HessianLinearOperator (when installed: it is
-              not a dependency), as a ratio;
+              gradient's graph) against curvlinops' HessianLinearOperator, as a ratio (when
+              installed: `pip install -e '.[bench]'`);
   eigsh       one curvature measurement (both extreme eigenvalues, scipy's eigsh) with ARPACK's
               BLAS on one thread, as the stage runs it, against BLAS on its default threads,
               which compete with torch's for the same cores;

@@ -17,7 +17,8 @@ BIN = Path(sys.executable).parent
 # Small but real: MNIST images, a subset for speed, the full 10,000-image test set.
 SMALL = {"momentum": [0.0, 0.4],
          "train": {"max_train_images": 2500, "validation_size": 500, "epochs": 2,
-                   "replicates": 2}}
+                   "replicates": 2},
+         "surface": {"probe_size": 200}}
 
 
 def environment():

@@ -137,7 +137,7 @@ def test_the_surface_measures_only_new_weights_and_the_saddle_experiment(repo):
     surface = json.loads((repo / "metrics" / "surface.json").read_text())
     assert list(surface)[:4] == ["escape_steps", "escape_vs_zero", "escape_vs_control",
                                  "basin_vs_zero"]
-    assert len(surface["probe"]["mnist_train_indices"]) == 1000
+    assert len(surface["probe"]["mnist_train_indices"]) == 200
     assert [c["epoch"] for c in surface["models"][0]["curvature"]] == [0, 1, 2]
     log = repo.dvc("repro", "surface").stdout
     assert "Running stage 'surface'" not in log  # nothing changed

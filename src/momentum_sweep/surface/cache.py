@@ -3,9 +3,10 @@ decides it changed.
 
 A measurement's key is a hash of its kind, the weights it is taken at (a digest of their bytes,
 so that the initial weights, which every arm of a replicate shares, are measured once), the
-settings it uses, the probe, the surface stage's code, the torch version and the device type.
-Its result is a small JSON file, ``.surface-cache/<key>.json``, written atomically: a file there
-is complete or absent. Adding replicates or a momentum measures only the new weights.
+settings it uses, the probe, the code that computes it (``measures`` and what it imports), the
+torch version and the device type. Its result is a small JSON file,
+``.surface-cache/<key>.json``, written atomically: a file there is complete or absent. Adding
+replicates or a momentum measures only the new weights.
 """
 
 import hashlib

@@ -132,7 +132,7 @@ def lines_figure(result, styles):
                 if m["line_from_initial"]["losses"] is not None]
         if rows:
             draw_curve(axes[0], a, rows, arm, styles, short(arm))
-    axes[0].set(title="Initial (a = 0) to final weights (a = 1)", yscale="log",
+    axes[0].set(title="From the initial weights:\ninitial (a = 0) to final (a = 1)", yscale="log",
                 ylabel="probe loss", xlabel="a")
     for ax, kind, title in ((axes[1], "vs_zero", "momentum 0"),
                             (axes[2], "vs_control", "its control")):
@@ -142,7 +142,7 @@ def lines_figure(result, styles):
                 grouped.setdefault(line["momentum"], []).append(line["losses"])
         for momentum, rows in sorted(grouped.items()):
             draw_curve(ax, a, rows, Arm(momentum, 0.0), styles, f"momentum {momentum:g}")
-        ax.set(title=f"Final weights: momentum (a = 0) to {title} (a = 1)", xlabel="a",
+        ax.set(title=f"Between final weights:\nmomentum (a = 0) to {title} (a = 1)", xlabel="a",
                yscale="log")
         if grouped:
             ax.legend(fontsize=7)

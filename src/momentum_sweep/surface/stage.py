@@ -161,7 +161,9 @@ def run(p, models_dir=results.MODELS_DIR, metrics_dir=METRICS_DIR, plots_dir=fig
     probe = data_splits.load_probe(indices, device)
     cache = SurfaceCache({"probe": indices, "torch": torch.version.__version__,
                           "device_type": device.type,
-                          "code": sources.digest(sources.stage_files("surface"))},
+                          # the code that computes a measurement, not the figures' or the
+                          # statistics': editing those reuses every measurement
+                          "code": sources.digest(sources.files(measures.__name__))},
                          **({} if cache_dir is None else {"root": cache_dir}))
     measurer = Measurer(p, probe, device, cache)
     print(f"surface: {len(models)} model(s), probe of {len(indices)} training images, "
