@@ -126,12 +126,11 @@ def barriers(lines, tolerance) -> list:
     return rows
 
 
-def headline(arm_entries, rows, barrier_rows) -> dict:
-    """What `dvc metrics show` leads with: per listed momentum, its mean escape steps, whether
-    it escapes faster than momentum 0 and than its control, and whether it ends in momentum 0's
+def headline(rows, barrier_rows) -> dict:
+    """What `dvc metrics show` leads with, a word or two per listed momentum: whether it
+    escapes faster than momentum 0 and than its control, and whether it ends in momentum 0's
     basin."""
-    found = {"escape_steps": {momentum_key(a["momentum"]): a["escape_steps"]["mean"]
-                              for a in arm_entries if not a["control"]}}
+    found = {}
     for kind in ("vs_zero", "vs_control"):
         found[f"escape_{kind}"] = {momentum_key(r["momentum"]): r["verdict"] for r in rows
                                    if r["figure"] == "escape_steps" and r["family"] == kind}
@@ -149,7 +148,7 @@ def summary(measured, lines, arms, epochs, tolerance) -> dict:
     arm_entries = [arm_entry(arm, values[arm]) for arm in arms]
     rows = comparisons(values, arms, epochs)
     barrier_rows = barriers(lines, tolerance)
-    return {**headline(arm_entries, rows, barrier_rows),
+    return {**headline(rows, barrier_rows),
             "rules": [COMPARISON_RULE, barrier_rule(tolerance),
                       f"intervals: {statistics.CONFIDENCE:.0%} t-intervals over replicates"],
             "arms": arm_entries, "comparisons": rows, "barriers": barrier_rows}
