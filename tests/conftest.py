@@ -13,6 +13,12 @@ import torch
 from clones import ROOT, SMALL, Clone, built_once, clone_repository
 
 
+def pytest_collection_modifyitems(items):
+    """The longest tests first: a worker that draws one near the end would finish minutes after
+    the other worker has run out of tests."""
+    items.sort(key=lambda item: item.get_closest_marker("longest") is None)
+
+
 @pytest.fixture(scope="session")
 def template(tmp_path_factory) -> Clone:
     """A clone with the small config committed and its whole pipeline run: copied per test,

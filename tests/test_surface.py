@@ -39,7 +39,8 @@ def test_hessian_products_and_extreme_eigenvalues_equal_the_explicit_hessians(pr
     images, labels = probe
     net = measures.network(initial_state(TINY, 5, scale), TINY, "cpu")
     loss, flat = flat_loss(net, images, labels)
-    explicit = torch.autograd.functional.hessian(loss, flat).double().numpy()  # [P, P]
+    explicit = torch.autograd.functional.hessian(loss, flat, vectorize=True)         # [P, P]
+    explicit = explicit.double().numpy()
     hessian = measures.Hessian(net, images, labels)
     rng = np.random.default_rng(0)
     for _ in range(3):
