@@ -28,7 +28,7 @@ from ..errors import SweepError
 from ..training import device as devices, results
 from ..training.arms import Arm, ModelKey
 from . import figures, measures, summary
-from .cache import SurfaceCache, weights_digest
+from .cache import CACHE_DIR, SurfaceCache, weights_digest
 
 SURFACE_FILE = METRICS_DIR / "surface.json"
 
@@ -58,6 +58,11 @@ def read_models(models_dir, epochs) -> list[Trained]:
     if not found:
         raise SweepError(f"{models_dir}: no trained models; run `dvc repro train`")
     return sorted(found, key=lambda m: (m.key.arm.control, m.key.arm.momentum, m.key.replicate))
+
+
+def arms_of(models) -> list[Arm]:
+    """The models' arms: listed momenta in increasing order, then their controls."""
+    return sorted({m.key.arm for m in models}, key=lambda a: (a.control, a.momentum))
 
 
 class Measurer:
@@ -118,15 +123,15 @@ def between_finals(models, measurer) -> list:
     """The lines between final weights, per replicate: each momentum and momentum 0, and each
     momentum and its control."""
     by_arm = {(m.key.arm, m.key.replicate): m for m in models}
-    arms = {m.key.arm for m in models}
+    arms = arms_of(models)
+    replicates = sorted({m.key.replicate for m in models})
     found = []
-    for kind, compared in summary.pairs(sorted(arms, key=lambda a: (a.control,
-                                                                     a.momentum))).items():
+    for kind, compared in summary.pairs(arms).items():
         for arm, other in compared:
-            for (a, r), model in by_arm.items():
-                if a != arm or (other, r) not in by_arm:
+            for r in replicates:
+                if (arm, r) not in by_arm or (other, r) not in by_arm:
                     continue
-                partner = by_arm[(other, r)]
+                model, partner = by_arm[(arm, r)], by_arm[(other, r)]
                 losses = measurer.line(model.final, partner.final,
                                        [model.digests["final"], partner.digests["final"]])
                 found.append({"kind": kind, "momentum": arm.momentum, "replicate": r,
@@ -136,7 +141,7 @@ def between_finals(models, measurer) -> list:
     return found
 
 
-def early_points(models, measured, train_params) -> int:
+def early_points(measured, train_params) -> int:
     """How much of the fine curves the output keeps: half as long again as the slowest escape,
     or the first epoch where a model never escaped."""
     every = train_params.loss_every
@@ -149,7 +154,7 @@ def early_points(models, measured, train_params) -> int:
 
 
 def run(p, models_dir=results.MODELS_DIR, metrics_dir=METRICS_DIR, plots_dir=figures.PLOTS_DIR,
-        cache_dir=None):
+        cache_dir=CACHE_DIR):
     """Stage `surface`."""
     started = time.perf_counter()
     for folder in (metrics_dir, plots_dir):
@@ -164,19 +169,18 @@ def run(p, models_dir=results.MODELS_DIR, metrics_dir=METRICS_DIR, plots_dir=fig
                           # the code that computes a measurement, not the figures' or the
                           # statistics': editing those reuses every measurement
                           "code": sources.digest(sources.files(measures.__name__))},
-                         **({} if cache_dir is None else {"root": cache_dir}))
+                         cache_dir)
     measurer = Measurer(p, probe, device, cache)
     print(f"surface: {len(models)} model(s), probe of {len(indices)} training images, "
           f"curvature at epoch(s) {epochs}, on {devices.describe(device)}", flush=True)
     measured = [(m.key, measure_model(m, measurer, p, epochs))
                 for m in tqdm(models, desc="surface", unit="model", file=sys.stderr,
                               mininterval=2)]
-    shown = early_points(models, [m for _, m in measured], p.train)
+    shown = early_points([m for _, m in measured], p.train)
     for model, (_, found) in zip(models, measured):
         found["early_train_loss"] = model.record["fine_train_loss"]["loss"][:shown]
     lines = between_finals(models, measurer)
-    arms = sorted({m.key.arm for m in models}, key=lambda a: (a.control, a.momentum))
-    result = summary.summary(measured, lines, arms, epochs, p.surface.barrier_tolerance)
+    result = summary.summary(measured, lines, arms_of(models), epochs, p.surface.barrier_tolerance)
     result["settings"] = {"surface": p.surface.model_dump(), "init_scale": p.train.init_scale,
                           "checkpoint_epochs": epochs}
     result["probe"] = {"rule": "surface.probe_size training images (never validation or test), "

@@ -1,9 +1,9 @@
 """The batched pass: every model that needs training, trained together, epoch by epoch.
 
-Two implementations share one interface (``train_epoch``, ``evaluate``, ``state_dict``):
-``TorchTrainer`` (the PyTorch step: CUDA, and the reference) and ``NativeTrainer`` (the fused
-sparse CPU step in ``native_step``). ``implementation`` picks one; it is part of every model's
-fingerprint, since the two agree only to float32 tolerance.
+Two implementations share one interface (``initial``, ``train_epoch``, ``evaluate``,
+``state_dict``): ``TorchTrainer`` (the PyTorch step: CUDA, and the reference) and
+``NativeTrainer`` (the fused sparse CPU step in ``native_step``). ``implementation`` picks one;
+it is part of every model's fingerprint, since the two agree only to float32 tolerance.
 
 Both take their replicate layout (groups, initial weights, batch orders) from ``batches``, and
 each says how much memory a model of its step needs (``bytes_per_model``), so that a pass too
