@@ -7,24 +7,10 @@ per run, for every pytest-xdist worker (``built_once``).
 
 import momentum_sweep  # noqa: F401  first: sets MKL's reproducibility mode before torch computes
 
-import os
-
 import pytest
 import torch
 
 from clones import ROOT, SMALL, Clone, built_once, clone_repository
-
-
-def pytest_xdist_auto_num_workers(config):
-    """One worker more than there are cores (`-n auto`): the dvc tests spend part of their time
-    waiting (on DVC's queue, its lock, git), and a third worker keeps two cores busy then."""
-    return len(os.sched_getaffinity(0)) + 1
-
-
-def pytest_collection_modifyitems(items):
-    """The longest tests first: a worker that draws one near the end would finish minutes after
-    the other worker has run out of tests."""
-    items.sort(key=lambda item: item.get_closest_marker("longest") is None)
 
 
 @pytest.fixture(scope="session")

@@ -251,7 +251,6 @@ def test_cuda_without_a_gpu_is_a_clear_error(repo):
     assert result.returncode != 0 and "no CUDA GPU is available" in result.stdout
 
 
-@pytest.mark.longest
 def test_default_pipeline_end_to_end(fresh_clone):
     """The README's `dvc repro` with the default params: 45 correctly trained models."""
     repo = fresh_clone

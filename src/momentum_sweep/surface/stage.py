@@ -180,7 +180,8 @@ def run(p, models_dir=results.MODELS_DIR, metrics_dir=METRICS_DIR, plots_dir=fig
     for model, (_, found) in zip(models, measured):
         found["early_train_loss"] = model.record["fine_train_loss"]["loss"][:shown]
     lines = between_finals(models, measurer)
-    result = summary.summary(measured, lines, arms_of(models), epochs, p.surface.barrier_tolerance)
+    result = summary.summary(measured, lines, arms_of(models), epochs,
+                             p.surface.barrier_tolerance)
     result["settings"] = {"surface": p.surface.model_dump(), "init_scale": p.train.init_scale,
                           "checkpoint_epochs": epochs}
     result["probe"] = {"rule": "surface.probe_size training images (never validation or test), "
