@@ -2,8 +2,8 @@
 run on the same weights (a trained model from models/, the default probe):
 
   product     one Hessian-vector product: this project's (autograd's double backward through the
-              gradient's graph) against curvlinops' HessianLinearOperator, as a ratio (when
-              installed: `pip install -e '.[bench]'`);
+              gradient's graph) against curvlinops' HessianLinearOperator (the test extra), as a
+              ratio;
   eigsh       one curvature measurement (both extreme eigenvalues, scipy's eigsh) with ARPACK's
               BLAS on one thread, as the stage runs it, against BLAS on its default threads,
               which compete with torch's for the same cores;
@@ -25,6 +25,7 @@ from pathlib import Path
 import momentum_sweep  # noqa: F401  (before torch computes: MKL reproducibility mode)
 import numpy as np
 import torch
+from curvlinops import HessianLinearOperator
 from scipy.sparse.linalg import eigsh
 from threadpoolctl import threadpool_limits
 
@@ -46,11 +47,7 @@ def median_seconds(function, repeats):
 
 
 def curvlinops_product(net, images, labels):
-    """curvlinops' product as a function of a float64 vector, or None when not installed."""
-    try:
-        from curvlinops import HessianLinearOperator
-    except ImportError:
-        return None
+    """curvlinops' product, as a function of a float64 vector."""
     operator = HessianLinearOperator(net, torch.nn.CrossEntropyLoss(), list(net.parameters()),
                                      [(images, labels)], check_deterministic=False).to_scipy()
     return lambda v: operator @ v
@@ -80,12 +77,10 @@ def main():
     v = np.random.default_rng(1).standard_normal(sum(hessian.sizes))
     ours = median_seconds(lambda: hessian.product(v), 10 * repeats)
     theirs = curvlinops_product(net, images, labels)
-    line = f"product     ours {1000 * ours:.1f} ms"
-    if theirs is not None:
-        theirs(v)  # warm up
-        other = median_seconds(lambda: theirs(v), 10 * repeats)
-        line += f", curvlinops {1000 * other:.1f} ms: {other / ours:.2f}x ours"
-    print(line)
+    theirs(v)  # warm up
+    other = median_seconds(lambda: theirs(v), 10 * repeats)
+    print(f"product     ours {1000 * ours:.1f} ms, curvlinops {1000 * other:.1f} ms: "
+          f"{other / ours:.2f}x ours")
 
     products = eigsh_run(net, images, labels, 1)
     timings = {limit: [] for limit in (1, None)}

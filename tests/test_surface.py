@@ -58,6 +58,21 @@ def test_hessian_products_and_extreme_eigenvalues_equal_the_explicit_hessians(pr
     assert found["loss"] == loss(flat).item()
 
 
+def test_hessian_products_equal_curvlinops(probe):
+    """An independent implementation (curvlinops, through torch.func) on the default network."""
+    from curvlinops import HessianLinearOperator
+
+    images, labels = probe
+    net = measures.network(initial_state([50, 50], 3), [50, 50], "cpu")
+    theirs = HessianLinearOperator(net, torch.nn.CrossEntropyLoss(), list(net.parameters()),
+                                   [(images, labels)], check_deterministic=False).to_scipy()
+    ours = measures.Hessian(net, images, labels)
+    for seed in range(3):
+        v = np.random.default_rng(seed).standard_normal(ours.operator().shape[0])
+        expected = theirs @ v
+        assert np.linalg.norm(ours.product(v) - expected) <= 1e-5 * np.linalg.norm(expected)
+
+
 def test_a_line_starts_and_ends_at_exactly_the_two_ends_losses(probe):
     images, labels = probe
     start, end = initial_state(TINY, 1), initial_state(TINY, 2)
