@@ -45,14 +45,10 @@ def compared_figures(epochs) -> list[str]:
         f"{name}_epoch_{e}" for e in epochs if e > 0 for name in COMPARED_AT_CHECKPOINTS]
 
 
-def words(figure):
-    return WORDS.get(figure, DEFAULT_WORDS)
-
-
 def word(comparison) -> str:
     """faster/slower, higher/lower, no difference, cannot tell (one pair) or no pairs."""
     result = statistics.outcome(comparison)
-    higher, lower = words(comparison["figure"])
+    higher, lower = WORDS.get(comparison["figure"], DEFAULT_WORDS)
     return {"better": higher, "worse": lower, "no detectable difference": "no difference",
             "diverged": "no pairs"}.get(result, result)
 
@@ -131,7 +127,7 @@ def headline(rows, barrier_rows) -> dict:
     escapes faster than momentum 0 and than its control, and whether it ends in momentum 0's
     basin."""
     found = {}
-    for kind in ("vs_zero", "vs_control"):
+    for kind in KINDS:
         found[f"escape_{kind}"] = {momentum_key(r["momentum"]): r["verdict"] for r in rows
                                    if r["figure"] == "escape_steps" and r["family"] == kind}
     found["basin_vs_zero"] = {momentum_key(b["momentum"]): b["verdict"] for b in barrier_rows
