@@ -15,7 +15,7 @@ import pandas as pd
 from ..atomic import write_text
 from ..errors import SweepError
 from ..training import results
-from ..training.arms import Arm
+from ..training.arms import Arm, in_order
 
 METRICS_DIR = Path("metrics")
 EPOCHS_FILE = METRICS_DIR / "epochs.tsv"
@@ -32,10 +32,7 @@ def read_models(models_dir=results.MODELS_DIR) -> pd.DataFrame:
     """The epochs table of every model folder below models/, each checked against its seal."""
     rows = []
     for folder in results.model_folders(models_dir):
-        try:
-            record, timing = results.read_sealed(folder)
-        except results.Damaged as damage:
-            raise SweepError(f"{folder}: {damage}; run `dvc repro train` to rebuild it") from None
+        record, timing = results.read_trained(folder)
         inputs = record["inputs"]
         arm = Arm(**inputs["arm"])
         for quality, cost in zip(record["epochs"], timing["epochs"]):
@@ -67,7 +64,7 @@ def arms_of(table) -> list[Arm]:
     """The arms in a table: listed momenta in increasing order, then their controls."""
     unique = table[["momentum", "lr", "control"]].drop_duplicates()
     found = [Arm(float(r.momentum), float(r.lr), bool(r.control)) for r in unique.itertuples()]
-    return sorted(found, key=lambda arm: (arm.control, arm.momentum))
+    return sorted(found, key=in_order)
 
 
 def final_rows(table) -> pd.DataFrame:

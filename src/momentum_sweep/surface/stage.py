@@ -26,7 +26,7 @@ from ..atomic import check_writable_folder, write_json
 from ..data import splits as data_splits
 from ..errors import SweepError
 from ..training import device as devices, results
-from ..training.arms import Arm, ModelKey
+from ..training.arms import Arm, ModelKey, in_order
 from . import figures, measures, summary
 from .cache import CACHE_DIR, SurfaceCache, weights_digest
 
@@ -37,10 +37,7 @@ class Trained:
     """One model as this stage reads it: its key, record, checkpoints and final weights."""
 
     def __init__(self, folder, epochs):
-        try:
-            self.record, _ = results.read_sealed(folder)
-        except results.Damaged as damage:
-            raise SweepError(f"{folder}: {damage}; run `dvc repro train` to rebuild it") from None
+        self.record, _ = results.read_trained(folder)
         inputs = self.record["inputs"]
         self.key = ModelKey(Arm(**inputs["arm"]), inputs["replicate"])
         self.final = torch.load(folder / "model.pt", weights_only=True)
@@ -57,12 +54,12 @@ def read_models(models_dir, epochs) -> list[Trained]:
     found = [Trained(folder, epochs) for folder in results.model_folders(models_dir)]
     if not found:
         raise SweepError(f"{models_dir}: no trained models; run `dvc repro train`")
-    return sorted(found, key=lambda m: (m.key.arm.control, m.key.arm.momentum, m.key.replicate))
+    return sorted(found, key=lambda m: (*in_order(m.key.arm), m.key.replicate))
 
 
 def arms_of(models) -> list[Arm]:
     """The models' arms: listed momenta in increasing order, then their controls."""
-    return sorted({m.key.arm for m in models}, key=lambda a: (a.control, a.momentum))
+    return sorted({m.key.arm for m in models}, key=in_order)
 
 
 class Measurer:

@@ -80,6 +80,11 @@ def arms(p) -> list[Arm]:
     return listed + controls
 
 
+def in_order(arm) -> tuple:
+    """How arms are listed in tables and figures: momenta in increasing order, then controls."""
+    return (arm.control, arm.momentum)
+
+
 def models(p) -> list[ModelKey]:
     """Every model the parameters ask for, replicate by replicate."""
     return [ModelKey(arm, r) for r in range(p.train.replicates) for arm in arms(p)]

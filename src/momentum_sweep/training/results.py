@@ -23,6 +23,7 @@ import tempfile
 from pathlib import Path
 
 from ..atomic import fsync, json_text, umask
+from ..errors import SweepError
 
 MODELS_DIR = Path("models")
 CACHE_DIR = Path(".model-cache")
@@ -68,6 +69,15 @@ def read_sealed(path):
     except (OSError, ValueError, KeyError, TypeError) as error:
         raise Damaged(f"unreadable ({error})") from None
     return record, timing
+
+
+def read_trained(folder):
+    """(record, timing) of a model folder for a stage that reads models/: a damaged one is a
+    SweepError naming it."""
+    try:
+        return read_sealed(folder)
+    except Damaged as damage:
+        raise SweepError(f"{folder}: {damage}; run `dvc repro train` to rebuild it") from None
 
 
 def _stage_folder(parent: Path, name: str) -> Path:
