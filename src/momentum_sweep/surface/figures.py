@@ -90,6 +90,7 @@ def escape_figure(result, styles):
                           xycoords=("data", "axes fraction"), xytext=(0, 4),
                           textcoords="offset points")
     dots.set_xticks(range(len(arms)), [short(a) for a in arms], rotation=45, ha="right")
+    dots.set_xlim(-0.5, len(arms) - 0.25)  # one slot per arm, however few
     dots.set(ylabel="steps until the loss is below the threshold",
              title="Escape steps (dots: replicates; bar: mean, 95% CI)")
     fig.tight_layout()
@@ -167,6 +168,7 @@ def barriers_figure(result, styles):
                       f"{'0' if row['kind'] == 'vs_zero' else 'control'}: {row['verdict']}")
     ax.axhline(tolerance, color="k", lw=0.8, ls=":", label=f"tolerance {tolerance:g}")
     ax.set_xticks(range(len(labels)), labels, rotation=45, ha="right", fontsize=7)
+    ax.set_xlim(-0.5, len(labels) - 0.25)  # one slot per line kind, however few
     ax.set(ylabel="barrier (probe loss)",
            title="Barriers between final weights (dots: replicates; bar: mean, 95% CI)")
     ax.legend(fontsize=7)
