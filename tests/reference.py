@@ -4,7 +4,7 @@ import math
 
 import torch
 
-from momentum_sweep.data.splits import Split, scaled
+from momentum_sweep.data.splits import Folds, Split, scaled
 from momentum_sweep.training import arms, batches
 from momentum_sweep.training.model import MLP, initial_state
 
@@ -69,16 +69,31 @@ def sgd_of(key, hidden, seed, train, batch_size, epochs):
     """(start, result) for model ``key``: its replicate's initial weights, and torch.optim.SGD's
     result from them over ``epochs`` epochs of its replicate's batch order on ``train``."""
     start = initial_state(list(hidden), arms.replicate_seeds(seed, key.replicate)["init"])
-    orders = batches.BatchOrders([key.replicate], seed, len(train))
+    orders = batches.BatchOrders([key.replicate], seed, [torch.arange(len(train))])
     order = torch.cat([orders.next_epoch()[0] for _ in range(epochs)])
-    return start, sgd(start, hidden, key.arm.sgd_momentum, key.arm.lr, train, order, batch_size)
+    return start, sgd(start, hidden, key.arm.sgd_momentum, key.arm.sgd_lr, train, order,
+                      batch_size)
 
 
 def subset(split, n) -> Split:
     return Split(split.images[:n], split.labels[:n])
 
 
+def folds_of(splits, train=None) -> Folds:
+    """A trainer's input from {"train", "val", "test"} splits: one fixed hold-out, ``train``
+    (default: splits["train"]) to train on."""
+    return Folds.of(splits["train"] if train is None else train, splits["val"], splits["test"])
+
+
 def assert_states_equal(actual, expected):
     assert actual.keys() == expected.keys()
     for name in expected:
         assert torch.equal(actual[name], expected[name]), name
+
+
+def identity_columns(arm, replicate) -> dict:
+    """The identity columns of metrics/epochs.tsv for a model of ``arm`` in ``replicate`` (which
+    validates on fold ``replicate``)."""
+    return {"arm": arm.name, "momentum": arm.momentum, "control": int(arm.control),
+            "lr": arm.lr, "effective_lr": arm.effective_lr, "replicate": replicate,
+            "fold": replicate}

@@ -15,11 +15,13 @@ import subprocess
 from momentum_sweep.training import model, native_kernels, trainer
 from momentum_sweep.training.native_step import NativeTrainer
 
-from reference import assert_states_equal, assert_steps_agree, keys_for, sgd_of, subset
+from reference import (assert_states_equal, assert_steps_agree, folds_of, keys_for, sgd_of,
+                       subset)
 
 
 def native(keys, hidden, train_params, splits, epochs, threads=None, kernels=None):
-    t = NativeTrainer(keys, hidden, train_params.model_copy(update={"epochs": epochs}), splits,
+    t = NativeTrainer(keys, hidden, train_params.model_copy(update={"epochs": epochs}),
+                      folds_of(splits),
                       threads=threads, kernels=kernels)
     figures = [t.train_epoch() for _ in range(epochs)]
     return t, figures
@@ -60,7 +62,8 @@ def test_a_whole_epoch_of_real_mnist_agrees_with_the_pytorch_step_in_distributio
     specs = [(0.0, 0.1, False), (0.5, 0.1, False)]
     keys = keys_for(specs, replicates)
     t_native, _ = native(keys, [50, 50], train_params, splits, epochs=1)
-    t_torch = trainer.TorchTrainer(keys, [50, 50], train_params, splits, torch.device("cpu"))
+    t_torch = trainer.TorchTrainer(keys, [50, 50], train_params, folds_of(splits),
+                                   torch.device("cpu"))
     t_torch.train_epoch()
     figures = {name: np.array(t.evaluate(splits["val"])).reshape(2, len(replicates), len(specs))
                for name, t in (("native", t_native), ("torch", t_torch))}  # [figure, R, arm]
@@ -119,7 +122,7 @@ def test_an_epochs_batches_are_freed_when_it_ends(small_splits):
     until the cyclic garbage collector happened to run, and the train stage grew by a gigabyte."""
     train_params, splits = small_splits
     t = NativeTrainer(keys_for([(0.5, 0.1, False), (0.0, 0.1, False)]), [50, 50],
-                      train_params.model_copy(update={"epochs": 3}), splits)
+                      train_params.model_copy(update={"epochs": 3}), folds_of(splits))
     gc.disable()
     try:
         t.train_epoch()
@@ -137,7 +140,7 @@ def test_the_kernels_vector_rows_start_on_cache_lines(small_splits):
     """numpy aligns small arrays to 16 bytes only; then half the kernels' 32-byte vector loads
     straddle two cache lines, about 10% slower (results are the same)."""
     train_params, splits = small_splits
-    t = NativeTrainer(keys_for([(0.5, 0.1, False)]), [50, 30], train_params, splits)
+    t = NativeTrainer(keys_for([(0.5, 0.1, False)]), [50, 30], train_params, folds_of(splits))
     m = t.models[0]
     arrays = {name: getattr(m, name) for name in ("w1", "v1", "W", "V", "Wt", "hs")}
     assert {name: a.ctypes.data % 64 for name, a in arrays.items()} == dict.fromkeys(arrays, 0)
@@ -181,7 +184,8 @@ def test_step_losses_are_each_batchs_loss_before_its_step(small_splits):
     assert step_losses.shape == (2, -(-len(splits["train"]) // train_params.batch_size))
     for k in range(2):
         assert step_losses[k].sum() / len(splits["train"]) == pytest.approx(loss[k], rel=1e-12)
-    reference = trainer.TorchTrainer(keys, [50, 50], train_params, splits, torch.device("cpu"))
+    reference = trainer.TorchTrainer(keys, [50, 50], train_params, folds_of(splits),
+                                   torch.device("cpu"))
     first = reference.train_epoch()[2][:, 0]
     assert step_losses[:, 0] == pytest.approx(first, rel=1e-5)
     assert step_losses[0, 0] == step_losses[1, 0]  # same weights, same batch: same loss

@@ -1,6 +1,7 @@
 """Bad parameters fail before any work, with a message naming the key; good ones parse."""
 
 import math
+import re
 
 import pytest
 
@@ -29,6 +30,15 @@ BAD = [  # (key path, bad value, words the message must hold besides the key)
     ("train.lr", 1.0e308, "too large"),
     ("train.lr", 1e-300, "rounds to 0 in float32"),
     ("train.lr", 1e-40, "a subnormal"),
+    ("train.lr", [], "the list is empty; list at least one learning rate"),
+    ("train.lr", [0.1, 0.05, 0.1], "[0.1] listed more than once"),
+    ("train.lr", [0.1, 0.1 + 1e-12], "equal in float32"),
+    ("train.lr", [0.05, -0.1], "-0.1: each learning rate must be greater than 0"),
+    ("train.lr", [0.05, 1e-46], "1e-46 is too small: it rounds to 0 in float32"),
+    ("train.lr", [0.05, True], "True is not a valid number"),
+    ("train.lr", [0.05, float("nan")], "must be greater than 0"),
+    ("train.cross_validation", "yes", "valid boolean"),
+    ("train.validation_size", 40_000, "cross-validation needs at least 2"),
     ("train.batch_size", 0, "greater than or equal to 1"),
     ("train.batch_size", 2.5, "valid integer"),
     ("train.batch_size", 60_000, "at most"),
@@ -110,7 +120,7 @@ def test_missing_file(tmp_path):
 
 def test_numbers_are_read_as_yaml_1_2_like_dvc(tmp_path):
     # `dvc exp run -S train.lr=0.00001` writes 1e-05: a string in YAML 1.1, a number in 1.2.
-    text = (ROOT / "params.yaml").read_text().replace("lr: 0.1\n", "lr: 1e-05\n")
+    text = re.sub(r"\blr: 0\.1\b", "lr: 1e-05", (ROOT / "params.yaml").read_text(), count=1)
     (tmp_path / "params.yaml").write_text(text)
     assert params.load(tmp_path / "params.yaml").train.lr == 1e-05
 
@@ -150,3 +160,9 @@ def test_the_final_checkpoint_follows_train_epochs():
     assert params.parse(raw).train.checkpoint_epochs == [0, 1, 3]
     raw["train"]["checkpoints"] = ["final", 2]
     assert params.parse(raw).train.checkpoint_epochs == [2, 3]
+
+
+def test_the_learning_rate_is_a_list_or_one_number_as_momentum_is():
+    assert params.parse(with_change("train.lr", [0.05, 0.1])).train.lrs == [0.05, 0.1]
+    one = params.parse(with_change("train.lr", 0.05)).train
+    assert one.lr == 0.05 and one.lrs == [0.05]

@@ -10,25 +10,28 @@ import pandas as pd
 import pytest
 
 from momentum_sweep.analysis import metrics, plots, summarize
+from momentum_sweep.training.arms import Arm, control_of
+
+from reference import identity_columns
 
 
-def synthetic_epochs(momenta, replicates=3, epochs=4, diverged=None, controls=True):
+def synthetic_epochs(momenta, replicates=3, epochs=4, diverged=None, controls=True, lrs=(0.1,)):
     """An epochs table as the summarize stage writes it; ``diverged`` (a momentum) stops in
     epoch 2 of replicate 0."""
     rng = np.random.default_rng(0)
     rows = []
-    arms = [(m, False) for m in momenta] + [(m, True) for m in momenta if controls and m > 0]
-    for i, (m, control) in enumerate(arms):
+    arms = [Arm(m, lr) for lr in lrs for m in momenta]
+    arms += [Arm(a.momentum, a.lr, True) for a in arms if controls and a.momentum > 0
+             and control_of(a, arms) is None]
+    for i, arm in enumerate(arms):
+        m, control = arm.momentum, arm.control
         for r in range(replicates):
             for epoch in range(1, epochs + 1):
                 if m == diverged and not control and r == 0 and epoch > 2:
                     break
                 blown = m == diverged and not control and r == 0 and epoch == 2
                 value = None if blown else 0.9 + epoch / 100 + rng.normal(0, 0.003)
-                rows.append({"arm": f"{'control' if control else 'momentum'}_{m!r}",
-                             "momentum": m, "control": int(control),
-                             "lr": 0.1 / (1 - m) if control else 0.1, "replicate": r,
-                             "epoch": epoch, "train_loss": None if blown else 1 / (epoch + i),
+                rows.append({**identity_columns(arm, r), "epoch": epoch, "train_loss": None if blown else 1 / (epoch + i),
                              "train_accuracy": value, "val_loss": None if blown else 0.2,
                              "val_accuracy": value, "test_loss": None if blown else 0.2,
                              "test_accuracy": value, "diverged": int(blown),
@@ -37,13 +40,14 @@ def synthetic_epochs(momenta, replicates=3, epochs=4, diverged=None, controls=Tr
     return pd.DataFrame(rows, columns=metrics.COLUMNS)
 
 
-@pytest.mark.parametrize("momenta, diverged", [
-    ([0.4], None),
-    ([round(0.1 * i, 1) for i in range(7)], None),
-    ([0.0, 0.5, 0.99], 0.99),
+@pytest.mark.parametrize("momenta, diverged, lrs", [
+    ([0.4], None, (0.1,)),
+    ([round(0.1 * i, 1) for i in range(7)], None, (0.1,)),
+    ([0.0, 0.5, 0.99], 0.99, (0.1,)),
+    ([0.0, 0.5], None, (0.05, 0.1, 0.2)),
 ])
-def test_every_figure_renders_with_one_curve_and_band_per_arm(tmp_path, momenta, diverged):
-    table = synthetic_epochs(momenta, diverged=diverged)
+def test_every_figure_renders_with_one_curve_and_band_per_arm(tmp_path, momenta, diverged, lrs):
+    table = synthetic_epochs(momenta, diverged=diverged, lrs=lrs)
     metrics.write_tsv(table, tmp_path / "epochs.tsv")
     (tmp_path / "summary.json").write_text(json.dumps(summarize.summary(table)))
     with warnings.catch_warnings():
@@ -57,11 +61,11 @@ def test_every_figure_renders_with_one_curve_and_band_per_arm(tmp_path, momenta,
     fig = plots.curves_figure(read, plots.CURVES["accuracy"], plots.momentum_styles(momenta))
     panels = plots.curve_panels(read)
     assert len(fig.axes) == 2 * len(panels)
-    for ax, arms in zip(fig.axes, panels):  # first row: validation accuracy
+    for ax, panel in zip(fig.axes, panels):  # first row: validation accuracy
         lines = [line for line in ax.get_lines() if line.get_label()[0] in "mc"]
-        assert len(lines) == len(arms) and len(ax.collections) == len(arms)  # one band each
-        for line, arm in zip(lines, arms):
-            assert (line.get_linestyle() == "--") == arm.control
+        assert len(lines) == len(panel) and len(ax.collections) == len(panel)  # one band each
+        for line, (arm, role) in zip(lines, panel):
+            assert (line.get_linestyle() == "--") == (role == "control")
             expected = read[read["arm"] == arm.name].groupby("epoch")["val_accuracy"].mean()
             assert np.allclose(line.get_ydata(), expected.dropna())
     crosses = [line for ax in fig.axes for line in ax.get_lines() if line.get_marker() == "x"]

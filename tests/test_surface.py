@@ -120,7 +120,7 @@ def planted_model(key, escape, lambda_max, epochs=(0, 1)):
 def test_escape_verdicts_and_never_escaped_on_planted_measurements():
     """Momentum 0.5 escapes 40 steps sooner than momentum 0 in every replicate but one model
     never escapes; its control is as fast as it (on average)."""
-    zero, half, control = Arm(0.0, 0.1), Arm(0.5, 0.1), Arm(0.5, 0.2, control=True)
+    zero, half, control = Arm(0.0, 0.1), Arm(0.5, 0.1), Arm(0.5, 0.1, control=True)
     measured = []
     for r in range(6):
         measured += [planted_model(ModelKey(zero, r), 200 + 10 * r, 1.0),
@@ -129,7 +129,7 @@ def test_escape_verdicts_and_never_escaped_on_planted_measurements():
     found = summary.summary(measured, [], [zero, half, control], [0, 1], 0.05)
     assert found["escape_vs_zero"] == {"0p5": "faster"}
     assert found["escape_vs_control"] == {"0p5": "no difference"}
-    entry = next(a for a in found["arms"] if a["arm"] == "momentum_0.5")
+    entry = next(a for a in found["arms"] if a["arm"] == "momentum_0.5_lr_0.1")
     assert entry["escape_steps"]["mean"] == np.mean([160, 170, 180, 190, 200])
     assert entry["never_escaped"] == 1 and entry["escape_steps"]["n"] == 5
     row = next(c for c in found["comparisons"] if c["figure"] == "escape_steps"
@@ -158,6 +158,6 @@ def test_comparisons_are_holm_adjusted_per_figure_and_reference():
     ([0.01], "cannot tell"),
 ])
 def test_barrier_verdicts_follow_the_rule(barriers, verdict):
-    lines = [{"kind": "vs_zero", "momentum": 0.5, "barrier": b} for b in barriers]
+    lines = [{"kind": "vs_zero", "momentum": 0.5, "lr": 0.1, "barrier": b} for b in barriers]
     [row] = summary.barriers(lines, tolerance=0.05)
     assert row["verdict"] == verdict and row["replicates"] == len(barriers)

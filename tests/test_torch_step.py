@@ -6,7 +6,7 @@ import torch
 from momentum_sweep.training import model, trainer
 from momentum_sweep.training.torch_step import TorchStep, neg_onehot, with_ones
 
-from reference import assert_states_equal, assert_steps_agree, keys_for, sgd, subset
+from reference import assert_states_equal, assert_steps_agree, folds_of, keys_for, sgd, subset
 
 # (momentum, lr) per model, in two replicate groups that see different batches.
 MODELS = [(0.0, 0.1), (0.5, 0.1), (0.9, 0.05), (0.0, 0.2), (0.4, 0.3)]
@@ -34,7 +34,8 @@ def test_steps_agree_with_torch_optim_sgd(small_splits, hidden):
 def train_torch(keys, splits_and_params, epochs=2):
     train_params, splits = splits_and_params
     train_params = train_params.model_copy(update={"epochs": epochs})
-    t = trainer.TorchTrainer(keys, [50, 50], train_params, splits, torch.device("cpu"))
+    t = trainer.TorchTrainer(keys, [50, 50], train_params, folds_of(splits),
+                             torch.device("cpu"))
     for _ in range(epochs):
         t.train_epoch()
     return t
@@ -74,7 +75,7 @@ def test_saved_state_holds_only_this_model():
 
 def test_training_figures_are_epoch_means_not_the_last_batch(small_splits):
     train_params, splits = small_splits
-    t = trainer.TorchTrainer(keys_for([(0.0, 0.1)]), [50, 50], train_params, splits,
+    t = trainer.TorchTrainer(keys_for([(0.0, 0.1)]), [50, 50], train_params, folds_of(splits),
                              torch.device("cpu"))
     loss, accuracy, step_losses = t.train_epoch()
     assert 0.3 < accuracy[0] < 0.99 and 0.05 < loss[0] < 2.3  # the notebook's "accuracy" was 1.0

@@ -54,7 +54,7 @@ class ModelParams(Section):
 
 
 class TrainParams(Section):
-    lr: Positive
+    lr: Union[float, list[float]]
     batch_size: Count
     epochs: Count
     replicates: Annotated[int, Field(ge=1, le=10_000)]
@@ -66,6 +66,23 @@ class TrainParams(Section):
     init_scale: Positive
     checkpoints: list[Union[Annotated[int, Field(ge=0)], Literal["final"]]]
     loss_every: Count
+    cross_validation: bool
+
+    @field_validator("lr", mode="plain")
+    @classmethod
+    def _lrs(cls, value):
+        return one_or_list(value, _lr, "learning rate")
+
+    @property
+    def lrs(self) -> list[float]:
+        """The learning rates, always as a list of floats, in the order given."""
+        return list(self.lr) if isinstance(self.lr, list) else [self.lr]
+
+    @property
+    def folds(self) -> int:
+        """How many validation folds of validation_size images the used images hold when
+        cross-validating; 1 (the one fixed hold-out) when not."""
+        return self.images_used // self.validation_size if self.cross_validation else 1
 
     @field_validator("checkpoints")
     @classmethod
@@ -79,20 +96,6 @@ class TrainParams(Section):
     def checkpoint_epochs(self) -> list[int]:
         """train.checkpoints as epoch numbers, ascending ("final" is train.epochs)."""
         return sorted({self.epochs if e == "final" else e for e in self.checkpoints})
-
-    @field_validator("lr")
-    @classmethod
-    def _float32(cls, value):
-        if not fits_float32(value):
-            raise ValueError(f"too large: training runs in float32, whose largest value is "
-                             f"{FLOAT32_MAX:.4g}")
-        # A control's lr, lr/(1 - momentum), is never smaller: this check covers it too.
-        rounded = float(np.float32(value))
-        if abs(rounded) < FLOAT32_TINY:
-            became = "0" if rounded == 0 else f"{rounded:.4g}, a subnormal that has lost precision"
-            raise ValueError(f"too small: it rounds to {became} in float32, the precision "
-                             f"training uses; the smallest allowed is {FLOAT32_TINY:.4g}")
-        return value
 
     @property
     def images_used(self) -> int:
@@ -132,6 +135,39 @@ class LossSurfaceParams(Section):
     lanczos_maxiter: Count
 
 
+def one_or_list(value, check, what):
+    """A number or a non-empty list of distinct numbers, each passed through ``check``; two
+    values that are equal in float32 (the precision training uses) are the same value."""
+    values = value if isinstance(value, list) else [value]
+    if not values:
+        raise ValueError(f"the list is empty; list at least one {what}")
+    checked = [check(v) for v in values]
+    rounded = [np.float32(v) for v in checked]
+    duplicates = sorted({v for v, r in zip(checked, rounded) if rounded.count(r) > 1})
+    if duplicates:
+        raise ValueError(f"{duplicates} listed more than once (equal in float32, the precision "
+                         f"training uses); list each {what} once")
+    return checked if isinstance(value, list) else checked[0]
+
+
+def _lr(value) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise ValueError(f"{value!r} is not a valid number: each learning rate is a number > 0 "
+                         f"(a list of them, or one)")
+    if not value > 0:
+        raise ValueError(f"{value!r}: each learning rate must be greater than 0")
+    if not fits_float32(value):
+        raise ValueError(f"{value!r} is too large: training runs in float32, whose largest "
+                         f"value is {FLOAT32_MAX:.4g}")
+    # A control's lr, lr/(1 - momentum), is never smaller: this check covers it too.
+    rounded = float(np.float32(value))
+    if rounded < FLOAT32_TINY:
+        became = "0" if rounded == 0 else f"{rounded:.4g}, a subnormal that has lost precision"
+        raise ValueError(f"{value!r} is too small: it rounds to {became} in float32, the "
+                         f"precision training uses; the smallest allowed is {FLOAT32_TINY:.4g}")
+    return float(value)
+
+
 def _momentum(value) -> float:
     if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value < 1:
         raise ValueError(f"{value!r} is not allowed: each momentum is a number with "
@@ -153,14 +189,7 @@ class Params(Section):
     @field_validator("momentum", mode="plain")
     @classmethod
     def _momenta(cls, value):
-        values = value if isinstance(value, list) else [value]
-        if not values:
-            raise ValueError("the list is empty; list at least one momentum")
-        momenta = [_momentum(m) for m in values]
-        duplicates = sorted({m for m in momenta if momenta.count(m) > 1})
-        if duplicates:
-            raise ValueError(f"{duplicates} listed more than once; list each momentum once")
-        return momenta if isinstance(value, list) else momenta[0]
+        return one_or_list(value, _momentum, "momentum")
 
     @property
     def momenta(self) -> list[float]:
@@ -186,12 +215,18 @@ class Params(Section):
             raise SweepError(f"{source}: surface.probe_size = {self.surface.probe_size}: larger "
                              f"than the {t.train_size} training images; it must be at most "
                              f"{t.train_size}")
+        if t.cross_validation and t.folds < 2:
+            raise SweepError(f"{source}: train.cross_validation = true with "
+                             f"train.validation_size = {t.validation_size}: {t.images_used} images "
+                             f"hold only one fold of that size; cross-validation needs at least "
+                             f"2 (validation_size at most {t.images_used // 2}), or set "
+                             f"train.cross_validation: false")
         if t.lr_control:
-            for m in self.momenta:
-                if not fits_float32(t.lr / (1 - m)):
+            for lr, m in ((lr, m) for lr in t.lrs for m in self.momenta):
+                if not fits_float32(lr / (1 - m)):
                     raise SweepError(
-                        f"{source}: train.lr = {t.lr!r} with momentum {m!r}: the control's "
-                        f"learning rate lr/(1-momentum) = {t.lr / (1 - m):.4g} is too large for "
+                        f"{source}: train.lr = {lr!r} with momentum {m!r}: the control's "
+                        f"learning rate lr/(1-momentum) = {lr / (1 - m):.4g} is too large for "
                         f"float32 (at most {FLOAT32_MAX:.4g}); lower train.lr or that momentum, "
                         f"or set train.lr_control: false")
 

@@ -1,8 +1,9 @@
 """metrics/epochs.tsv: one row per (arm, replicate, epoch), in long format for DVC's plots.
 
-Columns: ``arm`` (its folder name: momentum_0.4, control_0.4), ``momentum`` (the listed
-momentum the arm is about), ``control`` (1 for plain SGD at lr/(1 - momentum)), ``lr``,
-``replicate``, ``epoch``, the losses and accuracies (fractions), ``diverged`` (1 in the epoch in
+Columns: ``arm`` (its folder name: momentum_0.4_lr_0.1, control_0.4_lr_0.1), ``momentum`` and
+``lr`` (the listed pair the arm is about), ``control`` (1 for plain SGD at lr/(1 - momentum)),
+``effective_lr`` (lr/(1 - momentum), the same for an arm and its control), ``replicate``,
+``fold`` (the validation fold it held out), ``epoch``, the losses and accuracies (fractions), ``diverged`` (1 in the epoch in
 which a model's loss stopped being finite; its figures are then empty), and the cost of the pass
 that trained the model (seconds, samples per second, models in the pass, peak memory).
 """
@@ -21,7 +22,7 @@ METRICS_DIR = Path("metrics")
 EPOCHS_FILE = METRICS_DIR / "epochs.tsv"
 SUMMARY_FILE = METRICS_DIR / "summary.json"
 
-IDENTITY = ["arm", "momentum", "control", "lr", "replicate"]
+IDENTITY = ["arm", "momentum", "control", "lr", "effective_lr", "replicate", "fold"]
 QUALITY = results.QUALITY
 COST = ["epoch_seconds", "samples_per_second", "models_in_pass", "cpu_peak_rss_mib",
         "cuda_peak_allocated_mib", "cuda_peak_reserved_mib"]
@@ -37,14 +38,16 @@ def read_models(models_dir=results.MODELS_DIR) -> pd.DataFrame:
         arm = Arm(**inputs["arm"])
         for quality, cost in zip(record["epochs"], timing["epochs"]):
             rows.append({"arm": arm.name, "momentum": arm.momentum, "control": int(arm.control),
-                         "lr": arm.lr, "replicate": inputs["replicate"], **quality, **cost,
+                         "lr": arm.lr, "effective_lr": arm.effective_lr,
+                         "replicate": inputs["replicate"], "fold": inputs["fold"],
+                         **quality, **cost,
                          "models_in_pass": timing["models_in_pass"],
                          "diverged": int(record["diverged_epoch"] == quality["epoch"])})
     if not rows:
         raise SweepError(f"{models_dir}: no trained models; run `dvc repro train`")
     table = pd.DataFrame(rows, columns=COLUMNS)
-    return table.sort_values(["control", "momentum", "replicate", "epoch"], kind="stable",
-                             ignore_index=True)
+    return table.sort_values(["control", "lr", "momentum", "replicate", "epoch"],
+                             kind="stable", ignore_index=True)
 
 
 def write_tsv(table, path):
@@ -61,7 +64,7 @@ def read_epochs(path=EPOCHS_FILE) -> pd.DataFrame:
 
 
 def arms_of(table) -> list[Arm]:
-    """The arms in a table: listed momenta in increasing order, then their controls."""
+    """The arms in a table, in order (``in_order``)."""
     unique = table[["momentum", "lr", "control"]].drop_duplicates()
     found = [Arm(float(r.momentum), float(r.lr), bool(r.control)) for r in unique.itertuples()]
     return sorted(found, key=in_order)

@@ -109,6 +109,12 @@ def outcome(comparison) -> str:
     return "no detectable difference"
 
 
+def short_outcome(comparison) -> str:
+    """``outcome`` as a table cell: better, worse, no difference, cannot tell, diverged."""
+    found = outcome(comparison)
+    return "no difference" if found == "no detectable difference" else found
+
+
 def verdict(comparison, against) -> str:
     """A comparison's result in a sentence, following VERDICT_RULE."""
     result, difference = outcome(comparison), comparison["mean_difference"]

@@ -16,7 +16,7 @@ import numpy as np
 
 from ..analysis import statistics
 from ..analysis.figures import PLOTS_DIR, momentum_styles, plt, save
-from ..training.arms import Arm, momentum_name
+from ..training.arms import Arm, in_order, momentum_name
 
 NAMES = ["surface_escape", "surface_curvature", "surface_lines", "surface_barriers"]
 CURVATURE_PANELS = [("lambda_max", "largest Hessian eigenvalue"),
@@ -98,7 +98,8 @@ def escape_figure(result, styles):
 
 
 def short(arm) -> str:
-    return f"{'control' if arm.control else 'momentum'} {momentum_name(arm.momentum)}"
+    return (f"{'control' if arm.control else 'momentum'} {momentum_name(arm.momentum)}, "
+            f"lr {arm.lr:g}")
 
 
 def curvature_figure(result, styles):
@@ -140,9 +141,9 @@ def lines_figure(result, styles):
         grouped = {}
         for line in result["lines"]:
             if line["kind"] == kind and line["losses"] is not None:
-                grouped.setdefault(line["momentum"], []).append(line["losses"])
-        for momentum, rows in sorted(grouped.items()):
-            draw_curve(ax, a, rows, Arm(momentum, 0.0), styles, f"momentum {momentum:g}")
+                grouped.setdefault(Arm(line["momentum"], line["lr"]), []).append(line["losses"])
+        for arm, rows in sorted(grouped.items(), key=lambda g: in_order(g[0])):
+            draw_curve(ax, a, rows, arm, styles, short(arm))
         ax.set(title=f"Between final weights:\nmomentum (a = 0) to {title} (a = 1)", xlabel="a",
                yscale="log")
         if grouped:
@@ -160,11 +161,12 @@ def barriers_figure(result, styles):
     labels = []
     for i, row in enumerate(result["barriers"]):
         values = [line["barrier"] for line in result["lines"]
-                  if line["kind"] == row["kind"] and line["momentum"] == row["momentum"]]
+                  if (line["kind"], line["momentum"], line["lr"])
+                  == (row["kind"], row["momentum"], row["lr"])]
         colour, marker = styles[row["momentum"]]
         dots_and_interval(ax, i, values, row["barrier"], colour, marker,
                           hollow=row["kind"] == "vs_control")
-        labels.append(f"{momentum_name(row['momentum'])} vs "
+        labels.append(f"{short(Arm(row['momentum'], row['lr']))} vs "
                       f"{'0' if row['kind'] == 'vs_zero' else 'control'}: {row['verdict']}")
     ax.axhline(tolerance, color="k", lw=0.8, ls=":", label=f"tolerance {tolerance:g}")
     ax.set_xticks(range(len(labels)), labels, rotation=45, ha="right", fontsize=7)

@@ -9,7 +9,8 @@ For every model in models/ (its checkpoints, final weights and fine training-los
 and, per replicate, the lines between each momentum's final weights and momentum 0's, and its
 control's (the barrier between them: one basin, or separate minima?).
 
-All on the probe: surface.probe_size training images, recorded in the output. Writes
+All on the probe: surface.probe_size training images of the fold the model validates on (so
+never its validation images), recorded in the output. Writes
 metrics/surface.json (``summary``) and plots/surface_*.png (``figures``). Measurements are reused
 by ``cache``. It reads what `train` wrote and never imports the trainer.
 """
@@ -26,7 +27,7 @@ from ..atomic import check_writable_folder, write_json
 from ..data import splits as data_splits
 from ..errors import SweepError
 from ..training import device as devices, results
-from ..training.arms import Arm, ModelKey, in_order
+from ..training.arms import Arm, ModelKey, in_order, pairs
 from . import figures, measures, summary
 from .cache import CACHE_DIR, SurfaceCache, weights_digest
 
@@ -40,6 +41,7 @@ class Trained:
         self.record, _ = results.read_trained(folder)
         inputs = self.record["inputs"]
         self.key = ModelKey(Arm(**inputs["arm"]), inputs["replicate"])
+        self.fold = inputs["fold"]
         self.final = torch.load(folder / "model.pt", weights_only=True)
         self.checkpoints = torch.load(folder / "checkpoints.pt", weights_only=True)
         missing = [e for e in (0, *epochs) if e not in self.checkpoints]
@@ -82,7 +84,7 @@ class Measurer:
                                                        "maxiter": self.s.lanczos_maxiter},
                                compute)
         found = found or dict.fromkeys(["lambda_max", "lambda_min", "grad_norm", "loss"])
-        threshold = (2 + 2 * arm.sgd_momentum) / arm.lr
+        threshold = (2 + 2 * arm.sgd_momentum) / arm.sgd_lr
         high, low = found["lambda_max"], found["lambda_min"]
         return {**found, "ratio": None if high is None or low is None else low / high,
                 "threshold": threshold,
@@ -100,12 +102,14 @@ class Measurer:
 
 def measure_model(model, measurer, p, epochs) -> dict:
     arm = model.key.arm
+    measurer = measurer[model.fold]
     fine = model.record["fine_train_loss"]
     losses = measurer.line(model.checkpoints[0], model.final,
                            [model.digests[0], model.digests["final"]])
     return {
         "model": model.key.name, "arm": arm.name, "momentum": arm.momentum, "lr": arm.lr,
-        "control": arm.control, "replicate": model.key.replicate,
+        "sgd_lr": arm.sgd_lr, "control": arm.control, "replicate": model.key.replicate,
+        "fold": model.fold,
         "escape_steps": measures.escape_step(fine["loss"], fine["every"], p.surface.escape_loss),
         "train_loss_every": fine["every"],
         "curvature": [{"epoch": e, **measurer.curvature(model.checkpoints[e], model.digests[e],
@@ -116,22 +120,23 @@ def measure_model(model, measurer, p, epochs) -> dict:
     }
 
 
-def between_finals(models, measurer) -> list:
+def between_finals(models, measurers) -> list:
     """The lines between final weights, per replicate: each momentum and momentum 0, and each
-    momentum and its control."""
+    momentum and its control (on the probe of the replicate's fold)."""
     by_arm = {(m.key.arm, m.key.replicate): m for m in models}
     arms = arms_of(models)
     replicates = sorted({m.key.replicate for m in models})
     found = []
-    for kind, compared in summary.pairs(arms).items():
+    for kind, compared in pairs(arms).items():
         for arm, other in compared:
             for r in replicates:
                 if (arm, r) not in by_arm or (other, r) not in by_arm:
                     continue
                 model, partner = by_arm[(arm, r)], by_arm[(other, r)]
-                losses = measurer.line(model.final, partner.final,
+                losses = measurers[model.fold].line(model.final, partner.final,
                                        [model.digests["final"], partner.digests["final"]])
-                found.append({"kind": kind, "momentum": arm.momentum, "replicate": r,
+                found.append({"kind": kind, "momentum": arm.momentum, "lr": arm.lr,
+                              "replicate": r,
                               "model": model.key.name, "other": partner.key.name,
                               "losses": losses,
                               "barrier": None if losses is None else measures.barrier(losses)})
@@ -159,36 +164,41 @@ def run(p, models_dir=results.MODELS_DIR, metrics_dir=METRICS_DIR, plots_dir=fig
     epochs = p.train.checkpoint_epochs
     models = read_models(models_dir, epochs)
     device = devices.resolve(p.train.device)
-    indices = data_splits.probe_indices(p.train, p.surface.probe_size)
-    probe = data_splits.load_probe(indices, device)
-    cache = SurfaceCache({"probe": indices, "torch": torch.version.__version__,
-                          "device_type": device.type,
-                          # the code that computes a measurement, not the figures' or the
-                          # statistics': editing those reuses every measurement
-                          "code": sources.digest(sources.files(measures.__name__))},
-                         cache_dir)
-    measurer = Measurer(p, probe, device, cache)
-    print(f"surface: {len(models)} model(s), probe of {len(indices)} training images, "
-          f"curvature at epoch(s) {epochs}, on {devices.describe(device)}", flush=True)
-    measured = [(m.key, measure_model(m, measurer, p, epochs))
+    common = {"torch": torch.version.__version__, "device_type": device.type,
+              # the code that computes a measurement, not the figures' or the statistics':
+              # editing those reuses every measurement
+              "code": sources.digest(sources.files(measures.__name__))}
+    indices = {fold: data_splits.probe_indices(p.train, p.surface.probe_size, fold)
+               for fold in sorted({m.fold for m in models})}
+    caches = {fold: SurfaceCache({"probe": probe, **common}, cache_dir)
+              for fold, probe in indices.items()}
+    measurers = {fold: Measurer(p, data_splits.load_probe(probe, device), device, caches[fold])
+                 for fold, probe in indices.items()}
+    print(f"surface: {len(models)} model(s), probe of {p.surface.probe_size} training images "
+          f"per fold ({len(indices)} fold(s)), curvature at epoch(s) {epochs}, on "
+          f"{devices.describe(device)}", flush=True)
+    measured = [(m.key, measure_model(m, measurers, p, epochs))
                 for m in tqdm(models, desc="surface", unit="model", file=sys.stderr,
                               mininterval=2)]
     shown = early_points([m for _, m in measured], p.train)
     for model, (_, found) in zip(models, measured):
         found["early_train_loss"] = model.record["fine_train_loss"]["loss"][:shown]
-    lines = between_finals(models, measurer)
+    lines = between_finals(models, measurers)
     result = summary.summary(measured, lines, arms_of(models), epochs,
                              p.surface.barrier_tolerance)
     result["settings"] = {"surface": p.surface.model_dump(), "init_scale": p.train.init_scale,
                           "checkpoint_epochs": epochs}
-    result["probe"] = {"rule": "surface.probe_size training images (never validation or test), "
-                               "drawn with train.seed; indices into MNIST's 60,000 training "
-                               "images", "mnist_train_indices": indices}
+    result["probe"] = {"rule": "per fold: surface.probe_size training images of the models that "
+                               "validate on it (never their validation or test images), drawn "
+                               "with train.seed; indices into MNIST's 60,000 training images",
+                       "mnist_train_indices": {str(f): i for f, i in indices.items()}}
     result["models"] = [m for _, m in measured]
     result["lines"] = lines
     write_json(metrics_dir / SURFACE_FILE.name, result)
     figures.draw(result, plots_dir)
-    print(f"surface: {cache.computed} measurement(s) computed, {cache.reused} reused, "
+    computed = sum(c.computed for c in caches.values())
+    reused = sum(c.reused for c in caches.values())
+    print(f"surface: {computed} measurement(s) computed, {reused} reused, "
           f"{time.perf_counter() - started:.1f} s", flush=True)
     for kind in ("escape_vs_zero", "escape_vs_control", "basin_vs_zero"):
         print(f"  {kind}: " + ", ".join(f"{k}: {v}" for k, v in result[kind].items()), flush=True)

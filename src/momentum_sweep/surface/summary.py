@@ -6,7 +6,7 @@ Every model contributes one value per figure (``FIGURES``, ``figures_of``); a mo
 (it never escaped, or diverged) is counted, not dropped, and left out of means and pairs.
 """
 
-from ..training.arms import momentum_key
+from ..training.arms import Arm, pair_key, pairs, several_lrs
 from ..analysis import statistics
 
 # Figure -> (word for a higher value, word for a lower one).
@@ -68,14 +68,6 @@ def arm_entry(arm, values_by_replicate) -> dict:
 KINDS = ("vs_zero", "vs_control")
 
 
-def pairs(arms) -> dict:
-    """{kind: [(arm, reference)]}: each momentum against momentum 0, and against its control."""
-    listed = {a.momentum: a for a in arms if not a.control}
-    controls = {a.momentum: a for a in arms if a.control}
-    return {"vs_zero": [(a, listed[0.0]) for m, a in listed.items() if m != 0.0 and 0.0 in listed],
-            "vs_control": [(a, controls[m]) for m, a in listed.items() if m in controls]}
-
-
 def comparisons(values, arms, epochs) -> list:
     """``values``: {arm: {replicate: figures}}. One row per (figure, kind, momentum)."""
     rows = []
@@ -87,7 +79,8 @@ def comparisons(values, arms, epochs) -> list:
                 result = statistics.paired([values[arm][r][figure] for r in shared],
                                            [values[other][r][figure] for r in shared])
                 family.append({"figure": figure, "family": kind, "arm": arm.name,
-                               "momentum": arm.momentum, "against": other.name, **result})
+                               "momentum": arm.momentum, "lr": arm.lr, "against": other.name,
+                               **result})
             for row, adjusted in zip(family, statistics.holm([r["p"] for r in family])):
                 row["p_holm"] = adjusted
                 row["verdict"] = word(row)
@@ -107,30 +100,34 @@ def barrier_verdict(description, tolerance) -> str:
 
 
 def barriers(lines, tolerance) -> list:
-    """Per (kind, momentum): the barriers of its replicates' lines, described, with a verdict."""
+    """Per (kind, arm): the barriers of its replicates' lines, described, with a verdict."""
     grouped = {}
     for line in lines:
-        grouped.setdefault((line["kind"], line["momentum"]), []).append(line["barrier"])
+        grouped.setdefault((line["kind"], line["lr"], line["momentum"]), []).append(
+            line["barrier"])
     rows = []
     order = list(KINDS)
-    for (kind, momentum), found in sorted(grouped.items(), key=lambda g: (order.index(g[0][0]),
-                                                                          g[0][1])):
+    for (kind, lr, momentum), found in sorted(grouped.items(),
+                                              key=lambda g: (order.index(g[0][0]), *g[0][1:])):
         description = statistics.describe(found)
-        rows.append({"kind": kind, "momentum": momentum, "replicates": len(found),
+        rows.append({"kind": kind, "momentum": momentum, "lr": lr, "replicates": len(found),
                      "barrier": description,
                      "verdict": barrier_verdict(description, tolerance)})
     return rows
 
 
-def headline(rows, barrier_rows) -> dict:
-    """What `dvc metrics show` leads with, a word or two per listed momentum: whether it
-    escapes faster than momentum 0 and than its control, and whether it ends in momentum 0's
-    basin."""
+def headline(rows, barrier_rows, several) -> dict:
+    """What `dvc metrics show` leads with, a word or two per listed pair (keyed by its momentum,
+    and its lr when ``several`` are listed): whether it escapes faster than momentum 0 and than
+    its control, and whether it ends in momentum 0's basin."""
+    def key(row):
+        return pair_key(Arm(row["momentum"], row["lr"]), several)
+
     found = {}
     for kind in KINDS:
-        found[f"escape_{kind}"] = {momentum_key(r["momentum"]): r["verdict"] for r in rows
+        found[f"escape_{kind}"] = {key(r): r["verdict"] for r in rows
                                    if r["figure"] == "escape_steps" and r["family"] == kind}
-    found["basin_vs_zero"] = {momentum_key(b["momentum"]): b["verdict"] for b in barrier_rows
+    found["basin_vs_zero"] = {key(b): b["verdict"] for b in barrier_rows
                               if b["kind"] == "vs_zero"}
     return found
 
@@ -144,7 +141,7 @@ def summary(measured, lines, arms, epochs, tolerance) -> dict:
     arm_entries = [arm_entry(arm, values[arm]) for arm in arms]
     rows = comparisons(values, arms, epochs)
     barrier_rows = barriers(lines, tolerance)
-    return {**headline(rows, barrier_rows),
+    return {**headline(rows, barrier_rows, several_lrs(arms)),
             "rules": [COMPARISON_RULE, barrier_rule(tolerance),
                       f"intervals: {statistics.CONFIDENCE:.0%} t-intervals over replicates"],
             "arms": arm_entries, "comparisons": rows, "barriers": barrier_rows}

@@ -1,9 +1,9 @@
 """What both trainers share about the models of a pass: which models belong to which replicate,
-each replicate's initial weights and its mini-batch orders.
+each replicate's initial weights, validation fold and mini-batch orders.
 
-Models are ordered by replicate. Replicate r's models start from the same initial weights and see
-the same mini-batches, drawn from the replicate's own generator on the CPU, so every device and
-both step implementations see the same order.
+Models are ordered by replicate. Replicate r's models start from the same initial weights, hold
+out the same fold and see the same mini-batches, drawn from the replicate's own generator on the
+CPU, so every device and both step implementations see the same order.
 """
 
 from dataclasses import dataclass
@@ -30,16 +30,19 @@ def replicate_groups(keys) -> list[range]:
 
 
 class BatchOrders:
-    """Each replicate's mini-batch order, one permutation per epoch from its own generator."""
+    """Each replicate's mini-batch order, one permutation of its training rows per epoch from
+    its own generator."""
 
-    def __init__(self, replicates, seed, size):
-        self.size = size
+    def __init__(self, replicates, seed, rows):
+        """``rows``: [G] each replicate's training rows, [N] int64 (the same N for every one)."""
+        self.rows = rows
         self.generators = [torch.Generator().manual_seed(replicate_seeds(seed, r)["order"])
                            for r in replicates]
 
     def next_epoch(self) -> torch.Tensor:
-        """[G, N] int64 on the CPU: this epoch's order of every replicate group."""
-        return torch.stack([torch.randperm(self.size, generator=g) for g in self.generators])
+        """[G, N] int64 on the CPU: this epoch's order of every replicate group, as rows."""
+        return torch.stack([rows[torch.randperm(len(rows), generator=g)]
+                            for rows, g in zip(self.rows, self.generators)])
 
 
 @dataclass
@@ -48,16 +51,18 @@ class Replicates:
     groups: list            # [G] range of model indices of each replicate group
     group_of: list          # [K] each model's group
     initial: list           # [K] each model's initial state_dict (one object per replicate)
+    folds: list             # [G] the fold each group validates on
     orders: BatchOrders     # the groups' batch orders, epoch after epoch
 
     @classmethod
-    def of(cls, keys, hidden, train_params, images) -> "Replicates":
-        """For ``keys`` (ordered by replicate), trained on ``images`` training images."""
+    def of(cls, keys, hidden, train_params, folds) -> "Replicates":
+        """For ``keys`` (ordered by replicate), trained on ``folds`` (data.splits.Folds)."""
         groups = replicate_groups(keys)
         replicates = [keys[g.start].replicate for g in groups]
         seed = train_params.seed
         initial = {r: initial_state(hidden, replicate_seeds(seed, r)["init"],
                                     train_params.init_scale) for r in replicates}
+        held_out = [folds.fold_of(r) for r in replicates]
         return cls(groups, [g for g, models in enumerate(groups) for _ in models],
-                   [initial[key.replicate] for key in keys],
-                   BatchOrders(replicates, seed, images))
+                   [initial[key.replicate] for key in keys], held_out,
+                   BatchOrders(replicates, seed, [folds.train_rows(f) for f in held_out]))

@@ -167,7 +167,7 @@ class Epoch:
 
 
 class NativeTrainer:
-    def __init__(self, keys, hidden, train_params, splits, threads=None, kernels=None):
+    def __init__(self, keys, hidden, train_params, folds, threads=None, kernels=None):
         """``kernels``: the compiled library (default: built for this machine's CPU)."""
         self.sizes = np.array(layer_sizes(hidden), np.int64)
         self.widths = np.array([PIXELS] + [padded(s) for s in self.sizes[1:]], np.int64)
@@ -177,17 +177,19 @@ class NativeTrainer:
         # compiled now, so that a compiler error comes before any work
         self.kernels = kernels or library()
         self.batch_size = train_params.batch_size
-        self.train = sparse_images(splits["train"].images)
-        self.labels = splits["train"].labels.cpu().numpy()
-        self.steps_per_epoch = -(-len(self.labels) // self.batch_size)
+        # Every used image; each replicate's orders pick its training rows among them.
+        self.train = sparse_images(folds.pool.images)
+        self.labels = folds.pool.labels.cpu().numpy()
+        self.steps_per_epoch = -(-len(folds.train_rows(0)) // self.batch_size)
         self.steps_taken = 0
-        replicates = Replicates.of(keys, hidden, train_params, len(self.labels))
+        replicates = Replicates.of(keys, hidden, train_params, folds)
         self.group_models, self.group_of = replicates.groups, replicates.group_of
         self.initial = replicates.initial
+        self.validation = folds.validations(replicates.folds)                  # [G]
         self.orders = replicates.orders
         total = self.steps_per_epoch * train_params.epochs
         self.models = [NativeModel(state, self.sizes, self.widths, key.arm.sgd_momentum,
-                                   key.arm.lr, total, self.batch_size)
+                                   key.arm.sgd_lr, total, self.batch_size)
                        for key, state in zip(keys, replicates.initial)]
         self.K = len(keys)
         self.threads = threads or worker_threads()
@@ -279,19 +281,33 @@ class NativeTrainer:
         except BaseException as error:
             epoch.finished.put(error)
 
-    def evaluate(self, split):
+    def _evaluation_set(self, split):
         if id(split) not in self._evaluation_sets:
             self._evaluation_sets[id(split)] = (sparse_images(split.images),
                                                 split.labels.cpu().numpy())
-        images, labels = self._evaluation_sets[id(split)]
+        return self._evaluation_sets[id(split)]
 
-        def one(m):
+    def _evaluate(self, splits):
+        """Mean loss and accuracy of model k on splits[k], for every k."""
+        def one(m, split):
+            images, labels = self._evaluation_set(split)
             figures = np.zeros(2)                              # summed loss, correct
             self.kernels.evaluate(self.net, m.struct, SCALE, images, labels, figures)
             return figures[0] / len(labels), figures[1] / len(labels)
 
-        results = self._collect([self.pool.submit(one, m) for m in self.models])
+        for split in splits:  # compressed once, before the threads read them
+            self._evaluation_set(split)
+        results = self._collect([self.pool.submit(one, m, split)
+                                 for m, split in zip(self.models, splits)])
         return [r[0] for r in results], [r[1] for r in results]
+
+    def evaluate(self, split):
+        """Mean loss and accuracy of every model on ``split``."""
+        return self._evaluate([split] * self.K)
+
+    def evaluate_validation(self):
+        """Mean loss and accuracy of every model on its replicate's validation fold."""
+        return self._evaluate([self.validation[g] for g in self.group_of])
 
     def state_dict(self, k):
         return self.models[k].state_dict(self.sizes)

@@ -1,6 +1,6 @@
 """Progress of the train stage: a bar on the terminal, and a live log for DVC's tools.
 
-The live log is written with DVCLive after every epoch of the pass, so that `dvc plots show`,
+The live log is written with DVCLive after every epoch of every pass, so that `dvc plots show`,
 `dvc exp show` and the VS Code extension show the figures so far while a long stage runs in the
 workspace (checked: neither command waits for the running stage). A queued experiment runs in a
 copy of the repository; `dvc queue logs -f <task>` follows its epochs.
@@ -57,21 +57,23 @@ class LiveLog:
 
         self.live = Live(dir=str(live_dir), resume=False, report=None, save_dvc_exp=False,
                          dvcyaml=None)
-        self.points = []
+        self.points = {}  # {(epoch, arm): its point}
 
     def epoch(self, epoch, figures):
-        """figures: {ModelKey: {"val_accuracy": ..., "train_loss": ...}} for this epoch."""
+        """figures: {ModelKey: {"val_accuracy": ..., "train_loss": ...}} for this epoch, of every
+        model done or in training; a later pass's call for the same epoch replaces its points."""
         for arm, rows in by_arm(figures.keys(), figures.values()).items():
-            self.points.append({"epoch": epoch, "arm": arm.name, "momentum": arm.momentum,
-                                "control": int(arm.control),
-                                "val_accuracy": mean(r["val_accuracy"] for r in rows),
-                                "train_loss": mean(r["train_loss"] for r in rows)})
+            self.points[(epoch, arm)] = {
+                "epoch": epoch, "arm": arm.name, "momentum": arm.momentum, "lr": arm.lr,
+                "control": int(arm.control),
+                "val_accuracy": mean(r["val_accuracy"] for r in rows),
+                "train_loss": mean(r["train_loss"] for r in rows)}
         for name in ("val_accuracy", "train_loss"):
             value = mean(v[name] for v in figures.values())
             if value is not None:  # every model diverged: nothing to show, and no NaN in JSON
                 self.live.log_metric(name, value)
         self.live.log_metric("epoch", epoch, plot=False)
-        self.live.log_plot("arms", self.points, x="epoch", y="val_accuracy")
+        self.live.log_plot("arms", list(self.points.values()), x="epoch", y="val_accuracy")
         self.live.next_step()
 
     def end(self):

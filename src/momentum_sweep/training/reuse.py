@@ -15,19 +15,21 @@ import json
 import torch
 
 from ..data.mnist import FLAT_DIR, FLAT_FILES, MISSING_FLAT
+from ..data.splits import fold_of
 from ..errors import SweepError
 from . import results
 
 # Which fingerprint inputs, when they differ, give which reason to retrain.
 REASONS = {"arm": "parameters changed", "replicate": "parameters changed",
+           "fold": "parameters changed",
            "model": "parameters changed", "train": "parameters changed",
            "data": "data changed", "code": "code changed", "implementation": "code changed",
            "torch": "torch version or device changed", "compiler": "C compiler changed",
            "device_type": "torch version or device changed"}
 # train.* keys that do not change a model: the device is in the fingerprint as its type, the
-# arm carries the learning rate, and the number of replicates or the control switch only
-# decide which models there are.
-NOT_PER_MODEL = {"device", "lr", "replicates", "lr_control"}
+# arm carries the learning rate, the fold (below) says what cross-validation changes, and the
+# number of replicates or the control switch only decide which models there are.
+NOT_PER_MODEL = {"device", "lr", "replicates", "lr_control", "cross_validation"}
 
 
 def data_hash(flat_dir=FLAT_DIR) -> str:
@@ -54,6 +56,7 @@ def fingerprint_inputs(key, p, data, code, device_type, implementation) -> dict:
     return {
         "arm": {"momentum": key.arm.momentum, "lr": key.arm.lr, "control": key.arm.control},
         "replicate": key.replicate,
+        "fold": fold_of(key.replicate, p.train.folds),
         "model": p.model.model_dump(),
         "train": p.train.model_dump(exclude=NOT_PER_MODEL),
         "data": data,

@@ -1,5 +1,6 @@
 """Stage `train`: every model params.yaml asks for, reusing each whose fingerprint still matches
-(see ``reuse``); the others are trained together in one pass, and the log says why.
+(see ``reuse``); the others are trained together, in passes of whole replicates (``passes``), and
+the log says why.
 
 The stage never deletes a finished model before its replacement is in place: every sealed
 folder in models/ is first kept in .model-cache/, the new models are trained and saved there,
@@ -18,6 +19,10 @@ from ..data import splits as data_splits
 from ..errors import SweepError
 from . import arms, device as devices, results, trainer
 from .device import GIB
+
+# The most memory one pass is estimated to take (trainer.memory_needed): further replicates wait
+# for the next pass, so that the stage's peak does not grow with train.replicates.
+PASS_BYTES = GIB
 from ..finite import mean, or_none
 from .progress import LIVE_DIR, LiveLog, Progress, recorded as live_figures
 from .reuse import data_hash, decide, fingerprint, fingerprint_inputs
@@ -30,12 +35,28 @@ def epoch_line(stats, keys):
             f"{stats.epoch_seconds:6.2f}s total  |  " + "  ".join(parts))
 
 
+def pass_bytes(implementation, keys, hidden, train_params) -> int:
+    return trainer.memory_needed(implementation, len(keys), len({k.replicate for k in keys}),
+                                 hidden, train_params)
+
+
+def passes(keys, implementation, p) -> list[list]:
+    """``keys`` (ordered by replicate) cut into passes of whole replicates, each as many as fit
+    in PASS_BYTES (one replicate at least), so that memory does not grow with the replicates."""
+    found = []
+    for replicate in arms.by_replicate(keys):
+        if found and pass_bytes(implementation, found[-1] + replicate, p.model.hidden,
+                                p.train) <= PASS_BYTES:
+            found[-1] += replicate
+        else:
+            found.append(list(replicate))
+    return found
+
+
 def check_memory(implementation, keys, p, device):
     """Refuse, before allocating, a pass that cannot fit: say how wide a first layer would."""
-    replicates = len({k.replicate for k in keys})
-
     def needed(hidden):
-        return trainer.memory_needed(implementation, len(keys), replicates, hidden, p.train)
+        return pass_bytes(implementation, keys, hidden, p.train)
 
     available = devices.available_bytes(device)
     if needed(p.model.hidden) <= available:
@@ -65,27 +86,27 @@ def step_sizes(train_params) -> np.ndarray:
     return np.minimum(b, n - np.arange(0, n, b))
 
 
-def train_models(keys, inputs, p, device, implementation, cache, live, reused):
+def train_pass(keys, inputs, p, folds, device, implementation, cache, live, done):
     """Train ``keys`` together and save each into the cache; {key: (record, timing)}.
-    ``live`` gets every epoch's figures, those of the ``reused`` models from their records.
-    Each model keeps its initial weights (epoch 0) and its weights at the epochs in
-    train.checkpoints: copies taken between epochs, which the training never reads back."""
+    ``live`` gets every epoch's figures, those of the models ``done`` before ({key: (record,
+    timing)}) from their records. Each model keeps its initial weights (epoch 0) and its
+    weights at the epochs in train.checkpoints: copies taken between epochs, which the training
+    never reads back."""
     fingerprints = {key: fingerprint(inputs[key]) for key in keys}
     records = {key: {"model": key.name, "fingerprint": fingerprints[key], "inputs": inputs[key],
                      "diverged_epoch": None, "epochs": []} for key in keys}
-    splits = data_splits.load_splits(p.train, device)
-    model = trainer.make_trainer(implementation, keys, p.model.hidden, p.train, splits, device)
+    model = trainer.make_trainer(implementation, keys, p.model.hidden, p.train, folds, device)
     kept = {key: {0: model.initial[k]} for k, key in enumerate(keys)}
     step_losses = []  # per epoch: [K, steps]
     described = f"{devices.describe(device)}, {model.description}"
     timings = {key: {"device": described, "models_in_pass": len(keys),
                      "cuda_visible_devices": os.environ.get("CUDA_VISIBLE_DEVICES"),
                      "epochs": []} for key in keys}
-    print(f"train: {len(keys)} model(s) together on {len(splits['train'])} images, "
+    print(f"train: {len(keys)} model(s) together, {p.train.train_size} training images each, "
           f"{p.train.epochs} epoch(s), batch {p.train.batch_size}, {described}", flush=True)
     progress = Progress(len(keys) * p.train.train_size, p.train.epochs)
     try:
-        for stats in trainer.train_epochs(model, p.train, splits, devices.MemoryProbe(device),
+        for stats in trainer.train_epochs(model, p.train, folds, devices.MemoryProbe(device),
                                           progress):
             for k, key in enumerate(keys):
                 record = records[key]
@@ -108,7 +129,7 @@ def train_models(keys, inputs, p, device, implementation, cache, live, reused):
                     kept[key][stats.epoch] = model.state_dict(k)
             progress.line(epoch_line(stats, keys))
             figures = {key: live_figures(records[key], stats.epoch) for key in keys}
-            figures.update({key: live_figures(r, stats.epoch) for key, (r, _) in reused.items()})
+            figures.update({key: live_figures(r, stats.epoch) for key, (r, _) in done.items()})
             live.epoch(stats.epoch, figures)
     finally:
         progress.close()
@@ -130,12 +151,12 @@ def final_table(keys, found) -> str:
     def fmt(value):
         return "-" if value is None else f"{value:.4f}"
 
-    lines = [f"{'arm':>14}  {'lr':>7}  {'models':>6}  {'diverged':>8}  {'train loss':>10}  "
+    lines = [f"{'arm':>22}  {'sgd lr':>7}  {'models':>6}  {'diverged':>8}  {'train loss':>10}  "
              f"{'val acc':>7}  {'test acc':>8}"]
     for arm, items in arms.by_arm(keys, [found[k][0] for k in keys]).items():
         finals = [r["epochs"][-1] for r in items if r["diverged_epoch"] is None]
         lines.append(
-            f"{arm.name:>14}  {arm.lr:7.4g}  {len(items):>6}  "
+            f"{arm.name:>22}  {arm.sgd_lr:7.4g}  {len(items):>6}  "
             f"{sum(r['diverged_epoch'] is not None for r in items):>8}  "
             f"{fmt(mean([f['train_loss'] for f in finals])):>10}  "
             f"{fmt(mean([f['val_accuracy'] for f in finals])):>7}  "
@@ -194,12 +215,17 @@ def run(p, models_dir=results.MODELS_DIR, cache_dir=results.CACHE_DIR):
         print(f"{key.label}: {why if found else 'trained (' + why + ')'}", flush=True)
     to_train = [key for key in keys if decisions[key][0] is None]
     found = {key: decisions[key][0] for key in keys if decisions[key][0] is not None}
-    if to_train:
-        check_memory(implementation, to_train, p, device)
+    planned = passes(to_train, implementation, p)
+    for keys_of_pass in planned:
+        check_memory(implementation, keys_of_pass, p, device)
     live = LiveLog()
-    if to_train:
-        found.update(train_models(to_train, inputs, p, device, implementation, cache, live,
-                                  dict(found)))
+    if planned:
+        folds = data_splits.load_folds(p.train, device)
+        for number, keys_of_pass in enumerate(planned, 1):
+            if len(planned) > 1:
+                print(f"train: pass {number} of {len(planned)}", flush=True)
+            found.update(train_pass(keys_of_pass, inputs, p, folds, device, implementation,
+                                    cache, live, dict(found)))
     else:  # the live log still shows every listed model
         for epoch in range(1, p.train.epochs + 1):
             live.epoch(epoch, {key: live_figures(found[key][0], epoch) for key in keys})

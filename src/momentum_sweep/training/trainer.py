@@ -1,7 +1,7 @@
 """The batched pass: every model that needs training, trained together, epoch by epoch.
 
 Two implementations share one interface (``initial``, ``train_epoch``, ``evaluate``,
-``state_dict``): ``TorchTrainer`` (the PyTorch step: CUDA, and the reference) and
+``evaluate_validation``, ``state_dict``): ``TorchTrainer`` (the PyTorch step: CUDA, and the reference) and
 ``NativeTrainer`` (the fused sparse CPU step in ``native_step``). ``implementation`` picks one;
 it is part of every model's fingerprint, since the two agree only to float32 tolerance.
 
@@ -31,15 +31,16 @@ def implementation_for(device: torch.device) -> str:
 
 
 class TorchTrainer:
-    def __init__(self, keys, hidden, train_params, splits, device):
-        self.train = splits["train"]
+    def __init__(self, keys, hidden, train_params, folds, device):
+        self.train = folds.pool
         self.batch_size = train_params.batch_size
         self.K = len(keys)
-        replicates = Replicates.of(keys, hidden, train_params, len(self.train))
+        replicates = Replicates.of(keys, hidden, train_params, folds)
         self.initial = replicates.initial
+        self.validation = folds.validations(replicates.folds)                  # [G]
         self.torch_step = TorchStep(hidden, replicates.initial,
                                     [key.arm.sgd_momentum for key in keys],
-                                    [key.arm.lr for key in keys],
+                                    [key.arm.sgd_lr for key in keys],
                                     [(g.start, g.stop) for g in replicates.groups], device)
         self.orders = replicates.orders
         self.description = "PyTorch step"
@@ -89,6 +90,16 @@ class TorchTrainer:
             correct += (log_probs.argmax(2) == labels).sum(1)
         return (loss / len(split)).tolist(), (correct.double() / len(split)).tolist()
 
+    def evaluate_validation(self):
+        """Mean loss and accuracy of every model on its replicate's validation fold."""
+        loss, accuracy = [None] * self.K, [None] * self.K
+        for split in {id(s): s for s in self.validation}.values():
+            every_loss, every_accuracy = self.evaluate(split)
+            for k, g in enumerate(self.group_of_model.tolist()):
+                if self.validation[g] is split:
+                    loss[k], accuracy[k] = every_loss[k], every_accuracy[k]
+        return loss, accuracy
+
     def state_dict(self, k):
         return self.torch_step.state_dict(k)
 
@@ -119,14 +130,15 @@ def memory_needed(implementation, n_models, n_replicates, hidden, train_params) 
     return data + n_models * TRAINERS[implementation].bytes_per_model(hidden, train_params)
 
 
-def make_trainer(implementation, keys, hidden, train_params, splits, device):
-    """The trainer of ``keys`` (ordered by replicate) for a step implementation."""
+def make_trainer(implementation, keys, hidden, train_params, folds, device):
+    """The trainer of ``keys`` (ordered by replicate) on ``folds`` (data.splits.Folds) for a step
+    implementation."""
     if implementation == "native":
-        return NativeTrainer(keys, hidden, train_params, splits)
-    return TorchTrainer(keys, hidden, train_params, splits, device)
+        return NativeTrainer(keys, hidden, train_params, folds)
+    return TorchTrainer(keys, hidden, train_params, folds, device)
 
 
-def train_epochs(trainer, train_params, splits, memory_probe, progress=None):
+def train_epochs(trainer, train_params, folds, memory_probe, progress=None):
     """Train every model of ``trainer``, epoch by epoch; yields EpochStats after each epoch.
     ``progress(epoch, done)`` counts model-images within the epoch."""
     for epoch in range(1, train_params.epochs + 1):
@@ -136,8 +148,8 @@ def train_epochs(trainer, train_params, splits, memory_probe, progress=None):
         train_loss, train_accuracy, step_losses = trainer.train_epoch(report)
         memory_probe.synchronize()
         train_seconds = time.perf_counter() - started
-        val_loss, val_accuracy = trainer.evaluate(splits["val"])
-        test_loss, test_accuracy = trainer.evaluate(splits["test"])
+        val_loss, val_accuracy = trainer.evaluate_validation()
+        test_loss, test_accuracy = trainer.evaluate(folds.test)
         memory_probe.synchronize()
         yield EpochStats(epoch, train_loss, train_accuracy, step_losses, val_loss, val_accuracy,
                          test_loss, test_accuracy, train_seconds, time.perf_counter() - started,
