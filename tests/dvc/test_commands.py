@@ -1,6 +1,7 @@
 """DVC's own commands on the pipeline: `dvc repro` after a corrupted download, `dvc exp run -S`
-with a number YAML 1.1 would read as a string, and `dvc plots show` and `dvc plots diff` through
-the repository's Vega-Lite template."""
+with a number YAML 1.1 would read as a string, `dvc plots show` and `dvc plots diff` through
+the repository's Vega-Lite template, and a learning-rate grid split over experiments and joined
+by momentum-sweep-compare."""
 
 import hashlib
 import json
@@ -49,7 +50,8 @@ def test_dvc_plots_show_and_diff_draw_a_mean_line_and_band_per_momentum_and_revi
     shown = json.loads(repo.dvc("plots", "show", "--json").stdout)["data"]
     spec = shown["test_accuracy"][0]["content"]
     points = spec["data"]["values"]
-    assert {p["arm"] for p in points} == {"momentum_0.0", "momentum_0.4", "control_0.4"}
+    assert {p["arm"] for p in points} == {"momentum_0.0_lr_0.1", "momentum_0.4_lr_0.1",
+                                          "control_0.4_lr_0.1"}
     assert rendered(spec, "line mark") == 2  # controls are left to the PNGs
     assert rendered(spec, "errorband") == 2  # the 95% bands
     assert vl_convert.vegalite_to_png(json.dumps(spec))[:4] == b"\x89PNG"
@@ -64,3 +66,36 @@ def test_dvc_plots_show_and_diff_draw_a_mean_line_and_band_per_momentum_and_revi
         assert revisions == {("HEAD", 0.0), ("HEAD", 0.4), ("workspace", 0.0),
                              ("workspace", 0.4), ("workspace", 0.5)}
         assert rendered(spec, "line mark") == 5 and rendered(spec, "errorband") == 5
+
+
+def tuned_comparisons(summary):
+    return [{k: c[k] for k in ("arm", "against", "n", "outcome")} for c in summary["comparisons"]
+            if c["family"] == "tuned_vs_zero"]
+
+
+def test_a_grid_split_over_two_experiments_and_joined_gives_the_whole_grids_answer(repo):
+    """One experiment per lr, joined by momentum-sweep-compare, and the same grid in one run of
+    the pipeline: the same tuned choice and verdicts, the same paired differences."""
+    for lr in ("0.02", "0.2"):
+        repo.dvc("exp", "run", "-n", f"lr-{lr}", "-S", f"train.lr={lr}")
+    log = repo.run("momentum-sweep-compare").stdout
+    assert "compare: 2 of 2 experiment(s)" in log and "tuned: momentum 0.4 at its best lr" in log
+    joined = json.loads((repo / "comparison" / "summary.json").read_text())
+    for name in ("accuracy", "effective_step", "lr_momentum", "differences"):
+        assert (repo / "comparison" / f"{name}.png").stat().st_size > 10_000
+
+    repo.set_params({"train": {"lr": [0.02, 0.2]}})
+    result = repo.dvc("repro")
+    assert "train: 0 trained, 12 reused" in result.stdout  # each slice's models, once
+    whole = repo.summary()
+    assert list(whole)[:2] == ["tuned", "best"]
+    assert whole["tuned"] == joined["tuned"] and set(whole["tuned"]["best_lr"]) == {"0p0", "0p4"}
+    assert tuned_comparisons(whole) == tuned_comparisons(joined) != []
+    for mine, theirs in zip(whole["comparisons"], joined["comparisons"]):
+        # the joined tables hold epochs.tsv's six significant digits
+        assert mine["mean_difference"] == pytest.approx(theirs["mean_difference"], abs=1e-5)
+
+    # DVC's template draws the lr dimension: one column of panels per lr
+    spec = json.loads(repo.dvc("plots", "show", "--json").stdout)["data"]["test_accuracy"][0][
+        "content"]
+    assert rendered(spec, "line mark") == 4 and rendered(spec, "errorband") == 4

@@ -1,35 +1,39 @@
-"""Every experiment's results in one table and one figure, after a sweep over hosts or GPUs.
+"""Every experiment's results joined into one answer, after a sweep over hosts, GPUs or a grid.
 
     momentum-sweep-compare [--repo .] [--out comparison]
 
 reads every experiment of the repository (`dvc exp pull` them first) through DVC's Python API:
 `dvc.api.exp_show` lists them with their params and state, and `dvc.api.read` reads each one's
-metrics/summary.json at its revision. Experiments are compared only when they hold the same
+metrics/epochs.tsv at its revision. Experiments are joined only when they hold the same
 settings apart from those a sweep varies (momentum, learning rate, replicates, the control
-switch, the device); the others, and those that failed, are reported, not mixed in. An arm that
-several experiments trained (momentum 0 in every slice of a sweep) is the same models, so it is
-counted once, from the experiment with the most replicates.
+switch, the device); the others, and those that failed, are reported, not mixed in. A model that
+several experiments trained (momentum 0 in every slice of a sweep) is the same model, so it is
+counted once. The joined models are summarized exactly as the summarize stage does one
+experiment's, paired by replicate: experiments that each hold part of a grid (one host per lr)
+give the tuned answer the whole grid would.
 
-Writes <out>/arms.tsv (one row per arm), <out>/experiments.tsv (one row per experiment, with
-whether and why it was left out) and <out>/accuracy.png: mean final validation accuracy against
-momentum, one line per learning rate, with 95% bands.
+Writes <out>/summary.json (as metrics/summary.json), <out>/arms.tsv (one row per arm),
+<out>/experiments.tsv (one row per experiment, with whether and why it was left out), and the
+figures: <out>/accuracy.png (mean final validation accuracy against momentum, one line per
+learning rate, with 95% bands), <out>/effective_step.png, <out>/lr_momentum.png and
+<out>/differences.png (as the plot stage draws them).
 """
 
 import argparse
-import json
+import io
 import sys
 from collections import Counter
 from pathlib import Path
 
 import pandas as pd
 
-from ..atomic import check_writable_folder
+from ..atomic import check_writable_folder, write_json
 from ..errors import SweepError
-from .metrics import write_tsv
-from .figures import plt, save
+from . import plots, summarize
+from .figures import momentum_styles, plt, save
+from .metrics import EPOCHS_FILE, IDENTITY, final_rows, write_tsv
 
 SWEPT = ("momentum", "train.lr", "train.replicates", "train.lr_control", "train.device")
-SUMMARY = "metrics/summary.json"
 
 
 def setting_keys(row) -> list:
@@ -62,19 +66,25 @@ def experiments(repo):
     return [row for row in dvc.api.exp_show(repo=repo) if row.get("Experiment")]
 
 
-def read_summary(repo, rev):
+def read_epochs(repo, rev) -> pd.DataFrame:
     import dvc.api
 
-    return json.loads(dvc.api.read(SUMMARY, repo=repo, rev=rev))
+    return pd.read_csv(io.StringIO(dvc.api.read(str(EPOCHS_FILE), repo=repo, rev=rev)), sep="\t")
+
+
+def join(tables) -> pd.DataFrame:
+    """The epochs tables of several experiments as one, each model (arm, replicate) once."""
+    joined = pd.concat(tables, ignore_index=True)
+    return joined.drop_duplicates(["arm", "replicate", "epoch"], ignore_index=True)
 
 
 def collect(repo="."):
-    """(arms table, experiments table) of every experiment in ``repo``."""
+    """(joined epochs table, experiments table) of every experiment in ``repo``."""
     rows = experiments(repo)
     succeeded = [r for r in rows if r.get("State") in (None, "Success")]
     signatures = Counter(tuple(signature(r).items()) for r in succeeded)
     reference = dict(signatures.most_common(1)[0][0]) if signatures else {}
-    report, arms = [], {}
+    report, tables = [], []
     for row in rows:
         entry = {"experiment": row["Experiment"], "rev": row["rev"], "state": row.get("State"),
                  "momentum": row.get("momentum"), "lr": row.get("train.lr"),
@@ -87,22 +97,17 @@ def collect(repo="."):
         if entry["why"]:
             continue
         try:
-            summary = read_summary(repo, row["rev"])
+            table = read_epochs(repo, row["rev"])
         except Exception as error:  # dvc.api raises several types for a missing or bad file
-            entry["why"] = f"{SUMMARY} unreadable: {error}"
+            entry["why"] = f"{EPOCHS_FILE} unreadable: {error}"
+            continue
+        missing = [c for c in IDENTITY if c not in table]
+        if missing:
+            entry["why"] = f"{EPOCHS_FILE} lacks column(s) {missing}: rerun it with this code"
             continue
         entry["included"] = True
-        for arm in summary["arms"]:
-            key = (arm["lr"], 0.0 if arm["control"] else arm["momentum"])
-            if key not in arms or arm["replicates"] > arms[key]["replicates"]:
-                arms[key] = {"lr": arm["lr"], "momentum": key[1],
-                             "control_of": arm["momentum"] if arm["control"] else None,
-                             "replicates": arm["replicates"], "diverged": arm["diverged"],
-                             **flatten("val_accuracy", arm["val_accuracy"]),
-                             **flatten("test_accuracy", arm["test_accuracy"]),
-                             "experiment": row["Experiment"]}
-    table = pd.DataFrame(sorted(arms.values(), key=lambda a: (a["lr"], a["momentum"])))
-    return table, pd.DataFrame(report)
+        tables.append(table)
+    return (join(tables) if tables else pd.DataFrame()), pd.DataFrame(report)
 
 
 def flatten(name, figure):
@@ -110,7 +115,19 @@ def flatten(name, figure):
     return {f"{name}_mean": figure["mean"], f"{name}_ci_low": ci[0], f"{name}_ci_high": ci[1]}
 
 
+def arms_table(summary) -> pd.DataFrame:
+    """One row per arm of a summary: its pair, rule, replicates and mean accuracies."""
+    return pd.DataFrame([{"arm": a["arm"], "momentum": a["momentum"], "lr": a["lr"],
+                          "control": int(a["control"]), "sgd_lr": a["sgd_lr"],
+                          "replicates": a["replicates"], "diverged": a["diverged"],
+                          **flatten("val_accuracy", a["val_accuracy"]),
+                          **flatten("test_accuracy", a["test_accuracy"])}
+                         for a in summary["arms"]])
+
+
 def figure(table):
+    """Mean final validation accuracy against momentum, one line per lr (the listed arms)."""
+    table = table[table["control"] == 0]
     fig, ax = plt.subplots(figsize=(7.5, 4.6), layout="constrained")
     cmap = plt.get_cmap("plasma")
     rates = sorted(table["lr"].unique())
@@ -130,16 +147,25 @@ def figure(table):
 
 
 def compare(repo=".", out="comparison"):
+    """(joined summary, arms table, experiments table); each is written under ``out``."""
     out = Path(out)
     check_writable_folder(out)
-    table, report = collect(repo)
-    if table.empty:
+    joined, report = collect(repo)
+    if joined.empty:
         raise SweepError(f"{repo}: no successful experiment to compare (`dvc exp pull` them, "
                          f"or run some: `dvc exp run --queue -S momentum=0.1,0.4`)")
+    summary = summarize.summary(joined)
+    table = arms_table(summary)
+    write_json(out / "summary.json", summary)
     write_tsv(table, out / "arms.tsv")
     write_tsv(report, out / "experiments.tsv")
+    styles = momentum_styles(joined["momentum"])
     save(figure(table), out / "accuracy.png")
-    return table, report
+    finals = final_rows(joined)
+    save(plots.effective_step_figure(finals, styles), out / "effective_step.png")
+    save(plots.lr_momentum_figure(summary), out / "lr_momentum.png")
+    save(plots.differences_figure(summary, styles), out / "differences.png")
+    return summary, table, report
 
 
 def main(argv=None):
@@ -148,14 +174,20 @@ def main(argv=None):
     parser.add_argument("--out", default="comparison", help="output folder (default comparison)")
     args = parser.parse_args(argv)
     try:
-        table, report = compare(args.repo, args.out)
+        summary, table, report = compare(args.repo, args.out)
     except SweepError as error:
         print(f"error: {error}", file=sys.stderr)
         return 1
     print(f"compare: {int(report['included'].sum())} of {len(report)} experiment(s), "
-          f"{len(table)} arm(s) -> {args.out}/arms.tsv, {args.out}/accuracy.png")
+          f"{len(table)} arm(s) -> {args.out}/summary.json, arms.tsv, experiments.tsv, "
+          f"accuracy.png, effective_step.png, lr_momentum.png, differences.png")
     for entry in report[~report["included"]].itertuples():
         print(f"  left out {entry.experiment}: {entry.why}")
+    tuned = summary.get("tuned")
+    if tuned:
+        for key, lr in tuned["best_lr"].items():
+            verdict = tuned["verdict"].get(key, "the reference")
+            print(f"  tuned: momentum {key.replace('p', '.')} at its best lr {lr:g}: {verdict}")
     return 0
 
 
