@@ -3,16 +3,21 @@
   notebook   the notebook's loop: torchvision MNIST + DataLoader with ToTensor and a flatten per
              image, one model at a time;
   plain      a plain loop over a pre-loaded tensor with torch.optim.SGD, one model at a time;
+  vmap K=k   what a PyTorch user writes to train k models at once: torch.func's
+             stack_module_state and vmap over functional_call, with a functional SGD update;
   torch K=k  this project's PyTorch step, k models in one pass (the path on CUDA);
-  native K=k this project's native CPU step, k models in one pass (the path on the CPU).
+  native K=k this project's native CPU step, k models in the train stage's passes (the path on
+             the CPU).
 
 The k models are the default params.yaml's arms, replicate after replicate (K = 45 is the
-default sweep: 9 arms x 5 replicates). Everything else (learning rate, batch, network, data)
+default sweep: 9 arms x 5 replicates; K = 400 is 20 arms x 20 replicates, four learning rates'
+worth). Everything else (learning rate, batch, network, data)
 comes from params.yaml. Each variant runs in its own process, so its peak resident memory is its
 own; the variants take turns, --repeats times, and the median is printed, since a shared
 machine's speed drifts. Also printed: the arithmetic floors of one model-epoch at this machine's
 measured multiply rate, dense and counting only the pixels that are non-zero; the native step at
-the default K with one busy process beside it; and, with --stage, the train stage itself.
+the default K with one busy process beside it; with --stage, the train stage itself; and with
+--memory, the train stage's peak resident memory as train.replicates grows.
 
 Run from the repository root after `dvc repro flatten`:  python benchmarks/train_speed.py
 """
@@ -34,14 +39,16 @@ import torch
 
 from momentum_sweep import params as parameters
 from momentum_sweep.data.mnist import PIXELS
-from momentum_sweep.data.splits import Split, load_splits, scaled, split_indices
-from momentum_sweep.training import arms, model, trainer
+from momentum_sweep.data.splits import Folds, Split, load_folds, load_splits, scaled, split_indices
+from momentum_sweep.training import arms, batches, model, train, trainer
 from momentum_sweep.training.device import peak_rss_mib
 
 P = parameters.load()
 SIZES = model.layer_sizes(P.model.hidden)
-K_VALUES = (1, 5, 25, 45, 100)
+K_VALUES = (1, 5, 25, 45, 100, 400)
+VMAP_K = (45, 400)
 DEFAULT_K = len(arms.models(P))
+MEMORY_REPLICATES = (5, 20, 100)
 
 
 def keys(k):
@@ -92,23 +99,67 @@ def plain_loop(epochs):
 
 
 def project_step(implementation, k, epochs):
-    splits = load_splits(P.train, torch.device("cpu"))
+    folds = load_folds(P.train, torch.device("cpu"))
     # Load the compiled kernels (or compile them) before the clock starts: a tiny pass.
-    tiny = {**splits, "train": Split(splits["train"].images[:40], splits["train"].labels[:40])}
-    trainer.make_trainer(implementation, keys(1), P.model.hidden, P.train, tiny,
-                         torch.device("cpu")).train_epoch()
-    t = trainer.make_trainer(implementation, keys(k), P.model.hidden,
-                             P.train.model_copy(update={"epochs": epochs}), splits,
-                             torch.device("cpu"))
+    few = Split(folds.pool.images[:40], folds.pool.labels[:40])
+    trainer.make_trainer(implementation, keys(1), P.model.hidden, P.train,
+                         Folds.of(few, few, few), torch.device("cpu")).train_epoch()
+    train_params = P.train.model_copy(update={"epochs": epochs})
+    # the native step as the stage runs it, in passes; the PyTorch step in one (as on CUDA)
+    planned = (train.passes(keys(k), implementation, P) if implementation == "native"
+               else [keys(k)])
+    started = time.perf_counter()
+    for keys_of_pass in planned:
+        t = trainer.make_trainer(implementation, keys_of_pass, P.model.hidden, train_params,
+                                 folds, torch.device("cpu"))
+        for _ in range(epochs):
+            t.train_epoch()
+    return (time.perf_counter() - started) / epochs / k
+
+
+def vmap_step(k, epochs):
+    """k models with torch.func: parameters stacked [K, ...], one vmapped gradient per step,
+    each model on its replicate's batch, and SGD with momentum (PyTorch's rule) by hand."""
+    from torch.func import functional_call, grad_and_value, stack_module_state, vmap
+
+    folds = load_folds(P.train, torch.device("cpu"))
+    chosen = keys(k)
+    layout = batches.Replicates.of(chosen, P.model.hidden, P.train, folds)
+    nets = [model.MLP(P.model.hidden) for _ in chosen]
+    for net, state in zip(nets, layout.initial):
+        net.load_state_dict(state)
+    params, buffers = stack_module_state(nets)                      # each [K, *shape]
+    base = model.MLP(P.model.hidden).to("meta")
+
+    def loss(p, b, x, y):
+        return torch.nn.functional.cross_entropy(functional_call(base, (p, b), (x,)), y)
+
+    step = vmap(grad_and_value(loss))
+    mu = torch.tensor([key.arm.sgd_momentum for key in chosen])     # [K]
+    lr = torch.tensor([key.arm.sgd_lr for key in chosen])           # [K]
+    velocity = {name: torch.zeros_like(p) for name, p in params.items()}
+    group_of = torch.tensor(layout.group_of)                        # [K]
     started = time.perf_counter()
     for _ in range(epochs):
-        t.train_epoch()
+        orders = layout.orders.next_epoch()[group_of]               # [K, N]
+        for start in range(0, orders.shape[1], P.train.batch_size):
+            rows = orders[:, start:start + P.train.batch_size]      # [K, B]
+            x = scaled(folds.pool.images[rows])                     # [K, B, 784]
+            grads, _ = step(params, buffers, x, folds.pool.labels[rows])
+            with torch.no_grad():
+                for name, g in grads.items():
+                    shape = (-1,) + (1,) * (g.dim() - 1)
+                    velocity[name].mul_(mu.view(shape)).add_(g)     # buf = mu*buf + grad
+                    params[name].sub_(lr.view(shape) * velocity[name])  # p -= lr*buf
     return (time.perf_counter() - started) / epochs / k
 
 
 def variants():
     found = {"notebook": ("notebook loop (DataLoader, per-image transforms)", notebook_loop),
              "plain": ("plain pre-loaded loop, torch.optim.SGD", plain_loop)}
+    for k in VMAP_K:
+        found[f"vmap-{k}"] = (f"torch.func vmap + functional SGD, K = {k}",
+                              lambda epochs, k=k: vmap_step(k, epochs))
     for implementation in ("torch", "native"):
         for k in K_VALUES:
             found[f"{implementation}-{k}"] = (
@@ -185,13 +236,20 @@ def nonzero_pixels_per_image():
     return (train.images != 0).sum().item() / len(train)
 
 
-def train_stage_run():
-    """`python src/run_stage.py train` on the default params from flattened data, nothing to
-    reuse, in a copy of the repository; returns (seconds, the peak resident memory its models'
-    timing.json record in MiB, its log)."""
+def train_stage_run(**train_changes):
+    """`python src/run_stage.py train` on the default params (with ``train_changes``) from
+    flattened data, nothing to reuse, in a copy of the repository; returns (seconds, the peak
+    resident memory its models' timing.json record in MiB, its log)."""
+    from ruamel.yaml import YAML
+
     with tempfile.TemporaryDirectory() as tmp:
         for name in ("src", "params.yaml"):
             (shutil.copytree if Path(name).is_dir() else shutil.copy)(name, Path(tmp) / name)
+        yaml = YAML()
+        changed = yaml.load(Path("params.yaml").read_text())
+        changed["train"].update(train_changes)
+        with open(Path(tmp) / "params.yaml", "w") as f:
+            yaml.dump(changed, f)
         shutil.copytree("data/flat", Path(tmp) / "data" / "flat")
         started = time.perf_counter()
         out = subprocess.run([sys.executable, "src/run_stage.py", "train"], cwd=tmp, check=True,
@@ -210,13 +268,18 @@ def main():
                         help="runs per variant, taking turns; the median is printed (default 3)")
     parser.add_argument("--stage", action="store_true",
                         help="also time the train stage on the default params (10 epochs)")
+    parser.add_argument("--memory", action="store_true",
+                        help="also the train stage's peak memory at train.replicates "
+                             f"{', '.join(map(str, MEMORY_REPLICATES))} (1 epoch each)")
+    parser.add_argument("--only", nargs="+", choices=VARIANTS, metavar="VARIANT",
+                        help=f"run only these variants (of {', '.join(VARIANTS)})")
     parser.add_argument("--child", choices=VARIANTS)
     args = parser.parse_args()
     if args.child:
         return measure_one(args.child, args.epochs)
 
     nonzero = nonzero_pixels_per_image()
-    names = list(VARIANTS)
+    names = args.only or list(VARIANTS)
     rates = []
     results = {}
     for _ in range(args.repeats):  # the multiply rate too is measured in turn with the variants
@@ -242,8 +305,15 @@ def main():
     for v in names:
         print(f"  {VARIANTS[v][0]:<50} {results[v]['seconds']:>14.3f} "
               f"{results[v]['peak_rss_mib']:>13.0f}")
-    default = results[f"native-{DEFAULT_K}"]["seconds"] if DEFAULT_K in K_VALUES else None
-    if default:
+    default = results.get(f"native-{DEFAULT_K}", {}).get("seconds")
+    if default and "native-400" in results:
+        print(f"  native K = 400 / K = {DEFAULT_K} per model-epoch: "
+              f"{results['native-400']['seconds'] / default:.2f}x")
+    if default and all(f"vmap-{k}" in results for k in VMAP_K):
+        print("  vmap / native: " + ", ".join(
+            f"K = {k}: {results[f'vmap-{k}']['seconds'] / results[f'native-{k}']['seconds']:.1f}x"
+            for k in VMAP_K if f"native-{k}" in results))
+    if default and {"notebook", "plain", f"torch-{DEFAULT_K}"} <= results.keys():
         print(f"  at the default K = {DEFAULT_K}: notebook / native = "
               f"{results['notebook']['seconds'] / default:.1f}x, plain / native = "
               f"{results['plain']['seconds'] / default:.1f}x, PyTorch step / native = "
@@ -257,6 +327,17 @@ def main():
         print(f"\ntrain stage, default params ({DEFAULT_K} models, {P.train.epochs} epochs) from "
               f"flattened data, nothing reused: {seconds:.1f} s, peak RSS {peak:.0f} MiB")
         print("  " + "\n  ".join(line for line in log.splitlines() if "epoch  " in line))
+
+    if args.memory:
+        print("\ntrain stage peak resident memory against train.replicates (1 epoch, nothing "
+              "reused): streamed in passes, it should not grow")
+        for replicates in MEMORY_REPLICATES:
+            seconds, peak, log = train_stage_run(replicates=replicates, epochs=1,
+                                                 checkpoints=[0, 1])
+            models = replicates * len(arms.arms(P))
+            passes = max(1, log.count("train: pass "))
+            print(f"  replicates {replicates:>3}: {models:>4} models in {passes} pass(es), peak "
+                  f"RSS {peak:.0f} MiB, {seconds:.1f} s")
 
 
 if __name__ == "__main__":

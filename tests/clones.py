@@ -51,9 +51,11 @@ class Clone:
     def __truediv__(self, other) -> Path:
         return self.path / other
 
-    def run(self, *args, check=True, timeout=900):
-        """Run a command here; the CompletedProcess has stdout and stderr merged."""
-        result = subprocess.run([str(a) for a in args], cwd=self.path, env=environment(),
+    def run(self, *args, check=True, timeout=900, env=None):
+        """Run a command here (``env``: variables to add); the CompletedProcess has stdout and
+        stderr merged."""
+        result = subprocess.run([str(a) for a in args], cwd=self.path,
+                                env={**environment(), **(env or {})},
                                 stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
                                 timeout=timeout, stdin=subprocess.DEVNULL)
         if check and result.returncode != 0:

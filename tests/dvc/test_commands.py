@@ -6,10 +6,12 @@ by momentum-sweep-compare."""
 import hashlib
 import json
 import re
+import shlex
 
 import pytest
 import vl_convert
 
+from clones import ROOT
 from momentum_sweep.data import download
 
 pytestmark = pytest.mark.dvc
@@ -73,20 +75,30 @@ def tuned_comparisons(summary):
             if c["family"] == "tuned_vs_zero"]
 
 
-def test_a_grid_split_over_two_experiments_and_joined_gives_the_whole_grids_answer(repo):
+def readme_exp_show() -> list:
+    """The README's `dvc exp show` command, as its arguments."""
+    readme = (ROOT / "README.md").read_text()
+    [command] = re.findall(r"^(dvc exp show .*?)\s*(?:#.*)?$", readme, re.M)
+    return shlex.split(command)
+
+
+def test_a_grid_split_over_three_experiments_and_joined_gives_the_whole_grids_answer(repo):
     """One experiment per lr, joined by momentum-sweep-compare, and the same grid in one run of
-    the pipeline: the same tuned choice and verdicts, the same paired differences."""
-    for lr in ("0.02", "0.2"):
+    the pipeline: the same tuned choice and verdicts, the same paired differences. Between them,
+    the README's `dvc exp show` fits in 200 columns."""
+    for lr in ("0.02", "0.1", "0.2"):
         repo.dvc("exp", "run", "-n", f"lr-{lr}", "-S", f"train.lr={lr}")
+    shown = repo.run(*readme_exp_show(), "--no-pager", env={"COLUMNS": "100000"}).stdout
+    assert "lr-0.02" in shown and max(len(line.rstrip()) for line in shown.splitlines()) < 200
     log = repo.run("momentum-sweep-compare").stdout
-    assert "compare: 2 of 2 experiment(s)" in log and "tuned: momentum 0.4 at its best lr" in log
+    assert "compare: 3 of 3 experiment(s)" in log and "tuned: momentum 0.4 at its best lr" in log
     joined = json.loads((repo / "comparison" / "summary.json").read_text())
     for name in ("accuracy", "effective_step", "lr_momentum", "differences"):
         assert (repo / "comparison" / f"{name}.png").stat().st_size > 10_000
 
-    repo.set_params({"train": {"lr": [0.02, 0.2]}})
+    repo.set_params({"train": {"lr": [0.02, 0.1, 0.2]}})
     result = repo.dvc("repro")
-    assert "train: 0 trained, 12 reused" in result.stdout  # each slice's models, once
+    assert "train: 0 trained, 18 reused" in result.stdout  # each slice's models, once
     whole = repo.summary()
     assert list(whole)[:2] == ["tuned", "best"]
     assert whole["tuned"] == joined["tuned"] and set(whole["tuned"]["best_lr"]) == {"0p0", "0p4"}
@@ -98,4 +110,4 @@ def test_a_grid_split_over_two_experiments_and_joined_gives_the_whole_grids_answ
     # DVC's template draws the lr dimension: one column of panels per lr
     spec = json.loads(repo.dvc("plots", "show", "--json").stdout)["data"]["test_accuracy"][0][
         "content"]
-    assert rendered(spec, "line mark") == 4 and rendered(spec, "errorband") == 4
+    assert rendered(spec, "line mark") == 6 and rendered(spec, "errorband") == 6
