@@ -45,7 +45,7 @@ from momentum_sweep.training.device import peak_rss_mib
 
 P = parameters.load()
 SIZES = model.layer_sizes(P.model.hidden)
-K_VALUES = (1, 5, 25, 45, 100, 400)
+K_VALUES = {"torch": (1, 5, 25, 45, 100), "native": (1, 5, 25, 45, 100, 400)}
 VMAP_K = (45, 400)
 DEFAULT_K = len(arms.models(P))
 MEMORY_REPLICATES = (5, 20, 100)
@@ -160,8 +160,8 @@ def variants():
     for k in VMAP_K:
         found[f"vmap-{k}"] = (f"torch.func vmap + functional SGD, K = {k}",
                               lambda epochs, k=k: vmap_step(k, epochs))
-    for implementation in ("torch", "native"):
-        for k in K_VALUES:
+    for implementation, k_values in K_VALUES.items():
+        for k in k_values:
             found[f"{implementation}-{k}"] = (
                 f"{'PyTorch' if implementation == 'torch' else 'native'} step, K = {k}",
                 lambda epochs, i=implementation, k=k: project_step(i, k, epochs))
@@ -327,7 +327,6 @@ def main():
         print(f"\ntrain stage, default params ({DEFAULT_K} models, {P.train.epochs} epochs) from "
               f"flattened data, nothing reused: {seconds:.1f} s, peak RSS {peak:.0f} MiB")
         print("  " + "\n  ".join(line for line in log.splitlines() if "epoch  " in line))
-
     if args.memory:
         print("\ntrain stage peak resident memory against train.replicates (1 epoch, nothing "
               "reused): streamed in passes, it should not grow")

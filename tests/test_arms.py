@@ -6,7 +6,7 @@ import torch
 from momentum_sweep import params
 from momentum_sweep.data import splits
 from momentum_sweep.data.splits import split_indices
-from momentum_sweep.training import arms, batches, model, trainer
+from momentum_sweep.training import arms, batches, model, train, trainer
 
 from reference import assert_states_equal, assert_steps_agree, folds_of, sgd_of, subset
 from good_params import parsed, with_change
@@ -27,7 +27,7 @@ def test_arms_are_the_listed_momenta_then_a_control_for_each_nonzero_one():
     assert all(not a.control for a in arms.arms(parsed(lr_control=False)))
 
 
-def test_a_grid_is_every_momentum_at_every_lr_and_a_control_that_is_a_grid_arm_is_not_trained_twice():
+def test_a_grid_is_every_pair_and_a_control_that_is_a_grid_arm_is_not_trained_twice():
     p = params.parse(with_change("train.lr", [0.05, 0.1]) | {"momentum": [0.0, 0.5]})
     found = arms.arms(p)
     # the control of 0.5 at lr 0.05 is SGD at 0.1: the grid's momentum 0 at lr 0.1
@@ -126,3 +126,23 @@ def test_every_arm_of_a_replicate_trains_from_its_weights_on_its_batches(small_s
         fresh = trainer.make_trainer(implementation, keys, [50, 50], train_params,
                                      folds_of(splits, train), torch.device("cpu"))
         assert_states_equal(fresh.state_dict(0), fresh.state_dict(1))
+
+
+@pytest.mark.parametrize("implementation", ["native", "torch"])
+def test_models_are_trained_in_passes_of_whole_replicates_whose_memory_is_bounded(implementation):
+    """400 models of a 4-lr grid: several passes, each of whole replicates and within
+    PASS_BYTES, together every model once in order; the default 45 models: one pass."""
+    p = params.parse(with_change("train.lr", [0.025, 0.05, 0.1, 0.2])
+                     | {"momentum": [0.0, 0.1, 0.2, 0.4, 0.5]})
+    p = p.model_copy(update={"train": p.train.model_copy(update={"replicates": 20,
+                                                                 "lr_control": False})})
+    keys = arms.models(p)
+    planned = train.passes(keys, implementation, p)
+    assert len(keys) == 400 and len(planned) > 1
+    assert [k for keys_of_pass in planned for k in keys_of_pass] == keys
+    for keys_of_pass in planned:
+        replicates = {k.replicate for k in keys_of_pass}
+        assert len(keys_of_pass) == 20 * len(replicates)                  # whole replicates
+        assert train.pass_bytes(implementation, keys_of_pass, p.model.hidden,
+                                p.train) <= train.PASS_BYTES
+    assert len(train.passes(arms.models(parsed()), implementation, parsed())) == 1

@@ -146,19 +146,21 @@ def test_ci_runs_the_readme_test_command():
 
 
 def test_the_readme_quotes_the_committed_results():
-    """Every block scripts/results-tables prints (from metrics/summary.json, metrics/surface.json
-    and docs/saddle/surface.json) is in the README or its detail, docs/surface.md, as printed."""
+    """Every block scripts/results-tables prints (from metrics/summary.json, docs/tuned/,
+    metrics/surface.json and docs/saddle/surface.json) is in the README or its detail,
+    docs/surface.md, as printed."""
     printed = subprocess.run([sys.executable, str(ROOT / "scripts" / "results-tables")],
                              capture_output=True, text=True, check=True).stdout.strip()
     readme = (ROOT / "README.md").read_text() + (ROOT / "docs" / "surface.md").read_text()
     blocks = printed.split("\n\n")
-    assert "| momentum 0.0 |" in blocks[0] and "| 0.4 |" in blocks[1] and len(blocks) == 6
+    assert "| momentum 0.0 at lr 0.1 |" in blocks[0] and "| 0.4 |" in blocks[1]
+    assert "| 0.4 |" in blocks[2] and "400 models" in blocks[3] and len(blocks) == 8
     for block in blocks:
         assert block in readme, block
 
 
 def test_the_saddle_experiment_is_the_default_pipeline_at_init_scale_0_1():
-    """docs/saddle/ holds what scripts/saddle-experiment copied: the current settings, but the
+    """docs/saddle/ holds what scripts/doc-experiment saddle copied: the current settings, but the
     initialisation."""
     saddle = json.loads((ROOT / "docs" / "saddle" / "surface.json").read_text())
     default = json.loads((ROOT / "metrics" / "surface.json").read_text())
@@ -166,3 +168,16 @@ def test_the_saddle_experiment_is_the_default_pipeline_at_init_scale_0_1():
     assert saddle["settings"]["surface"] == default["settings"]["surface"]
     assert saddle["probe"] == default["probe"]
     assert [m["model"] for m in saddle["models"]] == [m["model"] for m in default["models"]]
+
+
+def test_the_tuned_experiment_is_the_default_pipeline_on_a_grid_of_four_lrs():
+    """docs/tuned/ holds what scripts/doc-experiment tuned copied: every default momentum at four
+    lrs, the notebook's 0.1 among them, 20 replicates each, and the tuned answer."""
+    tuned = json.loads((ROOT / "docs" / "tuned" / "summary.json").read_text())
+    default = json.loads((ROOT / "metrics" / "summary.json").read_text())
+    momenta = sorted({a["momentum"] for a in default["arms"]})
+    assert sorted({(a["momentum"], a["lr"]) for a in tuned["arms"]}) == [
+        (m, lr) for m in momenta for lr in (0.025, 0.05, 0.1, 0.2)]
+    assert all(a["replicates"] == 20 and not a["control"] for a in tuned["arms"])
+    assert list(tuned)[:2] == ["tuned", "best"] and len(tuned["tuned"]["best_lr"]) == 5
+

@@ -31,7 +31,8 @@ def synthetic_epochs(momenta, replicates=3, epochs=4, diverged=None, controls=Tr
                     break
                 blown = m == diverged and not control and r == 0 and epoch == 2
                 value = None if blown else 0.9 + epoch / 100 + rng.normal(0, 0.003)
-                rows.append({**identity_columns(arm, r), "epoch": epoch, "train_loss": None if blown else 1 / (epoch + i),
+                rows.append({**identity_columns(arm, r), "epoch": epoch,
+                             "train_loss": None if blown else 1 / (epoch + i),
                              "train_accuracy": value, "val_loss": None if blown else 0.2,
                              "val_accuracy": value, "test_loss": None if blown else 0.2,
                              "test_accuracy": value, "diverged": int(blown),

@@ -60,14 +60,15 @@ def test_two_hosts_share_a_sweep_through_git_and_dvc_remotes(template, tmp_path)
         momentum = rev["data"]["params"]["params.yaml"]["data"]["momentum"]
         read = "import dvc.api, sys; print(dvc.api.read(sys.argv[1], rev=sys.argv[2]))"
         timing = json.loads(collector.run(
-            "python", "-c", read, f"models/control_{momentum}/replicate_0/timing.json",
+            "python", "-c", read, f"models/control_{momentum}_lr_0.1/replicate_0/timing.json",
             rev["rev"]).stdout)
         assert timing["cuda_visible_devices"] in ("0", "1")
 
     log = collector.run("momentum-sweep-compare").stdout
     assert "compare: 4 of 4 experiment(s)" in log
     arms = pd.read_csv(collector / "comparison" / "arms.tsv", sep="\t")
-    assert sorted(arms.loc[arms["lr"] == 0.1, "momentum"]) == [0.1, 0.2, 0.4, 0.5]
+    listed = arms[arms["control"] == 0]
+    assert sorted(listed.loc[listed["lr"] == 0.1, "momentum"]) == [0.1, 0.2, 0.4, 0.5]
     assert len(arms) == 8 and (arms["replicates"] == 2).all()  # four momenta, four controls
     assert (collector / "comparison" / "accuracy.png").stat().st_size > 10_000
 

@@ -47,9 +47,10 @@ def test_flatten_in_a_clone_reproduces_the_committed_lock(repo):
 
 def test_only_what_changed_trains_and_reuse_is_byte_identical(repo):
     """The template trained momenta 0 and 0.4 with the control, in two replicates."""
-    M0, M2, C2 = "momentum 0.0", "momentum 0.2", "control 0.2 (SGD at lr 0.125)"
-    M4 = "momentum 0.4"
-    M3, C3 = "momentum 0.3", "control 0.3 (SGD at lr 0.1429)"
+    M0, M2 = "momentum 0.0 at lr 0.1", "momentum 0.2 at lr 0.1"
+    C2 = "control 0.2 at lr 0.1 (SGD at lr 0.125)"
+    M4 = "momentum 0.4 at lr 0.1"
+    M3, C3 = "momentum 0.3 at lr 0.1", "control 0.3 at lr 0.1 (SGD at lr 0.1429)"
     repo.set_params({"momentum": [0.0, 0.2], "train": {"lr_control": False}})
     log = repo.dvc("repro", "summarize").stdout
     assert trained(log) == labels([M2], [0, 1]) and reused(log) == labels([M0], [0, 1])
@@ -66,10 +67,12 @@ def test_only_what_changed_trains_and_reuse_is_byte_identical(repo):
     assert live["epoch"] == 2 and 0.5 < live["val_accuracy"] < 1  # DVCLive's progress log
     points = json.loads((repo / "metrics/live/plots/custom/arms.json").read_text())
     assert {(p["arm"], p["epoch"]) for p in points} == {
-        (arm, e) for arm in ("momentum_0.0", "momentum_0.2", "control_0.2") for e in (1, 2)}
+        (arm, e) for arm in ("momentum_0.0_lr_0.1", "momentum_0.2_lr_0.1", "control_0.2_lr_0.1")
+        for e in (1, 2)}
     summary = repo.summary()
     assert all(a["replicates"] == 3 and a["val_accuracy"]["ci"] for a in summary["arms"])
-    assert summary["verdict"]["0p2"].startswith("vs 0: ") and "warning" not in summary
+    assert summary["vs_zero"]["0p2"] in ("better", "worse", "no difference")
+    assert "warning" not in summary
     assert (repo / "plots" / "accuracy.png").stat().st_size > 20_000
 
     repo.set_params({"momentum": [0.0, 0.2, 0.3]})  # a momentum more: it and its control
@@ -78,8 +81,9 @@ def test_only_what_changed_trains_and_reuse_is_byte_identical(repo):
     grown = repo.model_files()
     assert len(grown) == 5 * 3 * 3  # five arms, three replicates, three files
     assert [a["arm"] for a in repo.summary()["arms"]] == [
-        "momentum_0.0", "momentum_0.2", "momentum_0.3", "control_0.2", "control_0.3"]
-    assert M4 not in log and not (repo / "models" / "momentum_0.4").exists()
+        "momentum_0.0_lr_0.1", "momentum_0.2_lr_0.1", "momentum_0.3_lr_0.1", "control_0.2_lr_0.1",
+        "control_0.3_lr_0.1"]
+    assert M4 not in log and not (repo / "models" / "momentum_0.4_lr_0.1").exists()
 
     # Retraining all fifteen in one pass gives what the four passes above gave, byte for byte.
     repo.run("rm", "-rf", "models", ".model-cache")
@@ -100,7 +104,7 @@ def test_only_what_changed_trains_and_reuse_is_byte_identical(repo):
 def test_saved_models_are_plain_state_dicts_with_their_record(repo):
     repo.set_params({"momentum": 0.4, "train": {"replicates": 1}})
     repo.dvc("repro", "train")
-    folder = repo / "models" / "momentum_0.4" / "replicate_0"
+    folder = repo / "models" / "momentum_0.4_lr_0.1" / "replicate_0"
     net = model.MLP([50, 50])
     net.load_state_dict(torch.load(folder / "model.pt", weights_only=True))
     record = json.loads((folder / "record.json").read_text())
@@ -170,12 +174,12 @@ def test_exp_run_with_one_momentum_and_with_more_replicates(repo):
     log = repo.dvc("exp", "run", "-S", "momentum=0.4").stdout
     assert set(statuses(log).values()) == {"reused"}
     summary = repo.summary()
-    assert [a["arm"] for a in summary["arms"]] == ["momentum_0.4", "control_0.4"]
+    assert [a["arm"] for a in summary["arms"]] == ["momentum_0.4_lr_0.1", "control_0.4_lr_0.1"]
     assert summary["best"]["momentum"] == 0.4
     log = repo.dvc("exp", "run", "-S", "train.replicates=3").stdout
     assert len(trained(log)) == 2 and len(reused(log)) == 4  # 0.4 and its control, replicate 2
     shown = json.dumps(json.loads(repo.dvc("exp", "show", "--json").stdout))
-    assert '"replicates": 3' in shown and "verdict" in shown
+    assert '"replicates": 3' in shown and "vs_zero" in shown
     assert "best.momentum" in repo.dvc("metrics", "show").stdout
 
 
@@ -226,9 +230,9 @@ def test_divergence_is_a_result_not_a_crash(repo):
     log = repo.dvc("repro").stdout
     summary = repo.summary()
     assert summary["best"] is None and all(a["diverged"] == 1 for a in summary["arms"])
-    for label in ("momentum 0.0 replicate 0", "momentum 0.4 replicate 0"):
+    for label in ("momentum 0.0 at lr 10000 replicate 0", "momentum 0.4 at lr 10000 replicate 0"):
         assert f"{label}: diverged in epoch 1" in log
-    assert "vs 0: diverged" in summary["verdict"]["0p4"]
+    assert summary["vs_zero"]["0p4"] == "diverged"
     rows = (repo / "metrics" / "epochs.tsv").read_text().splitlines()
     header = rows[0].split("\t")
     assert {row.split("\t")[header.index("diverged")] for row in rows[1:]} == {"1"}
@@ -266,14 +270,15 @@ def test_default_pipeline_end_to_end(fresh_clone):
         assert 0.96 <= arm["test_accuracy"]["mean"] <= 0.985, arm
         low, high = arm["test_accuracy"]["ci"]
         assert low < arm["test_accuracy"]["mean"] < high
-    assert len(summary["verdict"]) == 4
+    assert len(summary["vs_zero"]) == len(summary["vs_control"]) == 4
     surface = json.loads((repo / "metrics" / "surface.json").read_text())
     assert len(surface["models"]) == 45 and len(surface["lines"]) == 2 * 4 * 5
     assert all(m["escape_steps"] is not None for m in surface["models"])
     for c in (c for m in surface["models"] for c in m["curvature"]):
         assert c["converged"] and c["lambda_min"] < 0 < c["lambda_max"]
     assert set(surface["escape_vs_zero"]) == {"0p1", "0p2", "0p4", "0p5"}
-    for name in ("accuracy", "loss", "final_accuracy", "differences", "memory", "time",
+    for name in ("accuracy", "loss", "final_accuracy", "differences", "effective_step",
+                 "lr_momentum", "memory", "time",
                  "landscape_saddle", "landscape_minima", "surface_escape", "surface_curvature",
                  "surface_lines", "surface_barriers"):
         assert (repo / "plots" / f"{name}.png").stat().st_size > 10_000

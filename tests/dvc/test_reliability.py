@@ -94,7 +94,7 @@ def test_going_back_after_an_experiment_on_one_momentum_retrains_nothing(repo):
     repo.dvc("repro", "summarize")
     before = repo.model_files()
     repo.dvc("exp", "run", "-S", "momentum=0.0")
-    assert sorted(p.name for p in (repo / "models").iterdir()) == ["momentum_0.0"]
+    assert sorted(p.name for p in (repo / "models").iterdir()) == ["momentum_0.0_lr_0.1"]
     repo.git("checkout", "params.yaml")
     log = repo.dvc("repro", "summarize").stdout
     assert set(statuses(log).values()) == {"reused", "reused from .model-cache"}
@@ -105,28 +105,29 @@ def test_going_back_after_an_experiment_on_one_momentum_retrains_nothing(repo):
 def test_half_written_folders_are_never_reused(repo):
     repo.dvc("repro", "train")
     models = repo / "models"
-    (models / "momentum_0.0" / "replicate_0" / "seal.json").unlink()  # killed before the seal
-    shutil.copytree(models / "momentum_0.4" / "replicate_1",
-                    models / "momentum_0.4" / ".incomplete-replicate_1-x")
+    # killed before the seal
+    (models / "momentum_0.0_lr_0.1" / "replicate_0" / "seal.json").unlink()
+    shutil.copytree(models / "momentum_0.4_lr_0.1" / "replicate_1",
+                    models / "momentum_0.4_lr_0.1" / ".incomplete-replicate_1-x")
     log = repo.dvc("repro", "train").stdout
     assert statuses(log)["momentum 0.0 replicate 0"].startswith("reused from .model-cache")
     assert statuses(log)["momentum 0.4 replicate 1"] == "reused"
-    assert sorted(p.name for p in (models / "momentum_0.4").iterdir()) == [
+    assert sorted(p.name for p in (models / "momentum_0.4_lr_0.1").iterdir()) == [
         "replicate_0", "replicate_1"]
 
 
 def test_an_edited_record_or_damaged_model_is_retrained_not_trusted(repo):
     repo.dvc("repro", "summarize")
     before = repo.model_files()
-    record = repo / "models" / "momentum_0.4" / "replicate_0" / "record.json"
+    record = repo / "models" / "momentum_0.4_lr_0.1" / "replicate_0" / "record.json"
     data = json.loads(record.read_text())
     data["epochs"][-1]["val_accuracy"] = 0.99
     record.write_text(json.dumps(data))
-    damaged = repo / "models" / "momentum_0.0" / "replicate_1" / "model.pt"
+    damaged = repo / "models" / "momentum_0.0_lr_0.1" / "replicate_1" / "model.pt"
     content = bytearray(damaged.read_bytes())
     content[len(content) // 2] ^= 0xFF
     damaged.write_bytes(bytes(content))
-    (repo / "models" / "control_0.4" / "replicate_0" / "notes.txt").write_text("foreign")
+    (repo / "models" / "control_0.4_lr_0.1" / "replicate_0" / "notes.txt").write_text("foreign")
     repo.run("rm", "-rf", ".model-cache")  # so that these must be retrained, not copied back
     log = repo.dvc("repro", "summarize").stdout
     found = statuses(log)
@@ -142,7 +143,7 @@ def test_an_edited_record_or_damaged_model_is_retrained_not_trusted(repo):
 def test_models_that_is_not_a_folder_is_a_clear_error(repo, tmp_path, make):
     target = repo / "models"
     if make == "model folder file":
-        target = target / "momentum_0.4" / "replicate_0"
+        target = target / "momentum_0.4_lr_0.1" / "replicate_0"
     shutil.rmtree(target)
     if make == "symlink":
         (tmp_path / "elsewhere").mkdir()

@@ -3,9 +3,10 @@
 Columns: ``arm`` (its folder name: momentum_0.4_lr_0.1, control_0.4_lr_0.1), ``momentum`` and
 ``lr`` (the listed pair the arm is about), ``control`` (1 for plain SGD at lr/(1 - momentum)),
 ``effective_lr`` (lr/(1 - momentum), the same for an arm and its control), ``replicate``,
-``fold`` (the validation fold it held out), ``epoch``, the losses and accuracies (fractions), ``diverged`` (1 in the epoch in
-which a model's loss stopped being finite; its figures are then empty), and the cost of the pass
-that trained the model (seconds, samples per second, models in the pass, peak memory).
+``fold`` (the validation fold it held out), ``epoch``, the losses and accuracies (fractions),
+``diverged`` (1 in the epoch in which a model's loss stopped being finite; its figures are then
+empty), and the cost of the pass that trained the model (seconds, samples per second, models in
+the pass, peak memory).
 """
 
 import io

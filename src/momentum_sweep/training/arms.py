@@ -165,17 +165,6 @@ def models(p) -> list[ModelKey]:
     return [ModelKey(arm, r) for r in range(p.train.replicates) for arm in arms(p)]
 
 
-def by_replicate(keys) -> list[list]:
-    """``keys`` (ordered by replicate) as one list per replicate."""
-    found = []
-    for key in keys:
-        if found and found[-1][-1].replicate == key.replicate:
-            found[-1].append(key)
-        else:
-            found.append([key])
-    return found
-
-
 def by_arm(keys, values) -> dict:
     """{arm: [the value of each of its models]}, arms in first-seen order."""
     grouped = {}

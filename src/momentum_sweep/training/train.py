@@ -18,14 +18,15 @@ from ..atomic import check_folder_path, check_writable_folder
 from ..data import splits as data_splits
 from ..errors import SweepError
 from . import arms, device as devices, results, trainer
+from .batches import replicate_groups
 from .device import GIB
+from ..finite import mean, or_none
+from .progress import LIVE_DIR, LiveLog, Progress, recorded as live_figures
+from .reuse import data_hash, decide, fingerprint, fingerprint_inputs
 
 # The most memory one pass is estimated to take (trainer.memory_needed): further replicates wait
 # for the next pass, so that the stage's peak does not grow with train.replicates.
 PASS_BYTES = GIB
-from ..finite import mean, or_none
-from .progress import LIVE_DIR, LiveLog, Progress, recorded as live_figures
-from .reuse import data_hash, decide, fingerprint, fingerprint_inputs
 
 
 def epoch_line(stats, keys):
@@ -44,12 +45,13 @@ def passes(keys, implementation, p) -> list[list]:
     """``keys`` (ordered by replicate) cut into passes of whole replicates, each as many as fit
     in PASS_BYTES (one replicate at least), so that memory does not grow with the replicates."""
     found = []
-    for replicate in arms.by_replicate(keys):
+    for group in replicate_groups(keys):
+        replicate = keys[group.start:group.stop]
         if found and pass_bytes(implementation, found[-1] + replicate, p.model.hidden,
                                 p.train) <= PASS_BYTES:
             found[-1] += replicate
         else:
-            found.append(list(replicate))
+            found.append(replicate)
     return found
 
 

@@ -1,8 +1,8 @@
 """The batched pass: every model that needs training, trained together, epoch by epoch.
 
 Two implementations share one interface (``initial``, ``train_epoch``, ``evaluate``,
-``evaluate_validation``, ``state_dict``): ``TorchTrainer`` (the PyTorch step: CUDA, and the reference) and
-``NativeTrainer`` (the fused sparse CPU step in ``native_step``). ``implementation`` picks one;
+``evaluate_validation``, ``state_dict``): ``TorchTrainer`` (the PyTorch step: CUDA, and the
+reference) and ``NativeTrainer`` (the fused sparse CPU step in ``native_step``). ``implementation`` picks one;
 it is part of every model's fingerprint, since the two agree only to float32 tolerance.
 
 Both take their replicate layout (groups, initial weights, batch orders) from ``batches``, and
