@@ -2,9 +2,10 @@
 
 The *used* images are train.max_train_images of MNIST's training set (all 60,000 by default), in
 an order drawn with ``train.seed``. Fold f is the f-th run of train.validation_size of them; a
-model that validates on fold f trains on all the others. Which fold a replicate validates on is
-``train.fold_of`` (r mod the number of folds with cross-validation, fold 0 without), so the folds
-belong to the data and the replicate, never to the arm: every arm of a replicate shares its fold.
+model that validates on fold f trains on all the others. Replicate r validates on fold
+``fold_of(r, train.folds)``: r mod the number of folds with cross-validation, fold 0 (the one
+fixed hold-out) without. The folds belong to the data and the replicate, never to the arm: every
+arm of a replicate shares its fold.
 
 Images stay uint8 on the device, 4x smaller than floats, and are scaled to [0, 1] there, one batch
 at a time (`scaled`).
@@ -120,9 +121,9 @@ def load_folds(train_params, device, flat_dir=FLAT_DIR) -> Folds:
                  Split(test["images"].to(device), test["labels"].to(device)))
 
 
-def load_splits(train_params, device, flat_dir=FLAT_DIR, fold=0) -> dict[str, Split]:
-    """train, val and test splits of a model validating on ``fold``, on ``device`` as uint8."""
+def load_splits(train_params, device, flat_dir=FLAT_DIR) -> dict[str, Split]:
+    """train, val and test splits of a model validating on fold 0, on ``device`` as uint8."""
     folds = load_folds(train_params, device, flat_dir)
-    return {"train": Split(folds.pool.images[folds.train_rows(fold)],
-                           folds.pool.labels[folds.train_rows(fold)]),
-            "val": folds.validation(fold), "test": folds.test}
+    rows = folds.train_rows(0)
+    return {"train": Split(folds.pool.images[rows], folds.pool.labels[rows]),
+            "val": folds.validation(0), "test": folds.test}

@@ -311,3 +311,7 @@ class NativeTrainer:
 
     def state_dict(self, k):
         return self.models[k].state_dict(self.sizes)
+
+    def close(self):
+        """Stop the worker threads (each pass of the train stage has its own)."""
+        self.pool.shutdown(wait=True, cancel_futures=True)

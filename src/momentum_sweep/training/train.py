@@ -135,6 +135,7 @@ def train_pass(keys, inputs, p, folds, device, implementation, cache, live, done
             live.epoch(stats.epoch, figures)
     finally:
         progress.close()
+        model.close()
     images = np.tile(step_sizes(p.train), len(step_losses))
     for k, key in enumerate(keys):
         losses = np.concatenate([epoch[k] for epoch in step_losses])

@@ -1,7 +1,7 @@
 """The batched pass: every model that needs training, trained together, epoch by epoch.
 
 Two implementations share one interface (``initial``, ``train_epoch``, ``evaluate``,
-``evaluate_validation``, ``state_dict``): ``TorchTrainer`` (the PyTorch step: CUDA, and the
+``evaluate_validation``, ``state_dict``, ``close``): ``TorchTrainer`` (the PyTorch step: CUDA, and the
 reference) and ``NativeTrainer`` (the fused sparse CPU step in ``native_step``). ``implementation`` picks one;
 it is part of every model's fingerprint, since the two agree only to float32 tolerance.
 
@@ -102,6 +102,9 @@ class TorchTrainer:
 
     def state_dict(self, k):
         return self.torch_step.state_dict(k)
+
+    def close(self):
+        """Nothing to release beyond its tensors."""
 
 
 @dataclass
