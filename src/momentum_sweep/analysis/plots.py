@@ -7,8 +7,9 @@
 - final_accuracy.png: the final accuracies, one dot per replicate, with each arm's mean and 95%
   interval; a quarter of an inch per arm, the two panels stacked when that gets wide.
 - differences.png: the paired differences of final test accuracy, each momentum minus momentum 0
-  and minus its control, with 95% intervals and a zero line; one panel per lr, and with several
-  lrs one more for each momentum at its best lr minus momentum 0 at its best.
+  and minus its control, with 95% intervals and a zero line; one panel per lr (three across, then
+  wrapped), and with several lrs one more for each momentum at its best lr minus momentum 0 at
+  its best.
 - effective_step.png: mean final validation accuracy against the effective step lr/(1 - mu), log
   scale, one line per momentum with its 95% band; plain SGD's line holds its controls too. If
   momentum were only a larger step, the lines would fall on one curve.
@@ -31,6 +32,7 @@ from . import metrics, statistics
 from .figures import PLOTS_DIR, momentum_styles, plt, save
 
 PANEL_COLUMNS = 4  # curve panels across, before they wrap
+DIFFERENCE_COLUMNS = 3  # panels of differences.png across, before they wrap
 CURVES = {
     "accuracy": [("val_accuracy", "validation accuracy"), ("test_accuracy", "test accuracy")],
     "loss": [("train_loss", "training loss (mean over epoch)"), ("test_loss", "test loss")],
@@ -207,10 +209,14 @@ def differences_figure(summary, styles):
     if any(c["family"] == "tuned_vs_zero" for c in rows):
         panels.append(("with lr tuned", [c for c in rows if c["family"] == "tuned_vs_zero"]))
     panels = panels or [("no comparisons", [])]
-    fig, axes = plt.subplots(1, len(panels), figsize=(5.2 * len(panels) + 1, 4.4),
+    columns = min(len(panels), DIFFERENCE_COLUMNS)
+    rows = -(-len(panels) // columns)
+    fig, axes = plt.subplots(rows, columns, figsize=(5.2 * columns + 1, 4.4 * rows),
                              squeeze=False, sharey=True, layout="constrained")
-    for ax, (title, found) in zip(axes[0], panels):
+    for ax, (title, found) in zip(axes.ravel(), panels):
         draw_differences(ax, found, styles, title)
+    for ax in axes.ravel()[len(panels):]:
+        ax.remove()
     fig.suptitle("paired difference of final test accuracy (95% interval)", fontsize=10)
     return fig
 
