@@ -9,7 +9,9 @@ import torch
 from ruamel.yaml import YAML
 
 from clones import statuses
+from momentum_sweep import params
 from momentum_sweep.data import flatten
+from momentum_sweep.data.splits import split_indices
 from momentum_sweep.training import arms, model
 
 pytestmark = pytest.mark.dvc
@@ -91,9 +93,9 @@ def test_only_what_changed_trains_and_reuse_is_byte_identical(repo):
     assert len(trained(log)) == 15 and "15 model(s) together" in log
     assert repo.model_files() == grown
 
-    repo.set_params({"train": {"lr": 0.05}})
+    repo.set_params({"train": {"lr": 0.05}})  # other arms: their folders are new
     log = repo.dvc("repro", "train").stdout
-    assert set(statuses(log).values()) == {"trained (parameters changed)"}
+    assert set(statuses(log).values()) == {"trained (new)"}
 
     trainer_py = repo / "src" / "momentum_sweep" / "training" / "trainer.py"
     trainer_py.write_text(trainer_py.read_text() + "\n# a change to the training code\n")
@@ -140,15 +142,19 @@ def test_the_surface_measures_only_new_weights_and_the_saddle_experiment(repo):
     """The template measured momenta 0 and 0.4 with the control, in two replicates."""
     surface = json.loads((repo / "metrics" / "surface.json").read_text())
     assert list(surface)[:3] == ["escape_vs_zero", "escape_vs_control", "basin_vs_zero"]
-    assert len(surface["probe"]["mnist_train_indices"]) == 200
+    probes = surface["probe"]["mnist_train_indices"]  # one per fold, none of its validation
+    assert set(probes) == {"0", "1"} and all(len(p) == 200 for p in probes.values())
+    for fold, probe in probes.items():
+        _, validation = split_indices(params.load(repo / "params.yaml").train, int(fold))
+        assert not set(probe) & set(validation.tolist())
     assert [c["epoch"] for c in surface["models"][0]["curvature"]] == [0, 1, 2]
     log = repo.dvc("repro", "surface").stdout
     assert "Running stage 'surface'" not in log  # nothing changed
 
     repo.set_params({"train": {"replicates": 3}})
     log = repo.dvc("repro", "surface").stdout
-    assert trained(log) == labels(["momentum 0.0", "momentum 0.4",
-                                   "control 0.4 (SGD at lr 0.1667)"], [2])
+    assert trained(log) == labels(["momentum 0.0 at lr 0.1", "momentum 0.4 at lr 0.1",
+                                   "control 0.4 at lr 0.1 (SGD at lr 0.1667)"], [2])
     # The new replicate: one initial point (shared by its three models), two checkpoints per
     # model, three lines from the initial weights, two between final weights.
     computed, reused = measured(log)
@@ -230,7 +236,7 @@ def test_divergence_is_a_result_not_a_crash(repo):
     log = repo.dvc("repro").stdout
     summary = repo.summary()
     assert summary["best"] is None and all(a["diverged"] == 1 for a in summary["arms"])
-    for label in ("momentum 0.0 at lr 10000 replicate 0", "momentum 0.4 at lr 10000 replicate 0"):
+    for label in ("momentum 0.0 at lr 1e+04 replicate 0", "momentum 0.4 at lr 1e+04 replicate 0"):
         assert f"{label}: diverged in epoch 1" in log
     assert summary["vs_zero"]["0p4"] == "diverged"
     rows = (repo / "metrics" / "epochs.tsv").read_text().splitlines()

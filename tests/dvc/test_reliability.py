@@ -110,8 +110,9 @@ def test_half_written_folders_are_never_reused(repo):
     shutil.copytree(models / "momentum_0.4_lr_0.1" / "replicate_1",
                     models / "momentum_0.4_lr_0.1" / ".incomplete-replicate_1-x")
     log = repo.dvc("repro", "train").stdout
-    assert statuses(log)["momentum 0.0 replicate 0"].startswith("reused from .model-cache")
-    assert statuses(log)["momentum 0.4 replicate 1"] == "reused"
+    assert statuses(log)["momentum 0.0 at lr 0.1 replicate 0"].startswith(
+        "reused from .model-cache")
+    assert statuses(log)["momentum 0.4 at lr 0.1 replicate 1"] == "reused"
     assert sorted(p.name for p in (models / "momentum_0.4_lr_0.1").iterdir()) == [
         "replicate_0", "replicate_1"]
 
@@ -131,10 +132,11 @@ def test_an_edited_record_or_damaged_model_is_retrained_not_trusted(repo):
     repo.run("rm", "-rf", ".model-cache")  # so that these must be retrained, not copied back
     log = repo.dvc("repro", "summarize").stdout
     found = statuses(log)
-    assert found["momentum 0.4 replicate 0"] == (
+    assert found["momentum 0.4 at lr 0.1 replicate 0"] == (
         "trained (files missing or damaged: record.json does not match its seal)")
-    assert found["momentum 0.0 replicate 1"].startswith("trained (files missing or damaged")
-    assert "unexpected notes.txt" in found["control 0.4 (SGD at lr 0.1667) replicate 0"]
+    assert found["momentum 0.0 at lr 0.1 replicate 1"].startswith(
+        "trained (files missing or damaged")
+    assert "unexpected notes.txt" in found["control 0.4 at lr 0.1 (SGD at lr 0.1667) replicate 0"]
     assert repo.model_files() == before
     assert repo.summary()["best"]["val_accuracy"] < 0.99
 
@@ -174,14 +176,15 @@ def test_a_network_too_large_for_memory_is_refused_before_allocating(repo):
     repo.set_params({"model": {"hidden": [20_000_000, 50]}})
     result = repo.dvc("repro", "train", check=False)
     assert result.returncode != 0 and "Traceback" not in result.stdout
-    assert "model.hidden = [20000000, 50]: training 6 model(s) at once needs about" in result.stdout
+    # the pass is one replicate: its three models
+    assert "model.hidden = [20000000, 50]: training 3 model(s) at once needs about" in result.stdout
     assert "GiB is available on cpu; a first hidden layer of about" in result.stdout
     assert "epoch" not in result.stdout
 
 
 @pytest.mark.parametrize("key, value, expected", [
     ("momentun", 0.4, "momentun: unknown key"),
-    ("train.lr", 1.0e308, "train.lr = 1e+308: too large"),
+    ("train.lr", 1.0e308, "train.lr = 1e+308: 1e+308 is too large"),
     ("momentum", 0.99999999, "momentum = 0.99999999: 0.99999999 rounds to 1.0 in float32"),
 ])
 def test_bad_params_stop_the_run_before_any_work_and_keep_the_outputs(repo, key, value,
@@ -204,7 +207,7 @@ def test_bad_params_stop_the_run_before_any_work_and_keep_the_outputs(repo, key,
 def test_minus_zero_is_momentum_zero(repo):
     repo.set_params({"momentum": [-0.0, 0.4]})
     log = repo.dvc("repro", "--force", "--single-item", "train").stdout
-    assert set(statuses(log).values()) == {"reused"} and "momentum 0.0 replicate 0" in log
+    assert set(statuses(log).values()) == {"reused"} and "momentum 0.0 at lr 0.1 replicate 0" in log
 
 
 def test_two_concurrent_runs_one_is_refused_by_dvcs_lock(repo):
