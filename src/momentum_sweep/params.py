@@ -76,7 +76,7 @@ class TrainParams(Section):
     @property
     def lrs(self) -> list[float]:
         """The learning rates, always as a list of floats, in the order given."""
-        return list(self.lr) if isinstance(self.lr, list) else [self.lr]
+        return as_list(self.lr)
 
     @property
     def folds(self) -> int:
@@ -135,10 +135,15 @@ class LossSurfaceParams(Section):
     lanczos_maxiter: Count
 
 
+def as_list(value) -> list:
+    """A key that is a list or one number, as a list."""
+    return list(value) if isinstance(value, list) else [value]
+
+
 def one_or_list(value, check, what):
     """A number or a non-empty list of distinct numbers, each passed through ``check``; two
     values that are equal in float32 (the precision training uses) are the same value."""
-    values = value if isinstance(value, list) else [value]
+    values = as_list(value)
     if not values:
         raise ValueError(f"the list is empty; list at least one {what}")
     checked = [check(v) for v in values]
@@ -194,7 +199,7 @@ class Params(Section):
     @property
     def momenta(self) -> list[float]:
         """The momentum values, always as a list of floats, in the order given."""
-        return list(self.momentum) if isinstance(self.momentum, list) else [self.momentum]
+        return as_list(self.momentum)
 
     def check_consistency(self, source):
         """Checks that need several keys at once; pydantic's errors would name only one."""
