@@ -86,8 +86,8 @@ def test_a_grid_split_over_three_experiments_and_joined_gives_the_whole_grids_an
     """One experiment per lr, joined by momentum-sweep-compare, and the same grid in one run of
     the pipeline: the same tuned choice and verdicts, the same paired differences. Between them,
     the README's `dvc exp show` fits in 200 columns."""
-    for lr in ("0.02", "0.1", "0.2"):
-        repo.dvc("exp", "run", "-n", f"lr-{lr}", "-S", f"train.lr={lr}")
+    for lr in ("0.02", "0.1", "0.2"):  # up to summarize: what the comparison reads
+        repo.dvc("exp", "run", "summarize", "-n", f"lr-{lr}", "-S", f"train.lr={lr}")
     shown = repo.run(*readme_exp_show(), "--no-pager", env={"COLUMNS": "100000"}).stdout
     assert "lr-0.02" in shown and max(len(line.rstrip()) for line in shown.splitlines()) < 200
     log = repo.run("momentum-sweep-compare").stdout
@@ -97,7 +97,7 @@ def test_a_grid_split_over_three_experiments_and_joined_gives_the_whole_grids_an
         assert (repo / "comparison" / f"{name}.png").stat().st_size > 10_000
 
     repo.set_params({"train": {"lr": [0.02, 0.1, 0.2]}})
-    result = repo.dvc("repro")
+    result = repo.dvc("repro", "summarize")
     assert "train: 0 trained, 18 reused" in result.stdout  # each slice's models, once
     whole = repo.summary()
     assert list(whole)[:2] == ["tuned", "best"]
