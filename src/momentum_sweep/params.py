@@ -17,7 +17,8 @@ from pathlib import Path
 from typing import Annotated, Literal, Optional, Union
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import (BaseModel, ConfigDict, Field, PlainValidator, ValidationError,
+                      field_validator)
 from ruamel.yaml import YAML
 from ruamel.yaml.error import YAMLError
 
@@ -44,6 +45,64 @@ Positive = Annotated[float, Field(gt=0, allow_inf_nan=False)]
 Count = Annotated[int, Field(ge=1)]
 
 
+def as_list(value) -> list:
+    """A key that is a list or one number, as a list."""
+    return list(value) if isinstance(value, list) else [value]
+
+
+def one_or_list(value, check, what):
+    """A number or a non-empty list of distinct numbers, each passed through ``check``; two
+    values that are equal in float32 (the precision training uses) are the same value."""
+    values = as_list(value)
+    if not values:
+        raise ValueError(f"the list is empty; list at least one {what}")
+    checked = [check(v) for v in values]
+    rounded = [np.float32(v) for v in checked]
+    duplicates = sorted({v for v, r in zip(checked, rounded) if rounded.count(r) > 1})
+    if duplicates:
+        raise ValueError(f"{duplicates} listed more than once (equal in float32, the precision "
+                         f"training uses); list each {what} once")
+    return checked if isinstance(value, list) else checked[0]
+
+
+def _lr(value) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise ValueError(f"{value!r} is not a valid number: each learning rate is a number > 0 "
+                         f"(a list of them, or one)")
+    if not value > 0:
+        raise ValueError(f"{value!r}: each learning rate must be greater than 0")
+    if not fits_float32(value):
+        raise ValueError(f"{value!r} is too large: training runs in float32, whose largest "
+                         f"value is {FLOAT32_MAX:.4g}")
+    # A control's lr, lr/(1 - momentum), is never smaller: this check covers it too.
+    rounded = float(np.float32(value))
+    if rounded < FLOAT32_TINY:
+        became = "0" if rounded == 0 else f"{rounded:.4g}, a subnormal that has lost precision"
+        raise ValueError(f"{value!r} is too small: it rounds to {became} in float32, the "
+                         f"precision training uses; the smallest allowed is {FLOAT32_TINY:.4g}")
+    return float(value)
+
+
+def _momentum(value) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value < 1:
+        raise ValueError(f"{value!r} is not allowed: each momentum is a number with "
+                         f"0 <= momentum < 1 (a list of them, or one)")
+    if np.float32(value) >= 1:
+        raise ValueError(f"{value!r} rounds to 1.0 in float32, the precision training uses; "
+                         f"the largest momentum below 1 is {LARGEST_MOMENTUM!r}")
+    return float(value) + 0.0  # + 0.0 turns -0.0 into 0.0: one momentum, one name
+
+
+def one_or_list_of(check, what):
+    """The type of a key that is one number or a list of them (see ``one_or_list``)."""
+    return Annotated[Union[float, list[float]],
+                     PlainValidator(lambda value: one_or_list(value, check, what))]
+
+
+LearningRates = one_or_list_of(_lr, "learning rate")
+Momenta = one_or_list_of(_momentum, "momentum")
+
+
 class DataParams(Section):
     source: Literal["carried", "download"]
     mirrors: Optional[list[str]]
@@ -54,7 +113,7 @@ class ModelParams(Section):
 
 
 class TrainParams(Section):
-    lr: Union[float, list[float]]
+    lr: LearningRates
     batch_size: Count
     epochs: Count
     replicates: Annotated[int, Field(ge=1, le=10_000)]
@@ -67,11 +126,6 @@ class TrainParams(Section):
     checkpoints: list[Union[Annotated[int, Field(ge=0)], Literal["final"]]]
     loss_every: Count
     cross_validation: bool
-
-    @field_validator("lr", mode="plain")
-    @classmethod
-    def _lrs(cls, value):
-        return one_or_list(value, _lr, "learning rate")
 
     @property
     def lrs(self) -> list[float]:
@@ -135,66 +189,13 @@ class LossSurfaceParams(Section):
     lanczos_maxiter: Count
 
 
-def as_list(value) -> list:
-    """A key that is a list or one number, as a list."""
-    return list(value) if isinstance(value, list) else [value]
-
-
-def one_or_list(value, check, what):
-    """A number or a non-empty list of distinct numbers, each passed through ``check``; two
-    values that are equal in float32 (the precision training uses) are the same value."""
-    values = as_list(value)
-    if not values:
-        raise ValueError(f"the list is empty; list at least one {what}")
-    checked = [check(v) for v in values]
-    rounded = [np.float32(v) for v in checked]
-    duplicates = sorted({v for v, r in zip(checked, rounded) if rounded.count(r) > 1})
-    if duplicates:
-        raise ValueError(f"{duplicates} listed more than once (equal in float32, the precision "
-                         f"training uses); list each {what} once")
-    return checked if isinstance(value, list) else checked[0]
-
-
-def _lr(value) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise ValueError(f"{value!r} is not a valid number: each learning rate is a number > 0 "
-                         f"(a list of them, or one)")
-    if not value > 0:
-        raise ValueError(f"{value!r}: each learning rate must be greater than 0")
-    if not fits_float32(value):
-        raise ValueError(f"{value!r} is too large: training runs in float32, whose largest "
-                         f"value is {FLOAT32_MAX:.4g}")
-    # A control's lr, lr/(1 - momentum), is never smaller: this check covers it too.
-    rounded = float(np.float32(value))
-    if rounded < FLOAT32_TINY:
-        became = "0" if rounded == 0 else f"{rounded:.4g}, a subnormal that has lost precision"
-        raise ValueError(f"{value!r} is too small: it rounds to {became} in float32, the "
-                         f"precision training uses; the smallest allowed is {FLOAT32_TINY:.4g}")
-    return float(value)
-
-
-def _momentum(value) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value < 1:
-        raise ValueError(f"{value!r} is not allowed: each momentum is a number with "
-                         f"0 <= momentum < 1 (a list of them, or one)")
-    if np.float32(value) >= 1:
-        raise ValueError(f"{value!r} rounds to 1.0 in float32, the precision training uses; "
-                         f"the largest momentum below 1 is {LARGEST_MOMENTUM!r}")
-    return float(value) + 0.0  # + 0.0 turns -0.0 into 0.0: one momentum, one name
-
-
 class Params(Section):
-    momentum: Union[float, list[float]]
+    momentum: Momenta
     data: DataParams
     model: ModelParams
     train: TrainParams
     landscape: LandscapeParams
     surface: LossSurfaceParams
-
-    @field_validator("momentum", mode="plain")
-    @classmethod
-    def _momenta(cls, value):
-        return one_or_list(value, _momentum, "momentum")
 
     @property
     def momenta(self) -> list[float]:

@@ -47,10 +47,9 @@ def compared_figures(epochs) -> list[str]:
 
 def word(comparison) -> str:
     """faster/slower, higher/lower, no difference, cannot tell (one pair) or no pairs."""
-    result = statistics.outcome(comparison)
+    result = statistics.short_outcome(comparison)
     higher, lower = WORDS.get(comparison["figure"], DEFAULT_WORDS)
-    return {"better": higher, "worse": lower, "no detectable difference": "no difference",
-            "diverged": "no pairs"}.get(result, result)
+    return {"better": higher, "worse": lower, "diverged": "no pairs"}.get(result, result)
 
 
 def arm_entry(arm, values_by_replicate) -> dict:

@@ -52,6 +52,7 @@ class Replicates:
     group_of: list          # [K] each model's group
     initial: list           # [K] each model's initial state_dict (one object per replicate)
     folds: list             # [G] the fold each group validates on
+    validation: list        # [G] its validation split (one object per distinct fold)
     orders: BatchOrders     # the groups' batch orders, epoch after epoch
 
     @classmethod
@@ -65,4 +66,5 @@ class Replicates:
         held_out = [folds.fold_of(r) for r in replicates]
         return cls(groups, [g for g, models in enumerate(groups) for _ in models],
                    [initial[key.replicate] for key in keys], held_out,
+                   folds.validations(held_out),
                    BatchOrders(replicates, seed, [folds.train_rows(f) for f in held_out]))

@@ -185,7 +185,7 @@ class NativeTrainer:
         replicates = Replicates.of(keys, hidden, train_params, folds)
         self.group_models, self.group_of = replicates.groups, replicates.group_of
         self.initial = replicates.initial
-        self.validation = folds.validations(replicates.folds)                  # [G]
+        self.validation = replicates.validation                                 # [G]
         self.orders = replicates.orders
         total = self.steps_per_epoch * train_params.epochs
         self.models = [NativeModel(state, self.sizes, self.widths, key.arm.sgd_momentum,

@@ -37,7 +37,7 @@ class TorchTrainer:
         self.K = len(keys)
         replicates = Replicates.of(keys, hidden, train_params, folds)
         self.initial = replicates.initial
-        self.validation = folds.validations(replicates.folds)                  # [G]
+        self.validation = replicates.validation                                 # [G]
         self.torch_step = TorchStep(hidden, replicates.initial,
                                     [key.arm.sgd_momentum for key in keys],
                                     [key.arm.sgd_lr for key in keys],
