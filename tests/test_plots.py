@@ -92,3 +92,10 @@ def test_forty_momenta_wrap_into_panels_of_a_readable_size():
             box = ax.get_position()                              # in fractions of the figure
             assert box.width * width > 2.5 and box.height * height > 1.8
         plots.plt.close(fig)
+
+
+def test_one_momentum_without_momentum_0_is_drawn_with_its_control():
+    """`dvc exp run -S momentum=0.4`: no momentum 0 to compare with, but the control is there."""
+    panels = plots.curve_panels(synthetic_epochs([0.4]))
+    assert panels == [[(Arm(0.4, 0.1), "arm"), (Arm(0.4, 0.1, control=True), "control")]]
+

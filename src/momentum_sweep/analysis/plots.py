@@ -77,9 +77,10 @@ def curve_panels(table):
     its lr ("reference", grey)."""
     arms = metrics.arms_of(table)
     compared = pairs(arms)
-    controls = dict(compared["vs_control"])
+    controls, zeros = dict(compared["vs_control"]), dict(compared["vs_zero"])
     panels = [[(a, "arm"), *([(controls[a], "control")] if a in controls else []),
-               (zero, "reference")] for a, zero in compared["vs_zero"]]
+               *([(zeros[a], "reference")] if a in zeros else [])]
+              for a in arms if not a.control and a.momentum != 0]
     return panels or [[(a, "arm")] for a in arms if not a.control]
 
 
