@@ -20,7 +20,6 @@ Each timing is the median of --repeats, taken in turns. Run from the repository 
 import argparse
 import statistics
 import time
-from pathlib import Path
 
 import momentum_sweep  # noqa: F401  (before torch computes: MKL reproducibility mode)
 import numpy as np
@@ -32,9 +31,12 @@ from threadpoolctl import threadpool_limits
 from momentum_sweep import params as parameters
 from momentum_sweep.data import splits
 from momentum_sweep.surface import measures
+from momentum_sweep.training import arms, results
 
 P = parameters.load()
-FOLDER = Path("models/momentum_0.0/replicate_0")
+BATCH = P.train.batch_sizes[0]
+# plain SGD's first model: replicate 0, which validates on fold 0, the probe's
+FOLDER = results.MODELS_DIR / arms.models(P)[0].name
 
 
 def median_seconds(function, repeats):
@@ -98,13 +100,19 @@ def main():
     line_seconds = median_seconds(lambda: measures.line(start, final, P.model.hidden,
                                                         P.surface.line_points, images, labels,
                                                         "cpu"), repeats)
-    epochs = [e for e in P.train.checkpoint_epochs if e > 0]
-    # A model's share of the lines between final weights: 8 lines for 9 arms per replicate.
-    per_model = len(epochs) * one + (1 + 8 / 9) * line_seconds
-    shared = one / 9 if 0 in P.train.checkpoint_epochs else 0.0  # epoch 0, once per replicate
+    epochs = [e for e in P.train.checkpoint_epochs(BATCH) if e > 0]
+    # A model's share of the lines between final weights: one per listed arm above momentum 0
+    # against momentum 0 and one against its control, among the replicate's arms.
+    per_replicate = len(arms.arms(P))
+    lines = 2 * len([a for a in arms.arms(P) if not a.control and a.momentum > 0])
+    share = lines / per_replicate
+    per_model = len(epochs) * one + (1 + share) * line_seconds
+    shared = one / per_replicate if 0 in P.train.checkpoint_epochs(BATCH) else 0.0  # epoch 0
+    models = len(arms.models(P))
     print(f"per model   {len(epochs)} curvature measurement(s) ({', '.join(map(str, epochs))}) "
-          f"+ {1 + 8 / 9:.2f} lines of {P.surface.line_points} points ({line_seconds:.3f} s "
-          f"each): {per_model + shared:.2f} s; 45 models: {45 * (per_model + shared):.0f} s")
+          f"+ {1 + share:.2f} lines of {P.surface.line_points} points ({line_seconds:.3f} s "
+          f"each): {per_model + shared:.2f} s; {models} models: "
+          f"{models * (per_model + shared):.0f} s")
 
 
 if __name__ == "__main__":

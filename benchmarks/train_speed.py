@@ -7,16 +7,19 @@
              stack_module_state and vmap over functional_call, with a functional SGD update;
   torch K=k  this project's PyTorch step, k models in one pass (the path on CUDA);
   native K=k this project's native CPU step, k models in the train stage's passes (the path on
-             the CPU).
+             the CPU);
+  ... batch b the same at batch size b (1024 and 8192: where momentum starts to matter), so that
+             the step ``train.step: auto`` picks on the CPU is shown to be the faster there.
 
 The k models are the default params.yaml's arms, replicate after replicate (K = 45 is the
 default sweep: 9 arms x 5 replicates; K = 400 is 20 arms x 20 replicates, four learning rates'
-worth). Everything else (learning rate, batch, network, data)
-comes from params.yaml. Each variant runs in its own process, so its peak resident memory is its
+worth). Everything else (learning rate, batch, network, data) comes from params.yaml (its first
+batch size). Each variant runs in its own process, so its peak resident memory is its
 own; the variants take turns, --repeats times, and the median is printed, since a shared
 machine's speed drifts. Also printed: the arithmetic floors of one model-epoch at this machine's
-measured multiply rate, dense and counting only the pixels that are non-zero; the native step at
-the default K with one busy process beside it; with --stage, the train stage itself; and with
+measured multiply rate, dense and counting only the pixels that are non-zero; what evaluating an
+image costs against training on one (it sets how often a target run may evaluate); the native
+step at the default K with one busy process beside it; with --stage, the train stage itself; and with
 --memory, the train stage's peak resident memory as train.replicates grows.
 
 Run from the repository root after `dvc repro flatten`:  python benchmarks/train_speed.py
@@ -39,24 +42,35 @@ import torch
 
 from momentum_sweep import params as parameters
 from momentum_sweep.data.mnist import PIXELS
-from momentum_sweep.data.splits import Folds, Split, load_folds, load_splits, scaled, split_indices
+from momentum_sweep.data.splits import Folds, Split, load_folds, scaled, split_indices
 from momentum_sweep.training import arms, batches, model, train, trainer
 from momentum_sweep.training.device import peak_rss_mib
 
 P = parameters.load()
 SIZES = model.layer_sizes(P.model.hidden)
+BATCH = P.train.batch_sizes[0]
 K_VALUES = {"torch": (1, 5, 25, 45, 100), "native": (1, 5, 25, 45, 100, 400)}
 VMAP_K = (45, 400)
 DEFAULT_K = len(arms.models(P))
+LARGE_BATCHES = (1024, 8192)
 MEMORY_REPLICATES = (5, 20, 100)
 
 
-def keys(k):
-    """The first k models of the default sweep, with as many replicates as that takes."""
-    per_replicate = len(arms.arms(P))
-    more = P.model_copy(update={"train": P.train.model_copy(
+def keys(k, batch=BATCH):
+    """The first k models of the default sweep at one batch size, with as many replicates as
+    that takes."""
+    train = P.train.model_copy(update={"batch_size": batch})
+    per_replicate = len(arms.arms(P.model_copy(update={"train": train})))
+    more = P.model_copy(update={"train": train.model_copy(
         update={"replicates": math.ceil(k / per_replicate)})})
     return arms.models(more)[:k]
+
+
+def train_rows():
+    """The training split of a model validating on fold 0."""
+    folds = load_folds(P.train, torch.device("cpu"))
+    rows = folds.train_rows(0)
+    return Split(folds.pool.images[rows], folds.pool.labels[rows])
 
 
 def notebook_loop(epochs):
@@ -71,7 +85,7 @@ def notebook_loop(epochs):
                                         transforms.Lambda(lambda x: x.view(-1))])
         dataset = datasets.MNIST(root=root, train=True, transform=transform, download=False)
         train_idx, _ = split_indices(P.train)
-        loader = DataLoader(Subset(dataset, train_idx.tolist()), batch_size=P.train.batch_size)
+        loader = DataLoader(Subset(dataset, train_idx.tolist()), batch_size=BATCH)
         net = model.MLP(P.model.hidden)
         optimizer = torch.optim.SGD(net.parameters(), lr=P.train.lr, momentum=0.1)
         started = time.perf_counter()
@@ -84,37 +98,65 @@ def notebook_loop(epochs):
 
 
 def plain_loop(epochs):
-    train = load_splits(P.train, torch.device("cpu"))["train"]
+    train = train_rows()
     images = scaled(train.images)
     net = model.MLP(P.model.hidden)
     optimizer = torch.optim.SGD(net.parameters(), lr=P.train.lr, momentum=0.1)
     generator = torch.Generator().manual_seed(0)
     started = time.perf_counter()
     for _ in range(epochs):
-        for batch in torch.randperm(len(train), generator=generator).split(P.train.batch_size):
+        for batch in torch.randperm(len(train), generator=generator).split(BATCH):
             optimizer.zero_grad()
             torch.nn.functional.cross_entropy(net(images[batch]), train.labels[batch]).backward()
             optimizer.step()
     return (time.perf_counter() - started) / epochs
 
 
-def project_step(implementation, k, epochs):
+def one_pass(implementation, keys_of_pass, train_params, folds):
+    return trainer.make_trainer(implementation, keys_of_pass, P.model.hidden, train_params,
+                                folds, torch.device("cpu"))
+
+
+def project_step(implementation, k, epochs, batch=BATCH):
     folds = load_folds(P.train, torch.device("cpu"))
+    train_params = P.train.model_copy(update={"epochs": epochs, "batch_size": batch,
+                                              "min_steps": 0, "target": None})
     # Load the compiled kernels (or compile them) before the clock starts: a tiny pass.
-    few = Split(folds.pool.images[:40], folds.pool.labels[:40])
-    trainer.make_trainer(implementation, keys(1), P.model.hidden, P.train,
-                         Folds.of(few, few, few), torch.device("cpu")).train_epoch()
-    train_params = P.train.model_copy(update={"epochs": epochs})
+    few = Split(folds.pool.images[:2 * batch], folds.pool.labels[:2 * batch])
+    tiny = train_params.model_copy(update={"max_train_images": 2 * batch,
+                                           "validation_size": batch, "epochs": 1})
+    warm = one_pass(implementation, keys(1, batch), tiny, Folds(few, batch, 1, few))
+    warm.train_until(tiny.steps_per_epoch(batch))
+    warm.close()
     # the native step as the stage runs it, in passes; the PyTorch step in one (as on CUDA)
-    planned = (train.passes(keys(k), implementation, P) if implementation == "native"
-               else [keys(k)])
+    chosen = keys(k, batch)
+    planned = (train.passes(chosen, implementation, P.model_copy(
+        update={"train": train_params})) if implementation == "native" else [chosen])
+    per_epoch = train_params.steps_per_epoch(batch)
     started = time.perf_counter()
     for keys_of_pass in planned:
-        t = trainer.make_trainer(implementation, keys_of_pass, P.model.hidden, train_params,
-                                 folds, torch.device("cpu"))
-        for _ in range(epochs):
-            t.train_epoch()
+        t = one_pass(implementation, keys_of_pass, train_params, folds)
+        for epoch in range(1, epochs + 1):
+            t.train_until(epoch * per_epoch)
+        t.close()
     return (time.perf_counter() - started) / epochs / k
+
+
+def evaluation_cost(epochs):
+    """Seconds to evaluate one image over seconds to train on one, the native step, K = 45."""
+    folds = load_folds(P.train, torch.device("cpu"))
+    train_params = P.train.model_copy(update={"epochs": epochs})
+    t = one_pass("native", keys(DEFAULT_K), train_params, folds)
+    per_epoch = train_params.steps_per_epoch(BATCH)
+    t.train_until(per_epoch)  # the first epoch builds its batches before training
+    started = time.perf_counter()
+    t.train_until(2 * per_epoch)
+    training = (time.perf_counter() - started) / P.train.train_size
+    started = time.perf_counter()
+    t.evaluate_validation(range(DEFAULT_K))
+    evaluating = (time.perf_counter() - started) / P.train.validation_size
+    t.close()
+    return evaluating / training
 
 
 def vmap_step(k, epochs):
@@ -142,8 +184,8 @@ def vmap_step(k, epochs):
     started = time.perf_counter()
     for _ in range(epochs):
         orders = layout.orders.next_epoch()[group_of]               # [K, N]
-        for start in range(0, orders.shape[1], P.train.batch_size):
-            rows = orders[:, start:start + P.train.batch_size]      # [K, B]
+        for start in range(0, orders.shape[1], BATCH):
+            rows = orders[:, start:start + BATCH]                   # [K, B]
             x = scaled(folds.pool.images[rows])                     # [K, B, 784]
             grads, _ = step(params, buffers, x, folds.pool.labels[rows])
             with torch.no_grad():
@@ -165,6 +207,12 @@ def variants():
             found[f"{implementation}-{k}"] = (
                 f"{'PyTorch' if implementation == 'torch' else 'native'} step, K = {k}",
                 lambda epochs, i=implementation, k=k: project_step(i, k, epochs))
+    for batch in LARGE_BATCHES:
+        for implementation in K_VALUES:
+            found[f"{implementation}-{DEFAULT_K}-batch-{batch}"] = (
+                f"{'PyTorch' if implementation == 'torch' else 'native'} step, K = {DEFAULT_K}, "
+                f"batch {batch}",
+                lambda epochs, i=implementation, b=batch: project_step(i, DEFAULT_K, epochs, b))
     return found
 
 
@@ -232,7 +280,7 @@ def flops_per_model_epoch(first_layer_inputs):
 
 
 def nonzero_pixels_per_image():
-    train = load_splits(P.train, torch.device("cpu"))["train"]
+    train = train_rows()
     return (train.images != 0).sum().item() / len(train)
 
 
@@ -255,9 +303,9 @@ def train_stage_run(**train_changes):
         out = subprocess.run([sys.executable, "src/run_stage.py", "train"], cwd=tmp, check=True,
                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
         seconds = time.perf_counter() - started
-        peak = max(epoch["cpu_peak_rss_mib"]
+        peak = max(evaluation["cpu_peak_rss_mib"]
                    for timing in Path(tmp, "models").glob("*/*/timing.json")
-                   for epoch in json.loads(timing.read_text())["epochs"])
+                   for evaluation in json.loads(timing.read_text())["evaluations"])
         return seconds, peak, out.stdout
 
 
@@ -299,7 +347,7 @@ def main():
     results = {v: {key: statistics.median(r[key] for r in runs) for key in runs[0]}
                for v, runs in results.items()}
     print(f"\ncpu: seconds per model-epoch ({P.train.train_size:,} images, batch "
-          f"{P.train.batch_size}, {args.epochs} epoch(s) each; median of {args.repeats} runs "
+          f"{BATCH} unless said, {args.epochs} epoch(s) each; median of {args.repeats} runs "
           f"per variant, taking turns)")
     print(f"  {'variant':<50} {'s/model-epoch':>14} {'peak RSS MiB':>13}")
     for v in names:
@@ -313,12 +361,21 @@ def main():
         print("  vmap / native: " + ", ".join(
             f"K = {k}: {results[f'vmap-{k}']['seconds'] / results[f'native-{k}']['seconds']:.1f}x"
             for k in VMAP_K if f"native-{k}" in results))
+    for batch in LARGE_BATCHES:
+        native = results.get(f"native-{DEFAULT_K}-batch-{batch}", {}).get("seconds")
+        pytorch = results.get(f"torch-{DEFAULT_K}-batch-{batch}", {}).get("seconds")
+        if native and pytorch:
+            print(f"  at batch {batch}, K = {DEFAULT_K}: PyTorch step / native = "
+                  f"{pytorch / native:.1f}x; native / dense floor = {native / dense:.1f}x, "
+                  f"PyTorch step / dense floor = {pytorch / dense:.1f}x")
     if default and {"notebook", "plain", f"torch-{DEFAULT_K}"} <= results.keys():
         print(f"  at the default K = {DEFAULT_K}: notebook / native = "
               f"{results['notebook']['seconds'] / default:.1f}x, plain / native = "
               f"{results['plain']['seconds'] / default:.1f}x, PyTorch step / native = "
               f"{results[f'torch-{DEFAULT_K}']['seconds'] / default:.1f}x; native / sparse "
               f"floor = {default / sparse:.1f}x")
+        print(f"  evaluating an image / training on one (native step, K = {DEFAULT_K}): "
+              f"{evaluation_cost(max(args.epochs, 2)):.2f}")
         quiet, busy = under_load(f"native-{DEFAULT_K}", args.epochs, args.repeats)
         print(f"\nnative step, K = {DEFAULT_K}, with one busy process beside it: {busy:.3f} s "
               f"against {quiet:.3f} s quiet = {busy / quiet:.2f}x")
@@ -326,7 +383,7 @@ def main():
         seconds, peak, log = train_stage_run()
         print(f"\ntrain stage, default params ({DEFAULT_K} models, {P.train.epochs} epochs) from "
               f"flattened data, nothing reused: {seconds:.1f} s, peak RSS {peak:.0f} MiB")
-        print("  " + "\n  ".join(line for line in log.splitlines() if "epoch  " in line))
+        print("  " + "\n  ".join(line for line in log.splitlines() if line.startswith("step ")))
     if args.memory:
         print("\ntrain stage peak resident memory against train.replicates (1 epoch, nothing "
               "reused): streamed in passes, it should not grow")

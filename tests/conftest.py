@@ -8,7 +8,6 @@ per run, for every pytest-xdist worker (``built_once``).
 import momentum_sweep  # noqa: F401  first: sets MKL's reproducibility mode before torch computes
 
 import pytest
-import torch
 
 from clones import ROOT, SMALL, Clone, built_once, clone_repository
 
@@ -60,8 +59,8 @@ def default_params():
 @pytest.fixture(scope="session")
 def small_splits(flat_dir, default_params):
     """train (2,500 images), validation (500) and test splits on the CPU."""
-    from momentum_sweep.data.splits import load_splits
+    from reference import splits_of
 
     train = default_params.train.model_copy(update={"max_train_images": 3000,
                                                     "validation_size": 500, "epochs": 2})
-    return train, load_splits(train, torch.device("cpu"), flat_dir=flat_dir)
+    return train, splits_of(train, flat_dir)

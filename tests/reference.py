@@ -4,16 +4,16 @@ import math
 
 import torch
 
-from momentum_sweep.data.splits import Folds, Split, scaled
+from momentum_sweep.data.splits import Folds, Split, load_folds, scaled
 from momentum_sweep.training import arms, batches
 from momentum_sweep.training.model import MLP, initial_state
 
 
-def sgd(state, hidden, momentum, lr, split, order, batch_size):
+def sgd(state, hidden, momentum, lr, split, order, batch_size, nesterov=False):
     """A plain MLP from ``state``, trained by torch.optim.SGD on ``split`` in ``order``."""
     net = MLP(list(hidden))
     net.load_state_dict(state)
-    optimizer = torch.optim.SGD(net.parameters(), lr=lr, momentum=momentum)
+    optimizer = torch.optim.SGD(net.parameters(), lr=lr, momentum=momentum, nesterov=nesterov)
     for batch in order.split(batch_size):
         optimizer.zero_grad()
         loss = torch.nn.functional.cross_entropy(net(scaled(split.images[batch])),
@@ -60,19 +60,24 @@ def assert_steps_agree(actual, expected, start, steps):
                                                  f"largest change, {scale:.3g}): {m}")
 
 
-def keys_for(arm_specs, replicates=(0,)):
+def keys_for(arm_specs, replicates=(0,), batch_size=20, nesterov=False):
     """Model keys, replicate by replicate; arm_specs: [(momentum, lr[, control])]."""
-    return [arms.ModelKey(arms.Arm(*spec), r) for r in replicates for spec in arm_specs]
+    return [arms.ModelKey(arms.Arm(spec[0], spec[1], batch_size, nesterov=nesterov,
+                                   control=spec[2] if len(spec) > 2 else False), r)
+            for r in replicates for spec in arm_specs]
 
 
-def sgd_of(key, hidden, seed, train, batch_size, epochs):
+def sgd_of(key, hidden, seed, train, batch_size, epochs, steps=None):
     """(start, result) for model ``key``: its replicate's initial weights, and torch.optim.SGD's
-    result from them over ``epochs`` epochs of its replicate's batch order on ``train``."""
+    result from them over ``epochs`` epochs (or their first ``steps``) of its replicate's batch
+    order on ``train``."""
     start = initial_state(list(hidden), arms.replicate_seeds(seed, key.replicate)["init"])
     orders = batches.BatchOrders([key.replicate], seed, [torch.arange(len(train))])
     order = torch.cat([orders.next_epoch()[0] for _ in range(epochs)])
+    if steps is not None:
+        order = order[:steps * batch_size]
     return start, sgd(start, hidden, key.arm.sgd_momentum, key.arm.sgd_lr, train, order,
-                      batch_size)
+                      batch_size, key.arm.method["nesterov"])
 
 
 def subset(split, n) -> Split:
@@ -80,9 +85,34 @@ def subset(split, n) -> Split:
 
 
 def folds_of(splits, train=None) -> Folds:
-    """A trainer's input from {"train", "val", "test"} splits: one fixed hold-out, ``train``
-    (default: splits["train"]) to train on."""
-    return Folds.of(splits["train"] if train is None else train, splits["val"], splits["test"])
+    """A trainer's input from {"train", "val", "test"} splits: one fixed hold-out (fold 0),
+    ``train`` (default: splits["train"]) to train on."""
+    train = splits["train"] if train is None else train
+    pool = Split(torch.cat([splits["val"].images, train.images]),
+                 torch.cat([splits["val"].labels, train.labels]))
+    return Folds(pool, len(splits["val"]), 1, splits["test"])
+
+
+def fitted(train_params, splits, train=None):
+    """``train_params`` for a pass on ``folds_of(splits, train)``: its sizes those of the
+    splits (the trainers read the schedule, the steps of an epoch, from the parameters)."""
+    train = splits["train"] if train is None else train
+    return train_params.model_copy(update={"max_train_images": len(splits["val"]) + len(train),
+                                           "validation_size": len(splits["val"])})
+
+
+def splits_of(train_params, flat_dir) -> dict:
+    """train, val and test splits of a model validating on fold 0, on the CPU as uint8."""
+    folds = load_folds(train_params, torch.device("cpu"), flat_dir)
+    rows = folds.train_rows(0)
+    return {"train": Split(folds.pool.images[rows], folds.pool.labels[rows]),
+            "val": folds.validation(0), "test": folds.test}
+
+
+def epochs_of(trainer, epochs, train_params):
+    """Train ``trainer`` for whole epochs; each epoch's Trained figures."""
+    per_epoch = train_params.steps_per_epoch(trainer.batch_size)
+    return [trainer.train_until(e * per_epoch) for e in range(1, epochs + 1)]
 
 
 def assert_states_equal(actual, expected):
@@ -91,9 +121,9 @@ def assert_states_equal(actual, expected):
         assert torch.equal(actual[name], expected[name]), name
 
 
-def identity_columns(arm, replicate) -> dict:
-    """The identity columns of metrics/epochs.tsv for a model of ``arm`` in ``replicate`` (which
+def identity_columns(arm, replicate, budget_steps=1000, target=None) -> dict:
+    """The identity columns of results/epochs.tsv for a model of ``arm`` in ``replicate`` (which
     validates on fold ``replicate``)."""
-    return {"arm": arm.name, "momentum": arm.momentum, "control": int(arm.control),
-            "lr": arm.lr, "effective_lr": arm.effective_lr, "replicate": replicate,
-            "fold": replicate}
+    from momentum_sweep.analysis.epochs import identity
+
+    return identity(arm, replicate, replicate, {"steps": budget_steps, "target": target})

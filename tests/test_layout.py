@@ -18,8 +18,7 @@ from momentum_sweep.stage import STAGES
 
 DVC_YAML = YAML(typ="safe").load((ROOT / "dvc.yaml").read_text())
 DATA_DEPS = {"download": {"data/mnist"}, "flatten": {"data/raw"}, "train": {"data/flat"},
-             "summarize": {"models"}, "plot": {"metrics/epochs.tsv", "metrics/summary.json"},
-             "surface": {"data/flat", "models"}}
+             "summarize": {"models"}, "surface": {"data/flat", "models"}}
 TRAINER = {"training/train.py", "training/trainer.py", "training/native_step.py",
            "training/torch_step.py", "training/native_kernels.py"}
 
@@ -44,7 +43,7 @@ def test_stage_deps_are_exactly_the_files_it_imports_and_its_data(stage):
                                   f"extra {sorted(declared - expected)}")
 
 
-@pytest.mark.parametrize("stage", ["summarize", "plot", "surface"])
+@pytest.mark.parametrize("stage", ["summarize", "surface"])
 def test_the_stages_that_read_models_never_import_the_trainer(stage):
     """They read what training wrote; a change to the trainer reruns them only through it."""
     files = {p.relative_to(sources.PACKAGE_DIR).as_posix() for p in sources.stage_files(stage)
@@ -146,16 +145,18 @@ def test_ci_runs_the_readme_test_command():
 
 
 def test_the_readme_quotes_the_committed_results():
-    """Every block scripts/results-tables prints (from metrics/summary.json, docs/tuned/,
-    metrics/surface.json and docs/saddle/surface.json) is in the README or its detail,
-    docs/surface.md, as printed."""
+    """Every block scripts/results-tables prints (from results/summary.json, docs/tuned/,
+    docs/batch/, results/surface.json and docs/saddle/surface.json) is in the README or its
+    detail, docs/surface.md, as printed."""
     printed = subprocess.run([sys.executable, str(ROOT / "scripts" / "results-tables")],
                              capture_output=True, text=True, check=True).stdout.strip()
     readme = (ROOT / "README.md").read_text() + (ROOT / "docs" / "surface.md").read_text()
     blocks = printed.split("\n\n")
-    assert "| momentum 0.0 at lr 0.1 |" in blocks[0] and "| 0.4 |" in blocks[1]
+    assert "| momentum 0.0 at lr 0.1, batch 20 |" in blocks[0]
+    assert "| momentum 0.4 at lr 0.1, batch 20 |" in blocks[1]
     assert "| 0.4 |" in blocks[2] and "400 models" in blocks[3]
-    assert blocks[4].startswith("| measure") and len(blocks) == 9
+    assert "| 8192 | nesterov 0.9 |" in blocks[4] and "minutes in all" in blocks[5]
+    assert blocks[6].startswith("| measure") and len(blocks) == 11
     for block in blocks:
         assert block in readme, block
 
@@ -164,7 +165,7 @@ def test_the_saddle_experiment_is_the_default_pipeline_at_init_scale_0_1():
     """docs/saddle/ holds what scripts/doc-experiment saddle copied: the current settings, but the
     initialisation."""
     saddle = json.loads((ROOT / "docs" / "saddle" / "surface.json").read_text())
-    default = json.loads((ROOT / "metrics" / "surface.json").read_text())
+    default = json.loads((ROOT / "results" / "surface.json").read_text())
     assert saddle["settings"]["init_scale"] == 0.1 and default["settings"]["init_scale"] == 1.0
     assert saddle["settings"]["surface"] == default["settings"]["surface"]
     assert saddle["probe"] == default["probe"]
@@ -175,10 +176,27 @@ def test_the_tuned_experiment_is_the_default_pipeline_on_a_grid_of_four_lrs():
     """docs/tuned/ holds what scripts/doc-experiment tuned copied: every default momentum at four
     lrs, the notebook's 0.1 among them, 20 replicates each, and the tuned answer."""
     tuned = json.loads((ROOT / "docs" / "tuned" / "summary.json").read_text())
-    default = json.loads((ROOT / "metrics" / "summary.json").read_text())
+    default = json.loads((ROOT / "results" / "summary.json").read_text())
     momenta = sorted({a["momentum"] for a in default["arms"]})
     assert sorted({(a["momentum"], a["lr"]) for a in tuned["arms"]}) == [
         (m, lr) for m in momenta for lr in (0.025, 0.05, 0.1, 0.2)]
     assert all(a["replicates"] == 20 and not a["control"] for a in tuned["arms"])
-    assert list(tuned)[:2] == ["tuned", "best"] and len(tuned["tuned"]["best_lr"]) == 5
+    assert sum(a["best_lr_of_line"] for a in tuned["arms"]) == 5
+
+
+def test_the_batch_experiment_spans_batch_sizes_20_to_8192_with_every_tuned_step_inside():
+    """docs/batch/ holds what scripts/doc-experiment batch joined: steps to a target, batch
+    sizes 20 to at least 8192, momentum 0, 0.5, 0.9, 0.99 and Nesterov's 0.9, 5 replicates or
+    more, and no tuned step on the edge of its grid."""
+    batch = json.loads((ROOT / "docs" / "batch" / "summary.json").read_text())
+    assert batch["measure"]["target"] == 0.96
+    arms = [a for a in batch["arms"] if not a["control"]]
+    sizes = sorted({a["batch_size"] for a in arms})
+    assert sizes[0] == 20 and sizes[-1] >= 8192
+    lines = {(a["momentum"], a["nesterov"]) for a in arms}
+    assert lines == {(0.0, False), (0.5, False), (0.9, False), (0.99, False), (0.9, True)}
+    assert all(a["replicates"] >= 5 for a in arms)
+    tuned = [a for a in arms if a["best_lr_of_line"]]
+    assert len(tuned) == len(sizes) * len(lines)
+    assert [a["arm"] for a in tuned if a["edge"]] == []
 

@@ -13,34 +13,62 @@ import shutil
 import subprocess
 
 from momentum_sweep.training import model, native_kernels, trainer
+from momentum_sweep.training.batches import segment_ends
 from momentum_sweep.training.native_step import NativeTrainer
 
-from reference import (assert_states_equal, assert_steps_agree, folds_of, keys_for, sgd_of,
-                       subset)
+from reference import (assert_states_equal, assert_steps_agree, epochs_of, fitted, folds_of,
+                       keys_for, sgd_of, splits_of, subset)
 
 
-def native(keys, hidden, train_params, splits, epochs, threads=None, kernels=None):
-    t = NativeTrainer(keys, hidden, train_params.model_copy(update={"epochs": epochs}),
-                      folds_of(splits),
-                      threads=threads, kernels=kernels)
-    figures = [t.train_epoch() for _ in range(epochs)]
-    return t, figures
+def native(keys, hidden, train_params, splits, epochs, threads=None, kernels=None, **settings):
+    """A native trainer of ``keys`` after ``epochs`` epochs (``settings``: train params to
+    change), and each epoch's Trained figures."""
+    train_params = fitted(train_params, splits).model_copy(update={"epochs": epochs,
+                                                                   **settings})
+    t = NativeTrainer(keys, hidden, train_params, folds_of(splits), threads=threads,
+                      kernels=kernels)
+    return t, epochs_of(t, epochs, train_params)
 
 
-@pytest.mark.parametrize("hidden", [(50, 50), (32,), (20, 30, 40)])
-def test_steps_agree_with_torch_optim_sgd(small_splits, hidden):
+SPECS = [(0.0, 0.1, False), (0.5, 0.1, False), (0.9, 0.05, False), (0.5, 0.2, True)]
+
+
+@pytest.mark.parametrize("hidden, nesterov", [((50, 50), False), ((32,), False),
+                                              ((20, 30, 40), False), ((50, 50), True)])
+def test_steps_agree_with_torch_optim_sgd(small_splits, hidden, nesterov):
     """20 steps over two epochs of 200 images: rows go unused for several steps and are caught
-    up at the epoch's end, and rounding has not yet been amplified (see step_tolerance)."""
+    up at the epoch's end, and rounding has not yet been amplified (see step_tolerance). With
+    nesterov, every momentum arm uses Nesterov's update (torch.optim.SGD(nesterov=True)); the
+    control stays plain SGD."""
     train_params, splits = small_splits
     train = subset(splits["train"], 200)
     small = {**splits, "train": train}
-    specs = [(0.0, 0.1, False), (0.5, 0.1, False), (0.9, 0.05, False), (0.5, 0.2, True)]
-    keys = keys_for(specs, replicates=(0, 1))
+    specs = [s for s in SPECS if s[0] > 0 or not nesterov]  # Nesterov needs a momentum
+    keys = keys_for(specs, replicates=(0, 1), nesterov=nesterov)
     t, _ = native(keys, list(hidden), train_params, small, epochs=2)
     for k, key in enumerate(keys):
-        start, expected = sgd_of(key, hidden, train_params.seed, train, train_params.batch_size,
-                                 epochs=2)
+        start, expected = sgd_of(key, hidden, train_params.seed, train, 20, epochs=2)
         assert_steps_agree(t.state_dict(k), expected, start, steps=2 * len(train) // 20)
+
+
+def test_segments_and_a_stop_mid_epoch_agree_with_torch_optim_sgd(small_splits):
+    """With a target, every row is brought up to date at each scheduled evaluation, inside the
+    epoch (segments); a model stopped there keeps the weights of that step: torch.optim.SGD's
+    after as many steps. The others in the pass train on."""
+    train_params, splits = small_splits
+    train = subset(splits["train"], 300)
+    tp = train_params.model_copy(update={"epochs": 1, "max_train_images": 350,
+                                         "validation_size": 50, "target": 0.99})
+    assert segment_ends(tp, 20) == [5, 10, 15]  # evaluations inside the epoch of 15 steps
+    keys = keys_for([(0.9, 0.05), (0.5, 0.1)], nesterov=True) + keys_for([(0.9, 0.05)])
+    t = NativeTrainer(keys, [50, 50], tp, folds_of({**splits, "train": train}))
+    t.train_until(5)
+    t.stop(1)
+    t.train_until(10)
+    t.train_until(15)
+    for k, steps in ((0, 15), (1, 5), (2, 15)):
+        start, expected = sgd_of(keys[k], [50, 50], tp.seed, train, 20, epochs=1, steps=steps)
+        assert_steps_agree(t.state_dict(k), expected, start, steps=steps)
 
 
 def test_a_whole_epoch_of_real_mnist_agrees_with_the_pytorch_step_in_distribution(
@@ -54,18 +82,17 @@ def test_a_whole_epoch_of_real_mnist_agrees_with_the_pytorch_step_in_distributio
     validation loss and accuracy over the replicates differ by less than 5 standard errors of a
     difference of two such means, the standard error estimated from the replicates' own spread
     (a t-test would reject equal means at that distance with p below 0.003)."""
-    from momentum_sweep.data.splits import load_splits
-
     replicates = range(4)
     train_params = default_params.train.model_copy(update={"epochs": 1})
-    splits = load_splits(train_params, torch.device("cpu"), flat_dir=flat_dir)
+    splits = splits_of(train_params, flat_dir)
     specs = [(0.0, 0.1, False), (0.5, 0.1, False)]
     keys = keys_for(specs, replicates)
     t_native, _ = native(keys, [50, 50], train_params, splits, epochs=1)
     t_torch = trainer.TorchTrainer(keys, [50, 50], train_params, folds_of(splits),
                                    torch.device("cpu"))
-    t_torch.train_epoch()
-    figures = {name: np.array(t.evaluate(splits["val"])).reshape(2, len(replicates), len(specs))
+    epochs_of(t_torch, 1, train_params)
+    figures = {name: np.array(t.evaluate(splits["val"], range(len(keys))))
+               .reshape(2, len(replicates), len(specs))
                for name, t in (("native", t_native), ("torch", t_torch))}  # [figure, R, arm]
     assert not np.array_equal(figures["native"][0], figures["torch"][0])  # they do part ways
     for f, figure in enumerate(("loss", "accuracy")):
@@ -83,7 +110,7 @@ def test_a_model_is_bit_identical_alone_in_any_batch_and_run(small_splits):
     alone, alone_figures = native(keys_for(specs[2:3], replicates=(1,)), [50, 50], train_params,
                                   splits, epochs=2, threads=1)
     assert_states_equal(alone.state_dict(0), together.state_dict(6))
-    assert alone_figures[-1][0][0] == figures[-1][0][6]
+    assert alone_figures[-1].loss[0] == figures[-1].loss[6]
     again, _ = native(keys_for(specs, replicates=(0, 1)), [50, 50], train_params, splits,
                       epochs=2, threads=2)
     for k in range(len(specs) * 2):
@@ -93,7 +120,7 @@ def test_a_model_is_bit_identical_alone_in_any_batch_and_run(small_splits):
 def test_evaluation_matches_the_saved_model(small_splits):
     train_params, splits = small_splits
     t, _ = native(keys_for([(0.5, 0.1, False)]), [50, 50], train_params, splits, epochs=1)
-    loss, accuracy = t.evaluate(splits["test"])
+    loss, accuracy = t.evaluate(splits["test"], [0])
     net = model.MLP([50, 50])
     net.load_state_dict(t.state_dict(0))
     with torch.no_grad():
@@ -110,27 +137,28 @@ def test_evaluation_matches_the_saved_model(small_splits):
 
 def test_a_diverged_model_is_reported_as_non_finite_not_a_crash(small_splits):
     train_params, splits = small_splits
-    t, figures = native(keys_for([(0.0, 1e4, False), (0.9, 0.1, False)]), [50, 50],
-                        train_params, splits, epochs=1)
-    (loss, accuracy, step_losses), = figures
-    assert not np.isfinite(loss[0]) and np.isfinite(loss[1])
-    assert np.isfinite(step_losses[0, 0]) and not np.isfinite(step_losses[0, -1])
+    t, [figures] = native(keys_for([(0.0, 1e4, False), (0.9, 0.1, False)]), [50, 50],
+                          train_params, splits, epochs=1)
+    assert not np.isfinite(figures.loss[0]) and np.isfinite(figures.loss[1])
+    assert np.isfinite(figures.step_losses[0, 0]) and not np.isfinite(figures.step_losses[0, -1])
 
 
 def test_an_epochs_batches_are_freed_when_it_ends(small_splits):
     """They are the step's largest allocation: a reference cycle once kept every epoch's alive
     until the cyclic garbage collector happened to run, and the train stage grew by a gigabyte."""
     train_params, splits = small_splits
-    t = NativeTrainer(keys_for([(0.5, 0.1, False), (0.0, 0.1, False)]), [50, 50],
-                      train_params.model_copy(update={"epochs": 3}), folds_of(splits))
+    tp = train_params.model_copy(update={"epochs": 3})
+    t = NativeTrainer(keys_for([(0.5, 0.1, False), (0.0, 0.1, False)]), [50, 50], tp,
+                      folds_of(splits))
+    per_epoch = tp.steps_per_epoch(20)
     gc.disable()
     try:
-        t.train_epoch()
+        t.train_until(per_epoch)
         _, structures = t._ahead                  # the second epoch's, built during the first
         second_epochs = weakref.ref(structures[0].result().arrays["act"])
         del structures
-        t.train_epoch()
-        t.train_epoch()
+        t.train_until(2 * per_epoch)
+        t.train_until(3 * per_epoch)
         assert second_epochs() is None
     finally:
         gc.enable()
@@ -167,10 +195,12 @@ def test_models_do_not_depend_on_the_cpus_vector_width(small_splits):
     wide, wide_figures = native(keys, [50, 30], train_params, splits, epochs=2)
     narrow, narrow_figures = native(keys, [50, 30], train_params, splits, epochs=2,
                                     kernels=baseline)
-    for (*narrow_means, narrow_steps), (*wide_means, wide_steps) in zip(narrow_figures,
-                                                                         wide_figures):
-        assert narrow_means == wide_means and np.array_equal(narrow_steps, wide_steps)
-    assert wide.evaluate(splits["test"]) == narrow.evaluate(splits["test"])
+    for narrow_epoch, wide_epoch in zip(narrow_figures, wide_figures):
+        assert np.array_equal(narrow_epoch.loss, wide_epoch.loss)
+        assert np.array_equal(narrow_epoch.correct, wide_epoch.correct)
+        assert np.array_equal(narrow_epoch.step_losses, wide_epoch.step_losses)
+    models = range(len(keys))
+    assert wide.evaluate(splits["test"], models) == narrow.evaluate(splits["test"], models)
     for k in range(len(keys)):
         assert_states_equal(narrow.state_dict(k), wide.state_dict(k))
 
@@ -180,13 +210,14 @@ def test_step_losses_are_each_batchs_loss_before_its_step(small_splits):
     on the first batch (as the PyTorch step computes it), and they sum to the epoch's loss."""
     train_params, splits = small_splits
     keys = keys_for([(0.0, 0.1, False), (0.5, 0.1, False)])
-    t, [(loss, _, step_losses)] = native(keys, [50, 50], train_params, splits, epochs=1)
-    assert step_losses.shape == (2, -(-len(splits["train"]) // train_params.batch_size))
+    t, [figures] = native(keys, [50, 50], train_params, splits, epochs=1)
+    step_losses = figures.step_losses
+    assert step_losses.shape == (2, -(-len(splits["train"]) // 20))
     for k in range(2):
-        assert step_losses[k].sum() / len(splits["train"]) == pytest.approx(loss[k], rel=1e-12)
+        assert step_losses[k].sum() == pytest.approx(figures.loss[k], rel=1e-12)
     reference = trainer.TorchTrainer(keys, [50, 50], train_params, folds_of(splits),
-                                   torch.device("cpu"))
-    first = reference.train_epoch()[2][:, 0]
+                                     torch.device("cpu"))
+    first = epochs_of(reference, 1, train_params)[0].step_losses[:, 0]
     assert step_losses[:, 0] == pytest.approx(first, rel=1e-5)
     assert step_losses[0, 0] == step_losses[1, 0]  # same weights, same batch: same loss
     # The first update is lr * gradient for any momentum, so the losses part at the third batch.

@@ -39,9 +39,23 @@ BAD = [  # (key path, bad value, words the message must hold besides the key)
     ("train.lr", [0.05, float("nan")], "must be greater than 0"),
     ("train.cross_validation", "yes", "valid boolean"),
     ("train.validation_size", 40_000, "cross-validation needs at least 2"),
-    ("train.batch_size", 0, "greater than or equal to 1"),
-    ("train.batch_size", 2.5, "valid integer"),
+    ("train.batch_size", 0, "each batch size is a whole number >= 1"),
+    ("train.batch_size", 2.5, "each batch size is a whole number >= 1"),
+    ("train.batch_size", True, "each batch size is a whole number >= 1"),
     ("train.batch_size", 60_000, "at most"),
+    ("train.batch_size", [20, 60_000], "[60000] larger than the 55000 training images"),
+    ("train.batch_size", [], "the list is empty; list at least one batch size"),
+    ("train.batch_size", [20, 1024, 20], "[20] listed more than once"),
+    ("train.nesterov", [0.3], "[0.3] not a listed momentum above 0"),
+    ("train.nesterov", 0.0, "[0.0] not a listed momentum above 0"),
+    ("train.nesterov", [0.4, 0.4], "more than once"),
+    ("train.nesterov", "yes", "not allowed"),
+    ("train.effective_lr", "yes", "valid boolean"),
+    ("train.target", 1.0, "less than 1"),
+    ("train.target", 0, "greater than 0"),
+    ("train.target", "high", "valid number"),
+    ("train.min_steps", -1, "greater than or equal to 0"),
+    ("train.step", "gpu", "'auto', 'native' or 'torch'"),
     ("train.epochs", 0, "greater than or equal to 1"),
     ("train.replicates", 0, "greater than or equal to 1"),
     ("train.replicates", DELETE, "required but missing"),
@@ -126,9 +140,9 @@ def test_numbers_are_read_as_yaml_1_2_like_dvc(tmp_path):
 
 
 @pytest.mark.parametrize("value, momenta", [
-    (0.4, [0.4]), (0, [0.0]), (-0.0, [0.0]), ([0.5, 0, 0.1], [0.5, 0.0, 0.1]),
-    ([-0.0, 0.4], [0.0, 0.4]), (0.99999994, [0.99999994])])
-def test_momentum_is_a_list_or_one_number(value, momenta):
+    (0.4, [0.0, 0.4]), (0, [0.0]), (-0.0, [0.0]), ([0.5, 0, 0.1], [0.5, 0.0, 0.1]),
+    ([-0.0, 0.4], [0.0, 0.4]), (0.99999994, [0.0, 0.99999994])])
+def test_momentum_is_a_list_or_one_number_and_momentum_0_is_always_trained(value, momenta):
     parsed = params.parse(with_change("momentum", value)).momenta
     assert parsed == momenta and all(math.copysign(1, m) == 1 for m in parsed)
 
@@ -155,14 +169,50 @@ def test_defaults_are_the_notebooks_setup_with_replicates_and_controls():
     assert p.train.replicates == 5 and p.train.lr_control is True
 
 
-def test_the_final_checkpoint_follows_train_epochs():
+def test_the_final_checkpoint_follows_the_budget_at_each_batch_size():
     raw = with_change("train.epochs", 3)
-    assert params.parse(raw).train.checkpoint_epochs == [0, 1, 3]
+    assert params.parse(raw).train.checkpoint_epochs(20) == [0, 1, 3]
     raw["train"]["checkpoints"] = ["final", 2]
-    assert params.parse(raw).train.checkpoint_epochs == [2, 3]
+    assert params.parse(raw).train.checkpoint_epochs(20) == [2, 3]
+    raw["train"]["min_steps"] = 1000
+    assert params.parse(raw).train.checkpoint_epochs(1000) == [2, 19]  # 55 steps an epoch
 
 
-def test_the_learning_rate_is_a_list_or_one_number_as_momentum_is():
+def test_a_target_run_whose_budget_ends_before_its_first_evaluation_is_refused():
+    raw = with_change("train.target", 0.96)
+    raw["train"].update({"max_train_images": 3000, "validation_size": 2000,
+                         "cross_validation": False, "epochs": 1, "batch_size": [20, 500]})
+    with pytest.raises(SweepError, match=r"train.target = 0.96 .* at batch size\(s\) \[20, 500\] "
+                                         r"the budget ends before the first evaluation"):
+        params.parse(raw)
+
+
+@pytest.mark.parametrize("batch", [20, 128, 1024, 8192])
+def test_the_budget_holds_every_batch_size_and_the_schedule_resolves_steps_within_10_percent(
+        batch):
+    """train.epochs at small batch, train.min_steps steps at large; with a target, evaluations
+    at most 10% of the steps apart once past the spacing that bounds their cost (two
+    validation folds' worth of training images), and the budget's last step evaluated."""
+    raw = with_change("train.target", 0.96)
+    raw["train"].update({"epochs": 5, "min_steps": 2000})
+    t = params.parse(raw).train
+    per_epoch = -(-55_000 // batch)
+    assert t.epochs_at(batch) == max(5, -(-2000 // per_epoch))
+    assert t.total_steps(batch) >= max(2000, 5 * per_epoch)
+    steps = t.evaluation_steps(batch)
+    spacing = -(-2 * 5000 // batch)
+    assert steps[0] == spacing and steps[-1] == t.total_steps(batch)
+    for before, after in zip(steps, steps[1:]):
+        assert after - before >= min(spacing, t.total_steps(batch) - before)
+        assert after <= max(math.ceil(1.1 * before), before + spacing)
+    assert t.model_copy(update={"target": None}).evaluation_steps(batch) == list(
+        range(per_epoch, t.total_steps(batch) + 1, per_epoch))
+
+
+def test_the_learning_rate_and_batch_size_are_lists_or_one_number_as_momentum_is():
     assert params.parse(with_change("train.lr", [0.05, 0.1])).train.lrs == [0.05, 0.1]
     one = params.parse(with_change("train.lr", 0.05)).train
     assert one.lr == 0.05 and one.lrs == [0.05]
+    assert params.parse(with_change("train.batch_size", [20, 8192])).train.batch_sizes == \
+        [20, 8192]
+    assert params.parse(with_change("train.batch_size", 1024)).train.batch_sizes == [1024]

@@ -6,7 +6,7 @@ import pytest
 from scipy import stats
 from statsmodels.stats.multitest import multipletests
 
-from momentum_sweep.analysis import metrics, statistics, summarize
+from momentum_sweep.analysis import epochs, statistics, summarize
 from momentum_sweep.training.arms import Arm
 
 from reference import identity_columns
@@ -39,6 +39,23 @@ def test_holm_is_statsmodels_holm():
     assert statistics.holm([None, 0.02]) == [None, 0.02]
 
 
+def test_a_paired_ratio_is_scipys_paired_t_test_of_logs():
+    a, b = [120, 150, 90, 200, 130], [60, 80, 40, 90, 70]
+    c = statistics.paired_ratio(a, b)
+    test = stats.ttest_rel(np.log(a), np.log(b))
+    assert c["p"] == pytest.approx(test.pvalue)
+    assert c["ratio"] == pytest.approx(stats.gmean(a) / stats.gmean(b))
+    assert c["ratio_ci"] == pytest.approx(list(np.exp(test.confidence_interval(0.95))))
+
+
+def test_a_cell_groups_a_familys_words_and_leaves_the_common_one_out():
+    assert statistics.cell([("0.1", "no diff"), ("0.4", "worse"), ("0.5", "worse")]) == \
+        "worse: 0.4 0.5"
+    assert statistics.cell([("0.1", "no diff")]) == "no diff" and statistics.cell([]) == "-"
+    assert statistics.cell([("0.1", "same"), ("0.5", "cannot tell")], null="cannot tell") == \
+        "same: 0.1"
+
+
 def test_the_detectable_difference_is_the_power_analysis_times_the_spread():
     from statsmodels.stats.power import TTestPower
 
@@ -53,15 +70,15 @@ def synthetic_table(effects, replicates=5, noise=0.002, seed=0):
     base = 0.97 + noise * rng.standard_normal(replicates)  # shared by all arms: paired
     rows = []
     for arm, effect in effects.items():
-        arm = arm if isinstance(arm, Arm) else Arm(arm[0], 0.1, arm[1])
+        arm = arm if isinstance(arm, Arm) else Arm(arm[0], 0.1, 20, control=arm[1])
         jitter = 0.0002 * rng.standard_normal(replicates)
         for r in range(replicates):
             accuracy = base[r] + effect + jitter[r]
-            rows.append({**identity_columns(arm, r),
-                         "epoch": 1, "train_loss": 0.1, "train_accuracy": 0.98,
+            rows.append({**identity_columns(arm, r), "step": 1000, "epoch": 1,
+                         "examples": 20_000, "train_loss": 0.1, "train_accuracy": 0.98,
                          "val_loss": 0.1, "val_accuracy": accuracy, "test_loss": 0.1,
-                         "test_accuracy": accuracy, "diverged": 0})
-    return pd.DataFrame(rows, columns=metrics.COLUMNS)
+                         "test_accuracy": accuracy, "diverged": 0, "stopped": "budget"})
+    return pd.DataFrame(rows, columns=epochs.COLUMNS)
 
 
 def comparison(summary, family, arm):
@@ -71,20 +88,20 @@ def comparison(summary, family, arm):
 def test_a_planted_effect_is_called_different_and_identical_arms_are_not():
     table = synthetic_table({(0.0, False): 0.0, (0.4, False): -0.005, (0.1, False): 0.0,
                              (0.4, True): -0.005, (0.1, True): 0.0})
-    for arm, same_as in [("momentum_0.1_lr_0.1", "momentum_0.0_lr_0.1"),
-                         ("control_0.4_lr_0.1", "momentum_0.4_lr_0.1")]:
+    for arm, same_as in [("momentum_0.1_lr_0.1_batch_20", "momentum_0.0_lr_0.1_batch_20"),
+                         ("control_0.4_lr_0.1_batch_20", "momentum_0.4_lr_0.1_batch_20")]:
         table.loc[table["arm"] == arm, "test_accuracy"] = \
             table.loc[table["arm"] == same_as, "test_accuracy"].to_numpy()
     summary = summarize.summary(table)
-    worse = comparison(summary, "vs_zero", "momentum_0.4_lr_0.1")
-    assert worse["verdict"].startswith("worse than momentum 0.0 at lr 0.1: -0.5")
+    worse = comparison(summary, "vs_zero", "momentum_0.4_lr_0.1_batch_20")
+    assert worse["verdict"].startswith("worse than momentum 0.0 at lr 0.1, batch 20: -0.5")
     assert worse["p_holm"] < 0.05
-    same = comparison(summary, "vs_zero", "momentum_0.1_lr_0.1")
+    same = comparison(summary, "vs_zero", "momentum_0.1_lr_0.1_batch_20")
     assert same["mean_difference"] == 0 and same["verdict"].startswith("no detectable difference")
-    assert comparison(summary, "vs_control", "momentum_0.4_lr_0.1")["verdict"].startswith(
+    assert comparison(summary, "vs_control", "momentum_0.4_lr_0.1_batch_20")["verdict"].startswith(
         "no detectable difference")
-    assert summary["vs_zero"] == {"0p1": "no difference", "0p4": "worse"}
-    assert summary["vs_control"] == {"0p1": "no difference", "0p4": "no difference"}
+    headline = summarize.headline(summary)
+    assert headline == {"best": {"momentum": 0.0}, "vs_zero": "worse: 0.4", "vs_ctrl": "no diff"}
     assert summary["best"]["momentum"] == 0.0  # ties with 0.1: the smaller momentum
 
 
@@ -98,7 +115,7 @@ def test_one_replicate_says_plainly_that_no_interval_can_be_given():
     summary = summarize.summary(synthetic_table({(0.0, False): 0.0, (0.4, False): -0.01},
                                                 replicates=1))
     assert "no confidence interval" in summary["warning"]
-    verdict = comparison(summary, "vs_zero", "momentum_0.4_lr_0.1")["verdict"]
+    verdict = comparison(summary, "vs_zero", "momentum_0.4_lr_0.1_batch_20")["verdict"]
     assert verdict.startswith("cannot tell")
     # the warning and the verdict give the same advice
     assert "set train.replicates to 2 or more" in summary["warning"] and \
@@ -114,44 +131,45 @@ def test_holm_runs_within_each_kind_of_comparison():
         list(multipletests([c["p"] for c in rows], method="holm")[1]))
 
 
-def test_summary_keys_hold_no_dots_and_lists_hold_the_detail():
+def test_the_headline_holds_a_few_numbers_and_words_the_summary_the_detail():
     summary = summarize.summary(synthetic_table({(0.0, False): 0, (0.25, False): 0.001}))
-    assert list(summary["vs_zero"]) == ["0p25"]
-    assert list(summary)[:3] == ["best", "vs_zero", "vs_control"]
-    assert all(isinstance(v, (int, float, str)) for v in summary["best"].values())
+    headline = summarize.headline(summary)
+    assert list(headline) == ["best", "vs_zero", "vs_ctrl"]
+    assert all(isinstance(v, (int, float, str)) for v in headline["best"].values())
     assert isinstance(summary["arms"], list) and isinstance(summary["comparisons"], list)
+    assert summary["rules"] and summary["measure"]["name"] == "final test accuracy"
 
 
 def planted_grid(replicates=6):
     """Momentum 0 is best at lr 0.05, momentum 0.5 at lr 0.1 (on validation), and momentum 0.5 at
     its best is 0.4 pp better on test than momentum 0 at its best; lr 0.2 wins one replicate of
     momentum 0 by chance."""
-    effects = {Arm(0.0, 0.05): 0.0, Arm(0.0, 0.1): -0.003, Arm(0.0, 0.2): -0.006,
-               Arm(0.5, 0.05): -0.002, Arm(0.5, 0.1): 0.004, Arm(0.5, 0.2): -0.004}
+    effects = {Arm(0.0, 0.05, 20): 0.0, Arm(0.0, 0.1, 20): -0.003, Arm(0.0, 0.2, 20): -0.006,
+               Arm(0.5, 0.05, 20): -0.002, Arm(0.5, 0.1, 20): 0.004, Arm(0.5, 0.2, 20): -0.004}
     table = synthetic_table(effects, replicates=replicates)
-    lucky = (table["arm"] == Arm(0.0, 0.2).name) & (table["replicate"] == 2)
+    lucky = (table["arm"] == Arm(0.0, 0.2, 20).name) & (table["replicate"] == 2)
     table.loc[lucky, "val_accuracy"] += 0.02
     return table
 
 
 def test_a_planted_grid_gives_the_planted_tuned_choice_and_verdict():
     summary = summarize.summary(planted_grid())
-    assert list(summary)[:2] == ["tuned", "best"]
-    assert summary["tuned"]["best_lr"] == {"0p0": 0.05, "0p5": 0.1}
-    assert summary["tuned"]["verdict"] == {"0p5": "better"}
-    tuned = comparison(summary, "tuned_vs_zero", "momentum_0.5_lr_0.1")
-    assert tuned["against"] == "momentum_0.0_lr_0.05"
+    headline = summarize.headline(summary)
+    assert headline == {"best": {"momentum": 0.5, "lr": 0.1}, "tuned": "0: 0.05, 0.5: 0.1",
+                        "vs_tuned_zero": "better: 0.5"}
+    tuned = comparison(summary, "tuned_vs_zero", "momentum_0.5_lr_0.1_batch_20")
+    assert tuned["against"] == "momentum_0.0_lr_0.05_batch_20"
     assert tuned["mean_difference"] == pytest.approx(0.004, abs=0.001)
-    assert tuned["verdict"].startswith("better than momentum 0.0 at lr 0.05 (its best lr)")
+    assert tuned["verdict"].startswith("better than momentum 0.0 at lr 0.05, batch 20 (its best")
     assert (summary["best"]["momentum"], summary["best"]["lr"]) == (0.5, 0.1)
     # the winner's curse, shown: one replicate alone would have picked lr 0.2 for momentum 0
     wins = {(w["momentum"], w["lr"]): w["wins"] for w in summary["lr_wins"]}
     assert wins == {(0.0, 0.05): 5, (0.0, 0.2): 1, (0.5, 0.1): 6}
-    assert "vs_zero" not in summary  # per-lr verdicts stay in the lists with a grid
 
 
 def test_the_tuned_lr_is_chosen_on_validation_never_on_test():
     table = planted_grid()
-    at_01 = table["arm"] == Arm(0.5, 0.1).name
+    at_01 = table["arm"] == Arm(0.5, 0.1, 20).name
     table.loc[at_01, "test_accuracy"] -= 0.05  # worse on test only: still chosen
-    assert summarize.summary(table)["tuned"]["best_lr"]["0p5"] == 0.1
+    chosen = [a["arm"] for a in summarize.summary(table)["arms"] if a["best_lr_of_line"]]
+    assert Arm(0.5, 0.1, 20).name in chosen

@@ -5,10 +5,14 @@ import numpy as np
 import pytest
 import torch
 
+import json
+import warnings
+
 from momentum_sweep.analysis import statistics
 from momentum_sweep.data import splits as data_splits
-from momentum_sweep.surface import measures, summary
-from momentum_sweep.training.arms import Arm, ModelKey
+from momentum_sweep.surface import figures, measures, summary
+from momentum_sweep.surface.cache import SurfaceCache, seal
+from momentum_sweep.training.arms import Arm, ModelKey, line_key
 from momentum_sweep.training.model import MLP, initial_state
 
 TINY = [3]  # 784-3-10: 2,395 parameters, small enough for the explicit Hessian
@@ -87,10 +91,17 @@ def test_a_line_starts_and_ends_at_exactly_the_two_ends_losses(probe):
 
 def test_escape_steps_on_planted_curves():
     curve = [2.3, 2.3, None, 1.0, 0.99, 0.5, 1.2]
-    assert measures.escape_step(curve, 25, 1.0) == 125  # the fifth point is the first below 1.0
-    assert measures.escape_step(curve, 10, 0.4) is None  # never below: reported as None
-    assert measures.escape_step([None, 0.5], 25, 1.0) == 50  # a missing point never counts
-    assert measures.escape_step([0.5], 7, 1.0) == 7
+    assert measures.escape_step(curve, 25, 1.0, 175) == 125  # the fifth point: first below 1.0
+    assert measures.escape_step(curve, 10, 0.4, 70) is None  # never below: reported as None
+    assert measures.escape_step([None, 0.5], 25, 1.0, 50) == 50  # a missing point never counts
+    assert measures.escape_step([0.5], 7, 1.0, 7) == 7
+
+
+def test_escape_steps_are_never_more_than_the_steps_trained():
+    """A curve's last point may hold fewer steps than the others (loss_every larger than the
+    run): escape there is at the last step trained."""
+    assert measures.escape_step([0.5], 1000, 1.0, 250) == 250
+    assert measures.escape_step([2.0, 0.5], 100, 1.0, 130) == 130
 
 
 def test_largest_rise_and_barrier_on_planted_lines():
@@ -110,7 +121,7 @@ def test_init_scale_one_is_pytorchs_default_init_bit_for_bit():
 
 
 def planted_model(key, escape, lambda_max, epochs=(0, 1)):
-    return key, {
+    return key, {"arm": key.arm.name, "line": line_key(key.arm.line),
         "escape_steps": escape,
         "line_from_initial": {"largest_rise": 0.0},
         "curvature": [{"epoch": e, "lambda_max": lambda_max, "lambda_min": -0.1, "ratio": -0.1,
@@ -120,33 +131,35 @@ def planted_model(key, escape, lambda_max, epochs=(0, 1)):
 def test_escape_verdicts_and_never_escaped_on_planted_measurements():
     """Momentum 0.5 escapes 40 steps sooner than momentum 0 in every replicate but one model
     never escapes; its control is as fast as it (on average)."""
-    zero, half, control = Arm(0.0, 0.1), Arm(0.5, 0.1), Arm(0.5, 0.1, control=True)
+    zero, half, control = Arm(0.0, 0.1, 20), Arm(0.5, 0.1, 20), Arm(0.5, 0.1, 20, control=True)
     measured = []
     for r in range(6):
         measured += [planted_model(ModelKey(zero, r), 200 + 10 * r, 1.0),
                      planted_model(ModelKey(half, r), None if r == 5 else 160 + 10 * r, 1.0),
                      planted_model(ModelKey(control, r), 150 + 20 * (r % 2) + 10 * r, 1.0)]
-    found = summary.summary(measured, [], [zero, half, control], [0, 1], 0.05)
-    assert found["escape_vs_zero"] == {"0p5": "faster"}
-    assert found["escape_vs_control"] == {"0p5": "no difference"}
-    entry = next(a for a in found["arms"] if a["arm"] == "momentum_0.5_lr_0.1")
+    found = summary.summary(measured, [], [zero, half, control], 0.05)
+    assert found["headline"]["escape"] == "faster: 0.5"
+    assert next(c for c in found["comparisons"] if c["figure"] == "escape_steps"
+                and c["family"] == "vs_control")["verdict"] == "no diff"
+    entry = next(a for a in found["arms"] if a["arm"] == "momentum_0.5_lr_0.1_batch_20")
     assert entry["escape_steps"]["mean"] == np.mean([160, 170, 180, 190, 200])
     assert entry["never_escaped"] == 1 and entry["escape_steps"]["n"] == 5
     row = next(c for c in found["comparisons"] if c["figure"] == "escape_steps"
                and c["family"] == "vs_zero")
     assert row["n"] == 5 and row["mean_difference"] == -40
     # Epoch 0 is never compared: every arm of a replicate starts from the same weights.
-    assert {c["figure"] for c in found["comparisons"]} == set(summary.compared_figures([0, 1]))
-    assert not any(c["figure"].endswith("_epoch_0") for c in found["comparisons"])
+    assert {c["figure"] for c in found["comparisons"]} == {
+        "escape_steps", "rise_from_initial", "lambda_max_epoch_1", "lambda_min_epoch_1",
+        "grad_norm_epoch_1", "sharpness_over_threshold_epoch_1"}
 
 
 def test_comparisons_are_holm_adjusted_per_figure_and_reference():
-    zero = Arm(0.0, 0.1)
-    arms = [zero] + [Arm(m, 0.1) for m in (0.2, 0.4)]
+    zero = Arm(0.0, 0.1, 20)
+    arms = [zero] + [Arm(m, 0.1, 20) for m in (0.2, 0.4)]
     rng = np.random.default_rng(3)
     measured = [planted_model(ModelKey(arm, r), int(rng.integers(100, 200)), rng.normal(1, 0.1))
                 for r in range(5) for arm in arms]
-    rows = [c for c in summary.summary(measured, [], arms, [0, 1], 0.05)["comparisons"]
+    rows = [c for c in summary.summary(measured, [], arms, 0.05)["comparisons"]
             if c["figure"] == "lambda_max_epoch_1"]
     assert [r["p_holm"] for r in rows] == statistics.holm([r["p"] for r in rows])
 
@@ -158,6 +171,106 @@ def test_comparisons_are_holm_adjusted_per_figure_and_reference():
     ([0.01], "cannot tell"),
 ])
 def test_barrier_verdicts_follow_the_rule(barriers, verdict):
-    lines = [{"kind": "vs_zero", "momentum": 0.5, "lr": 0.1, "barrier": b} for b in barriers]
+    arm = Arm(0.5, 0.1, 20)
+    lines = [{"kind": "vs_zero", "arm": arm.name, "line": "0p5", "momentum": 0.5, "lr": 0.1,
+              "batch_size": 20, "barrier": b} for b in barriers]
     [row] = summary.barriers(lines, tolerance=0.05)
     assert row["verdict"] == verdict and row["replicates"] == len(barriers)
+
+
+CURVATURE = {"lambda_max": 2.0, "lambda_min": -0.1, "grad_norm": 0.3, "loss": 0.1,
+             "products": 40, "converged": True}
+
+
+@pytest.mark.parametrize("stored, why", [
+    ({**CURVATURE, "lambda_max": 999.0}, "edited, its seal no longer matches"),
+    ({"a": 1}, "not a curvature"),
+    ({}, "not a curvature"),
+    ({**CURVATURE, "grad_norm": None}, "a figure missing"),
+])
+def test_only_a_sealed_well_formed_cache_entry_is_reused(tmp_path, stored, why):
+    cache = SurfaceCache({"probe": [1, 2], "code": "c"}, tmp_path)
+    computed = []
+
+    def compute():
+        computed.append(1)
+        return dict(CURVATURE)
+
+    assert cache.get("curvature", ["w"], {"tol": 0.01}, compute) == CURVATURE
+    [entry] = tmp_path.glob("*.json")
+    found = json.loads(entry.read_text())
+    if "edited" in why:
+        found["value"] = stored
+    else:
+        found = {**found, "value": stored}
+        found["seal"] = seal(found["key"], stored)
+    entry.write_text(json.dumps(found))
+    assert cache.get("curvature", ["w"], {"tol": 0.01}, compute) == CURVATURE, why
+    assert len(computed) == 2 and cache.damaged == 1 and cache.reused == 0
+    assert cache.get("curvature", ["w"], {"tol": 0.01}, compute) == CURVATURE
+    assert cache.reused == 1  # what it wrote again is trusted
+
+
+def test_a_line_of_the_wrong_length_is_measured_again(tmp_path):
+    cache = SurfaceCache({"probe": [1], "code": "c"}, tmp_path)
+    cache.get("line", ["a", "b"], {"points": 3}, lambda: [1.0, 0.5, 0.2])
+    [entry] = tmp_path.glob("*.json")
+    found = json.loads(entry.read_text())
+    found["value"] = []
+    found["seal"] = seal(found["key"], [])
+    entry.write_text(json.dumps(found))
+    assert cache.get("line", ["a", "b"], {"points": 3}, lambda: [1.0, 0.4, 0.2]) == [1.0, 0.4, 0.2]
+
+
+def planted_result():
+    """What the surface stage writes, for two replicates of momentum 0, 0.5 and its control."""
+    arms = [Arm(0.0, 0.1, 20), Arm(0.5, 0.1, 20), Arm(0.5, 0.1, 20, control=True)]
+    rng = np.random.default_rng(1)
+    models, lines = [], []
+    for r in range(2):
+        for arm in arms:
+            models.append({
+                "model": f"{arm.name}/replicate_{r}", "arm": arm.name, "line": line_key(arm.line),
+                "momentum": arm.momentum, "lr": arm.lr, "batch_size": 20, "sgd_lr": arm.sgd_lr,
+                "control": arm.control, "replicate": r, "fold": r, "steps": 200,
+                "escape_steps": int(rng.integers(50, 150)), "train_loss_every": 25,
+                "early_train_loss": list(np.linspace(2.3, 0.5, 8) + rng.normal(0, 0.05, 8)),
+                "curvature": [{"epoch": e, **CURVATURE, "ratio": -0.05, "threshold": 20.0,
+                               "sharpness_over_threshold": 0.1} for e in (0, 1)],
+                "line_from_initial": {"losses": list(np.linspace(2.3, 0.3, 5)),
+                                      "largest_rise": 0.0}})
+        for kind, other in (("vs_zero", arms[0]), ("vs_control", arms[2])):
+            lines.append({"kind": kind, "arm": arms[1].name, "line": "0p5", "momentum": 0.5,
+                          "lr": 0.1, "batch_size": 20, "replicate": r, "model": "m",
+                          "other": other.name, "losses": [0.3, 0.5, 0.31, 0.4, 0.32],
+                          "barrier": 0.5 - 0.31})
+    measured = [(ModelKey(Arm.from_name(m["arm"]), m["replicate"]), m) for m in models]
+    found = summary.summary(measured, lines, arms, 0.05)
+    found.update({"settings": {"surface": {"escape_loss": 1.0, "line_points": 5,
+                                           "barrier_tolerance": 0.05}},
+                  "models": models, "lines": lines})
+    return found
+
+
+def test_the_surface_figures_draw_a_curve_band_and_interval_per_arm():
+    result = planted_result()
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        drawn = figures.draw(result)
+    assert list(drawn) == figures.NAMES
+    curves, dots = drawn["surface_escape"].axes
+    labels = [line.get_label() for line in curves.get_lines()]
+    assert labels == [Arm.from_name(a["arm"]).label for a in result["arms"]] + [
+        "escape: loss < 1"]
+    assert len(curves.collections) == 3                      # a band per arm
+    assert len(dots.containers) == 3                         # an interval per arm
+    assert [t.get_text() for t in dots.get_xticklabels()] == [
+        "momentum 0, lr 0.1, batch 20", "momentum 0.5, lr 0.1, batch 20",
+        "control 0.5, lr 0.1, batch 20"]
+    for ax in drawn["surface_curvature"].axes:
+        assert len(ax.containers) == 3                       # each arm's points with intervals
+    barriers = drawn["surface_barriers"].axes[0]
+    assert len(barriers.containers) == 2                     # vs momentum 0, vs its control
+    assert barriers.get_lines()[-1].get_ydata()[0] == 0.05   # the tolerance
+    for fig in drawn.values():
+        figures.plt.close(fig)

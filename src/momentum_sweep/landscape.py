@@ -18,11 +18,11 @@ from typing import Callable
 
 import numpy as np
 
-from .analysis.figures import PLOTS_DIR, momentum_styles, plt, save
+from .analysis.figures import PLOTS_DIR, line_styles, plt, save
 from .atomic import write_json
 from .training.arms import momentum_name
 
-LANDSCAPE_FILE = Path("metrics/landscape.json")
+LANDSCAPE_FILE = Path("results/landscape.json")
 ESCAPE_LOSS = -0.1      # the saddle is at f = 0, the minima at -0.25: below -0.1 means "left it"
 NEAR_SADDLE = 0.1       # distance from (0, 0) counted as "at the saddle"
 
@@ -107,7 +107,7 @@ def run_surface(surface, settings, momenta):
 
 
 def draw(runs, loss, extent, title, outcome_text, path):
-    styles = momentum_styles(list(runs))
+    styles = {m: style for (m, _), style in line_styles([(m, False) for m in runs]).items()}
     fig, (contour_ax, loss_ax) = plt.subplots(1, 2, figsize=(12.5, 4.8))
     xs, ys = np.meshgrid(np.linspace(*extent[0], 300), np.linspace(*extent[1], 300))
     zs = loss(xs, ys)

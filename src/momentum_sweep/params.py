@@ -4,9 +4,10 @@ Every default lives in params.yaml itself; the schema only says what is allowed,
 required. The file is read as DVC reads it (YAML 1.2, ruamel.yaml): `dvc exp run -S train.lr=1e-5`
 writes `lr: 1e-05`, a number in YAML 1.2 and a string in YAML 1.1.
 
-``momentum`` is a list *or* one number: `dvc exp run -S momentum=0.4` replaces the list with the
-number 0.4, which means "this experiment is about momentum 0.4". That is why training is one stage
-rather than a DVC foreach/matrix, which cannot expand over a number.
+``momentum``, ``train.lr`` and ``train.batch_size`` are each a list *or* one number: `dvc exp run
+-S momentum=0.4` replaces the list with the number 0.4, which means "this experiment is about
+momentum 0.4" (momentum 0, the reference every momentum is compared with, is always trained). That
+is why training is one stage rather than a DVC foreach/matrix, which cannot expand over a number.
 
 Run as the `params` stage, this module only validates: the stage depends on the whole file, so
 an edit of any key (a misspelled one included) makes DVC run it, and the error stops the run.
@@ -50,11 +51,12 @@ def as_list(value) -> list:
     return list(value) if isinstance(value, list) else [value]
 
 
-def one_or_list(value, check, what):
-    """A number or a non-empty list of distinct numbers, each passed through ``check``; two
-    values that are equal in float32 (the precision training uses) are the same value."""
+def one_or_list(value, check, what, empty=False):
+    """A number or a list of distinct numbers (non-empty unless ``empty``), each passed through
+    ``check``; two values that are equal in float32 (the precision training uses) are the same
+    value."""
     values = as_list(value)
-    if not values:
+    if not values and not empty:
         raise ValueError(f"the list is empty; list at least one {what}")
     checked = [check(v) for v in values]
     rounded = [np.float32(v) for v in checked]
@@ -93,14 +95,24 @@ def _momentum(value) -> float:
     return float(value) + 0.0  # + 0.0 turns -0.0 into 0.0: one momentum, one name
 
 
-def one_or_list_of(check, what):
+def _batch_size(value) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise ValueError(f"{value!r} is not allowed: each batch size is a whole number >= 1 "
+                         f"(a list of them, or one)")
+    return value
+
+
+def one_or_list_of(check, what, kind=float, empty=False):
     """The type of a key that is one number or a list of them (see ``one_or_list``)."""
-    return Annotated[Union[float, list[float]],
-                     PlainValidator(lambda value: one_or_list(value, check, what))]
+    return Annotated[Union[kind, list[kind]],
+                     PlainValidator(lambda value: one_or_list(value, check, what, empty))]
 
 
 LearningRates = one_or_list_of(_lr, "learning rate")
 Momenta = one_or_list_of(_momentum, "momentum")
+BatchSizes = one_or_list_of(_batch_size, "batch size", int)
+NesterovMomenta = one_or_list_of(_momentum, "momentum", empty=True)
+Target = Annotated[float, Field(gt=0, lt=1, allow_inf_nan=False)]
 
 
 class DataParams(Section):
@@ -114,14 +126,19 @@ class ModelParams(Section):
 
 class TrainParams(Section):
     lr: LearningRates
-    batch_size: Count
+    effective_lr: bool
+    batch_size: BatchSizes
+    nesterov: NesterovMomenta
     epochs: Count
+    min_steps: Annotated[int, Field(ge=0)]
+    target: Optional[Target]
     replicates: Annotated[int, Field(ge=1, le=10_000)]
     lr_control: bool
     seed: Annotated[int, Field(ge=0, lt=2 ** 63)]
     validation_size: Count
     max_train_images: Optional[Annotated[int, Field(ge=2, le=TRAIN_IMAGES)]]
     device: Literal["auto", "cpu", "cuda"]
+    step: Literal["auto", "native", "torch"]
     init_scale: Positive
     checkpoints: list[Union[Annotated[int, Field(ge=0)], Literal["final"]]]
     loss_every: Count
@@ -131,6 +148,25 @@ class TrainParams(Section):
     def lrs(self) -> list[float]:
         """The learning rates, always as a list of floats, in the order given."""
         return as_list(self.lr)
+
+    @property
+    def batch_sizes(self) -> list[int]:
+        """The batch sizes, always as a list, in the order given."""
+        return as_list(self.batch_size)
+
+    @property
+    def nesterov_momenta(self) -> list[float]:
+        return as_list(self.nesterov)
+
+    def steps_per_epoch(self, batch_size) -> int:
+        """Steps in an epoch: batches are consecutive runs of the epoch's order, the last one
+        shorter when batch_size does not divide the training images."""
+        return -(-self.train_size // batch_size)
+
+    def epochs_at(self, batch_size) -> int:
+        """The budget at a batch size, in whole epochs: train.epochs, or more where that is
+        fewer than train.min_steps steps (see docs/design.md, "The budget")."""
+        return max(self.epochs, -(-self.min_steps // self.steps_per_epoch(batch_size)))
 
     @property
     def folds(self) -> int:
@@ -146,10 +182,29 @@ class TrainParams(Section):
             raise ValueError(f"{duplicates} listed more than once; list each epoch once")
         return value
 
-    @property
-    def checkpoint_epochs(self) -> list[int]:
-        """train.checkpoints as epoch numbers, ascending ("final" is train.epochs)."""
-        return sorted({self.epochs if e == "final" else e for e in self.checkpoints})
+    def total_steps(self, batch_size) -> int:
+        return self.epochs_at(batch_size) * self.steps_per_epoch(batch_size)
+
+    def evaluation_steps(self, batch_size) -> list[int]:
+        """The steps (counted from the start, 1 = after the first step) after which a model's
+        figures are evaluated: each epoch's end; with a target, a schedule geometric in steps
+        instead (EVALUATION_RATIO, EVALUATION_SPACING), ending with the budget's last step.
+        Empty when the budget ends before the first evaluation."""
+        per_epoch, total = self.steps_per_epoch(batch_size), self.total_steps(batch_size)
+        if self.target is None:
+            return list(range(per_epoch, total + 1, per_epoch))
+        gap = -(-EVALUATION_SPACING * self.validation_size // batch_size)
+        found, step = [], gap
+        while step < total:
+            found.append(step)
+            step = max(step + gap, math.ceil(step * EVALUATION_RATIO))
+        return found + [total] if total >= gap else []
+
+    def checkpoint_epochs(self, batch_size) -> list[int]:
+        """train.checkpoints as epoch numbers, ascending, at a batch size ("final" is its last
+        epoch, ``epochs_at``)."""
+        last = self.epochs_at(batch_size)
+        return sorted({last if e == "final" else e for e in self.checkpoints})
 
     @property
     def images_used(self) -> int:
@@ -161,22 +216,30 @@ class TrainParams(Section):
         return self.images_used - self.validation_size
 
 
+# With a target, validation accuracy is evaluated at most this factor of steps after the last
+# evaluation (so steps to the target are known within 10%)...
+EVALUATION_RATIO = 1.1
+# ...and at least this many validation folds' worth of training images after it: an evaluation
+# costs about half of training on as many images (docs/performance.md), so evaluating costs at
+# most a quarter of training.
+EVALUATION_SPACING = 2
+
 Point = Annotated[list[Annotated[float, Field(allow_inf_nan=False)]],
                   Field(min_length=2, max_length=2)]
 
 
-class SurfaceParams(Section):
+class ToySurfaceParams(Section):
     start: Point
     lr: Positive
     steps: Annotated[int, Field(ge=1, le=100_000)]
 
 
-class MinimaParams(SurfaceParams):
+class MinimaParams(ToySurfaceParams):
     tilt: Annotated[float, Field(gt=0, le=1, allow_inf_nan=False)]
 
 
 class LandscapeParams(Section):
-    saddle: SurfaceParams
+    saddle: ToySurfaceParams
     minima: MinimaParams
 
 
@@ -199,8 +262,10 @@ class Params(Section):
 
     @property
     def momenta(self) -> list[float]:
-        """The momentum values, always as a list of floats, in the order given."""
-        return as_list(self.momentum)
+        """The momenta trained: momentum 0 (the reference, always trained), then the listed
+        values in the order given."""
+        listed = as_list(self.momentum)
+        return listed if 0.0 in listed else [0.0, *listed]
 
     def check_consistency(self, source):
         """Checks that need several keys at once; pydantic's errors would name only one."""
@@ -209,9 +274,24 @@ class Params(Section):
             raise SweepError(f"{source}: train.validation_size = {t.validation_size}: leaves no "
                              f"training data out of {t.images_used} images; it must be below "
                              f"{t.images_used} (see train.max_train_images)")
-        if t.batch_size > t.train_size:
-            raise SweepError(f"{source}: train.batch_size = {t.batch_size}: larger than the "
-                             f"{t.train_size} training images; it must be at most {t.train_size}")
+        large = [b for b in t.batch_sizes if b > t.train_size]
+        if large:
+            raise SweepError(f"{source}: train.batch_size = {t.batch_size}: {large} larger than "
+                             f"the {t.train_size} training images; each must be at most "
+                             f"{t.train_size}")
+        unlisted = [m for m in t.nesterov_momenta if m == 0 or m not in self.momenta]
+        if unlisted:
+            raise SweepError(f"{source}: train.nesterov = {t.nesterov}: {unlisted} not a listed "
+                             f"momentum above 0; each must be one of {self.momenta[1:]} (the "
+                             f"momenta also trained with Nesterov's update), or [] for none")
+        if t.target is not None:
+            few = [b for b in t.batch_sizes if not t.evaluation_steps(b)]
+            if few:
+                raise SweepError(
+                    f"{source}: train.target = {t.target} with train.epochs = {t.epochs} and "
+                    f"train.min_steps = {t.min_steps}: at batch size(s) {few} the budget ends "
+                    f"before the first evaluation of the validation accuracy; raise "
+                    f"train.epochs or train.min_steps")
         late = [e for e in t.checkpoints if e != "final" and e > t.epochs]
         if late:
             raise SweepError(f"{source}: train.checkpoints = {t.checkpoints}: epoch(s) {late} are "
@@ -227,7 +307,7 @@ class Params(Section):
                              f"hold only one fold of that size; cross-validation needs at least "
                              f"2 (validation_size at most {t.images_used // 2}), or set "
                              f"train.cross_validation: false")
-        if t.lr_control:
+        if t.lr_control and not t.effective_lr:
             for lr, m in ((lr, m) for lr in t.lrs for m in self.momenta):
                 if not fits_float32(lr / (1 - m)):
                     raise SweepError(
@@ -284,4 +364,5 @@ def load(path=PARAMS_FILE) -> Params:
 def run(p: Params):
     """Stage `params`: loading has validated every key; say so."""
     print(f"params: {PARAMS_FILE} is valid ({len(p.momenta)} momentum value(s), "
+          f"{len(p.train.lrs)} learning rate(s), {len(p.train.batch_sizes)} batch size(s), "
           f"{p.train.replicates} replicate(s))", flush=True)

@@ -18,7 +18,6 @@ STAGES = {
     "flatten": "momentum_sweep.data.flatten",
     "train": "momentum_sweep.training.train",
     "summarize": "momentum_sweep.analysis.summarize",
-    "plot": "momentum_sweep.analysis.plots",
     "surface": "momentum_sweep.surface.stage",
     "landscape": "momentum_sweep.landscape",
 }

@@ -1,39 +1,40 @@
 """Every experiment's results joined into one answer, after a sweep over hosts, GPUs or a grid.
 
-    momentum-sweep-compare [--repo .] [--out comparison]
+    momentum-sweep-compare [--repo .] [--out comparison] [--names NAME ...]
 
-reads every experiment of the repository (`dvc exp pull` them first) through DVC's Python API:
+reads every experiment of the repository (`dvc exp pull` them first), or those named, through
+DVC's Python API:
 `dvc.api.exp_show` lists them with their params and state, and `dvc.api.read` reads each one's
-metrics/epochs.tsv at its revision. Experiments are joined only when they hold the same
-settings apart from those a sweep varies (momentum, learning rate, replicates, the control
-switch, the device); the others, and those that failed, are reported, not mixed in. A model that
-several experiments trained (momentum 0 in every slice of a sweep) is the same model, so it is
-counted once. The joined models are summarized exactly as the summarize stage does one
-experiment's, paired by replicate: experiments that each hold part of a grid (one host per lr)
-give the tuned answer the whole grid would.
+results/epochs.tsv at its revision. Experiments are joined only when they hold the same
+settings apart from those a sweep varies (``SWEPT``: momentum, learning rate, batch size,
+Nesterov's momenta, replicates, the control switch, the device); the others, and those that
+failed, are reported, not mixed in. When two sets of settings are equally common there is no
+telling which the sweep meant, and the comparison refuses, naming them. A model that several
+experiments trained (momentum 0 in every slice of a sweep) is the same model, so it is counted
+once. The joined models are summarized exactly as the summarize stage does one run's, paired by
+replicate: experiments that each hold part of a grid (one host per lr, or per batch size) give
+the answer the whole grid would.
 
-Writes <out>/summary.json (as metrics/summary.json), <out>/arms.tsv (one row per arm),
-<out>/experiments.tsv (one row per experiment, with whether and why it was left out), and the
-figures: <out>/accuracy.png (mean final validation accuracy against momentum, one line per
-learning rate, with 95% bands), <out>/effective_step.png, <out>/lr_momentum.png and
-<out>/differences.png (as the plot stage draws them).
+Writes <out>/summary.json (as results/summary.json), <out>/headline.json (as
+metrics/summary.json), <out>/arms.tsv (one row per arm), <out>/experiments.tsv (one row per
+experiment, with whether and why it was left out) and the plot stage's figures.
 """
 
 import argparse
 import io
 import sys
-from collections import Counter
 from pathlib import Path
 
 import pandas as pd
 
 from ..atomic import check_writable_folder, write_json
 from ..errors import SweepError
-from . import plots, summarize
-from .figures import momentum_styles, plt, save
-from .metrics import EPOCHS_FILE, IDENTITY, final_rows, write_tsv
+from . import epochs, plots, summarize
+from .figures import save
+from .files import EPOCHS_FILE
 
-SWEPT = ("momentum", "train.lr", "train.replicates", "train.lr_control", "train.device")
+SWEPT = ("momentum", "train.lr", "train.batch_size", "train.nesterov", "train.replicates",
+         "train.lr_control", "train.device")
 
 
 def setting_keys(row) -> list:
@@ -59,35 +60,67 @@ def different_settings(row, reference) -> str:
     return "different settings: " + ", ".join(different) if different else ""
 
 
-def experiments(repo):
-    """exp_show's rows for experiments (not the workspace or their baselines)."""
+def reference_settings(rows) -> dict:
+    """The settings most successful experiments hold; a SweepError naming them when two or more
+    sets are as common."""
+    groups = {}
+    for row in rows:
+        groups.setdefault(tuple(signature(row).items()), []).append(row["Experiment"])
+    if not groups:
+        return {}
+    most = max(len(names) for names in groups.values())
+    tied = sorted(sig for sig, names in groups.items() if len(names) == most)
+    if len(tied) > 1:
+        keys = sorted({k for sig in tied for k, v in sig
+                       if any(dict(other).get(k) != v for other in tied)})
+        sets = "; ".join(f"{', '.join(groups[sig])}: "
+                         + ", ".join(f"{k}={dict(sig).get(k)}" for k in keys) for sig in tied)
+        raise SweepError(f"the experiments hold {len(tied)} sets of settings equally often "
+                         f"({most} each: {sets}), so which to compare cannot be told; remove "
+                         f"the others (`dvc exp remove`) or run more of the one you mean")
+    return dict(tied[0])
+
+
+def experiments(repo, names=None):
+    """exp_show's rows for experiments (not the workspace or their baselines); only those named
+    in ``names`` when given (a SweepError names any that is not there)."""
     import dvc.api
 
-    return [row for row in dvc.api.exp_show(repo=repo) if row.get("Experiment")]
+    rows = [row for row in dvc.api.exp_show(repo=repo) if row.get("Experiment")]
+    if names is None:
+        return rows
+    missing = sorted(set(names) - {row["Experiment"] for row in rows})
+    if missing:
+        raise SweepError(f"{repo}: no experiment named {', '.join(missing)} (`dvc exp list` "
+                         f"lists them; `dvc exp pull` brings others)")
+    return [row for row in rows if row["Experiment"] in names]
 
 
-def read_epochs(repo, rev) -> pd.DataFrame:
+def epochs_at(repo, rev) -> pd.DataFrame:
+    """results/epochs.tsv of the experiment at ``rev``."""
     import dvc.api
 
-    return pd.read_csv(io.StringIO(dvc.api.read(str(EPOCHS_FILE), repo=repo, rev=rev)), sep="\t")
+    return epochs.parse(dvc.api.read(str(EPOCHS_FILE), repo=repo, rev=rev),
+                        f"{EPOCHS_FILE} at {rev[:7]}")
 
 
 def join(tables) -> pd.DataFrame:
     """The epochs tables of several experiments as one, each model (arm, replicate) once."""
     joined = pd.concat(tables, ignore_index=True)
-    return joined.drop_duplicates(["arm", "replicate", "epoch"], ignore_index=True)
+    return joined.drop_duplicates(["arm", "replicate", "step"], ignore_index=True)
 
 
-def collect(repo="."):
-    """(joined epochs table, experiments table) of every experiment in ``repo``."""
-    rows = experiments(repo)
+def collect(repo=".", names=None):
+    """(joined epochs table, experiments table) of every experiment in ``repo`` (or those
+    named)."""
+    rows = experiments(repo, names)
     succeeded = [r for r in rows if r.get("State") in (None, "Success")]
-    signatures = Counter(tuple(signature(r).items()) for r in succeeded)
-    reference = dict(signatures.most_common(1)[0][0]) if signatures else {}
+    reference = reference_settings(succeeded)
     report, tables = [], []
     for row in rows:
         entry = {"experiment": row["Experiment"], "rev": row["rev"], "state": row.get("State"),
                  "momentum": row.get("momentum"), "lr": row.get("train.lr"),
+                 "batch_size": row.get("train.batch_size"),
                  "replicates": row.get("train.replicates"), "included": False, "why": ""}
         report.append(entry)
         if row.get("State") not in (None, "Success"):
@@ -97,13 +130,12 @@ def collect(repo="."):
         if entry["why"]:
             continue
         try:
-            table = read_epochs(repo, row["rev"])
-        except Exception as error:  # dvc.api raises several types for a missing or bad file
-            entry["why"] = f"{EPOCHS_FILE} unreadable: {error}"
+            table = epochs_at(repo, row["rev"])
+        except SweepError as error:
+            entry["why"] = str(error)
             continue
-        missing = [c for c in IDENTITY if c not in table]
-        if missing:
-            entry["why"] = f"{EPOCHS_FILE} lacks column(s) {missing}: rerun it with this code"
+        except Exception as error:  # dvc.api raises several types for a missing file
+            entry["why"] = f"{EPOCHS_FILE} unreadable: {error}"
             continue
         entry["included"] = True
         tables.append(table)
@@ -116,55 +148,32 @@ def flatten(name, figure):
 
 
 def arms_table(summary) -> pd.DataFrame:
-    """One row per arm of a summary: its pair, rule, replicates and mean accuracies."""
-    return pd.DataFrame([{"arm": a["arm"], "momentum": a["momentum"], "lr": a["lr"],
-                          "control": int(a["control"]), "sgd_lr": a["sgd_lr"],
-                          "replicates": a["replicates"], "diverged": a["diverged"],
-                          **flatten("val_accuracy", a["val_accuracy"]),
-                          **flatten("test_accuracy", a["test_accuracy"])}
+    """One row per arm of a summary: its grid point, its replicates, its measure."""
+    figures = ["steps_counted"] if "target" in summary["measure"] else \
+        ["val_accuracy", "test_accuracy"]
+    return pd.DataFrame([{k: a[k] for k in ("arm", "kind", "momentum", "lr", "batch_size",
+                                            "control", "sgd_lr", "replicates", "diverged")}
+                         | {k: v for f in figures for k, v in flatten(f, a[f]).items()}
                          for a in summary["arms"]])
 
 
-def figure(table):
-    """Mean final validation accuracy against momentum, one line per lr (the listed arms)."""
-    table = table[table["control"] == 0]
-    fig, ax = plt.subplots(figsize=(7.5, 4.6), layout="constrained")
-    cmap = plt.get_cmap("plasma")
-    rates = sorted(table["lr"].unique())
-    for i, (lr, rows) in enumerate(table.groupby("lr", sort=True)):
-        rows = rows.sort_values("momentum")
-        colour = cmap(0.85 * i / max(len(rates) - 1, 1))
-        ax.plot(rows["momentum"], rows["val_accuracy_mean"], marker="o", color=colour,
-                label=f"lr {lr:.4g}")
-        ax.fill_between(rows["momentum"], rows["val_accuracy_ci_low"].astype(float),
-                        rows["val_accuracy_ci_high"].astype(float), color=colour, alpha=0.2,
-                        linewidth=0)
-    ax.set(xlabel="momentum", ylabel="mean final validation accuracy",
-           title="every experiment: mean over replicates with 95% band")
-    ax.grid(alpha=0.3)
-    ax.legend(frameon=False, fontsize=8)
-    return fig
-
-
-def compare(repo=".", out="comparison"):
+def compare_experiments(repo=".", out="comparison", names=None):
     """(joined summary, arms table, experiments table); each is written under ``out``."""
     out = Path(out)
     check_writable_folder(out)
-    joined, report = collect(repo)
+    joined, report = collect(repo, names)
     if joined.empty:
         raise SweepError(f"{repo}: no successful experiment to compare (`dvc exp pull` them, "
-                         f"or run some: `dvc exp run --queue -S momentum=0.1,0.4`)")
+                         f"or run some: `dvc exp run --queue -S 'momentum=choice(0.1,0.4)'`)")
     summary = summarize.summary(joined)
     table = arms_table(summary)
+    drawn = plots.figures(joined, summary)
     write_json(out / "summary.json", summary)
-    write_tsv(table, out / "arms.tsv")
-    write_tsv(report, out / "experiments.tsv")
-    styles = momentum_styles(joined["momentum"])
-    save(figure(table), out / "accuracy.png")
-    finals = final_rows(joined)
-    save(plots.effective_step_figure(finals, styles), out / "effective_step.png")
-    save(plots.lr_momentum_figure(summary), out / "lr_momentum.png")
-    save(plots.differences_figure(summary, styles), out / "differences.png")
+    write_json(out / "headline.json", summarize.headline(summary))
+    epochs.write_tsv(table, out / "arms.tsv")
+    epochs.write_tsv(report, out / "experiments.tsv")
+    for name, fig in drawn.items():
+        save(fig, out / f"{name}.png")
     return summary, table, report
 
 
@@ -172,22 +181,22 @@ def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repo", default=".", help="the repository (default: here)")
     parser.add_argument("--out", default="comparison", help="output folder (default comparison)")
+    parser.add_argument("--names", nargs="+", metavar="NAME",
+                        help="compare only these experiments (default: every one)")
     args = parser.parse_args(argv)
     try:
-        summary, table, report = compare(args.repo, args.out)
+        summary, table, report = compare_experiments(args.repo, args.out, args.names)
     except SweepError as error:
         print(f"error: {error}", file=sys.stderr)
         return 1
     print(f"compare: {int(report['included'].sum())} of {len(report)} experiment(s), "
-          f"{len(table)} arm(s) -> {args.out}/summary.json, arms.tsv, experiments.tsv, "
-          f"accuracy.png, effective_step.png, lr_momentum.png, differences.png")
+          f"{len(table)} arm(s) -> {args.out}/summary.json, headline.json, arms.tsv, "
+          f"experiments.tsv and the figures")
     for entry in report[~report["included"]].itertuples():
         print(f"  left out {entry.experiment}: {entry.why}")
-    tuned = summary.get("tuned")
-    if tuned:
-        for key, lr in tuned["best_lr"].items():
-            verdict = tuned["verdict"].get(key, "the reference")
-            print(f"  tuned: momentum {key.replace('p', '.')} at its best lr {lr:g}: {verdict}")
+    for c in summary["comparisons"]:
+        if c["family"].startswith("tuned"):
+            print(f"  {c['family']} {c['arm']}: {c['verdict']}")
     return 0
 
 

@@ -1,50 +1,78 @@
-"""Stage `plot`: PNG figures from metrics/epochs.tsv and metrics/summary.json.
+"""The summarize stage's figures, plots/*.png (and momentum-sweep-compare's), from the epochs table
+and the summary, for either measure (final accuracy; or, with train.target, steps to the
+target). Every curve is the mean over
+replicates with its 95% interval as a band; every point estimate has its 95% interval.
 
-- accuracy.png, loss.png: learning curves, one panel per listed (momentum, lr) with mu > 0 (four
-  across, then wrapped): the momentum (solid), its control (dashed, same colour) and momentum 0
-  at the same lr (grey), each the mean over replicates with its 95% interval as a band. One
-  panel per pair keeps the bands readable.
-- final_accuracy.png: the final accuracies, one dot per replicate, with each arm's mean and 95%
-  interval; a quarter of an inch per arm, the two panels stacked when that gets wide.
-- differences.png: the paired differences of final test accuracy, each momentum minus momentum 0
-  and minus its control, with 95% intervals and a zero line; one panel per lr (three across, then
-  wrapped), and with several lrs one more for each momentum at its best lr minus momentum 0 at
-  its best.
-- effective_step.png: mean final validation accuracy against the effective step lr/(1 - mu), log
-  scale, one line per momentum with its 95% band; plain SGD's line holds its controls too. If
-  momentum were only a larger step, the lines would fall on one curve.
-- lr_momentum.png: mean final validation accuracy over the (lr, momentum) grid, each
-  momentum's best lr outlined.
-- memory.png, time.png: the cost of the pass that trained each arm.
+- accuracy.png, loss.png: learning curves. Final accuracy: one panel per listed arm with mu > 0
+  (four across, then wrapped): the arm (its line's style), its control (dashed, same colour) and
+  momentum 0 at the same lr and batch size (grey), against epochs. Steps: one panel per batch
+  size, each line at its tuned lr, against steps (log scale), with the target.
+- final_accuracy.png: each arm's final accuracies (at the end of its budget, or where it
+  stopped), one dot per replicate with the mean and its interval; a row per batch size.
+- differences.png: the paired comparisons. Final accuracy: differences of test accuracy in
+  percentage points, each momentum minus momentum 0 and minus its control, a panel per (batch
+  size, lr), and a panel per batch size for each line at its best lr minus plain SGD at its best.
+  Steps: the ratio of tuned plain SGD's steps to each line's against batch size (and of its
+  control's), 1 marked.
+- effective_step.png: the measure against the effective step lr/(1 - mu), one line per line
+  (plain SGD's holds its controls), a panel per batch size. If momentum were only a larger step,
+  the lines would fall on one curve.
+- lr_momentum.png: the measure over the (lr, line) grid, a panel per batch size, each line's
+  best lr outlined (red; orange where it is on the grid's edge).
+- batch_size.png: the measure at each line's tuned lr against batch size; with steps, log-log
+  with the perfect-scaling line (steps halve as the batch doubles).
+- memory.png, time.png: the cost of the passes, one line per batch size.
 
-Colours, markers and the PNG write are shared with every figure (``figures``).
+Colours, markers, bands and the PNG write are shared with every figure (``figures``).
 """
-
-import json
-from pathlib import Path
 
 import numpy as np
 
-from ..atomic import check_writable_folder
-from ..errors import SweepError
-from ..training.arms import momentum_name, pairs, several_lrs
-from . import metrics, statistics
-from .figures import PLOTS_DIR, momentum_styles, plt, save
+from ..training.arms import Arm, line_name, pairs
+from . import epochs, statistics
+from .figures import LINESTYLES, draw_band, draw_interval, line_styles, note, plt
 
 PANEL_COLUMNS = 4  # curve panels across, before they wrap
-DIFFERENCE_COLUMNS = 3  # panels of differences.png across, before they wrap
 CURVES = {
     "accuracy": [("val_accuracy", "validation accuracy"), ("test_accuracy", "test accuracy")],
-    "loss": [("train_loss", "training loss (mean over epoch)"), ("test_loss", "test loss")],
+    "loss": [("train_loss", "training loss (mean since the last evaluation)"),
+             ("test_loss", "test loss")],
 }
+# With a target the test split is evaluated only where a model stops: the curves are these.
+STEP_CURVES = {"accuracy": [("val_accuracy", "validation accuracy")],
+               "loss": [("train_loss", "training loss (mean since the last evaluation)"),
+                        ("val_loss", "validation loss")]}
 COSTS = {
     "memory": [("cpu_peak_rss_mib", "CPU peak resident memory (MiB)"),
                ("cuda_peak_allocated_mib", "CUDA peak allocated (MiB)"),
                ("cuda_peak_reserved_mib", "CUDA peak reserved (MiB)")],
-    "time": [("epoch_seconds", "seconds per epoch"),
+    "time": [("train_seconds", "seconds of training per evaluation"),
              ("samples_per_second", "training samples per second")],
 }
-FIGURES = [*CURVES, "final_accuracy", "differences", "effective_step", "lr_momentum", *COSTS]
+FIGURES = [*CURVES, "final_accuracy", "differences", "effective_step", "lr_momentum",
+           "batch_size", *COSTS]
+
+
+def by_steps(summary) -> bool:
+    return "target" in summary["measure"]
+
+
+def styled(arm, styles):
+    """(colour, marker, linestyle) of an arm: its line's colour and marker, its kind's dash."""
+    colour, marker = styles[(arm.momentum, arm.nesterov) if arm.control else arm.line]
+    return colour, marker, LINESTYLES[arm.kind]
+
+
+def grid(count, width, height):
+    """A figure of ``count`` panels, PANEL_COLUMNS across at most, and its axes (unused ones
+    removed)."""
+    columns = min(max(count, 1), PANEL_COLUMNS)
+    rows = -(-max(count, 1) // columns)
+    fig, axes = plt.subplots(rows, columns, figsize=(width * columns + 0.6, height * rows),
+                             squeeze=False, layout="constrained")
+    for ax in axes.ravel()[count:]:
+        ax.remove()
+    return fig, axes.ravel()[:count]
 
 
 def arm_label(arm, rows=None):
@@ -57,273 +85,360 @@ def arm_label(arm, rows=None):
     return label
 
 
-def band(rows, column):
-    """Per epoch: the epochs, the mean over replicates, and the 95% interval (NaN if none)."""
-    epochs, means, lows, highs = [], [], [], []
-    for epoch, at in rows.groupby("epoch", sort=True):
-        d = statistics.describe(at[column].tolist())
-        if d["mean"] is None:
-            continue
-        epochs.append(epoch)
-        means.append(d["mean"])
-        lows.append(d["ci"][0] if d["ci"] else np.nan)
-        highs.append(d["ci"][1] if d["ci"] else np.nan)
-    return np.array(epochs), np.array(means), np.array(lows), np.array(highs)
-
-
-def curve_panels(table):
-    """Each panel's arms as (arm, role): a listed pair with mu > 0 ("arm"), its control
-    ("control", dashed; a momentum-0 arm of the grid when that is its control) and momentum 0 at
-    its lr ("reference", grey)."""
-    arms = metrics.arms_of(table)
+def curve_panels(table, summary):
+    """[(title, [(arm, role)])]: with steps, per batch size each line at its tuned lr; else per
+    listed arm with mu > 0: the arm, its control ("control") and momentum 0 at its lr and batch
+    size ("reference")."""
+    arms = epochs.arms_of(table)
+    if by_steps(summary):
+        tuned = [Arm.from_name(a["arm"]) for a in summary["arms"] if a["best_lr_of_line"]]
+        return [(f"batch {b}, each line at its tuned lr",
+                 [(a, "arm") for a in tuned if a.batch_size == b])
+                for b in sorted({a.batch_size for a in tuned})]
     compared = pairs(arms)
     controls, zeros = dict(compared["vs_control"]), dict(compared["vs_zero"])
-    panels = [[(a, "arm"), *([(controls[a], "control")] if a in controls else []),
-               *([(zeros[a], "reference")] if a in zeros else [])]
+    panels = [(arm_label(a), [(a, "arm"), *([(controls[a], "control")] if a in controls else []),
+                              *([(zeros[a], "reference")] if a in zeros else [])])
               for a in arms if not a.control and a.momentum != 0]
-    return panels or [[(a, "arm")] for a in arms if not a.control]
+    return panels or [(arm_label(a), [(a, "arm")]) for a in arms if not a.control]
 
 
-def draw_curves(ax, table, column, panel, styles):
+def draw_curves(ax, table, column, panel, styles, x):
     for arm, role in panel:
-        rows = table[table["arm"] == arm.name]
-        colour, marker = ("grey", "o") if role == "reference" else styles[arm.momentum]
-        dashed = role == "control"
-        if dashed:
-            colour = styles[panel[0][0].momentum][0]
-        epochs, means, lows, highs = band(rows, column)
-        ax.plot(epochs, means, color=colour, marker=None if dashed else marker,
-                markersize=4, linewidth=1.6, linestyle="--" if dashed else "-",
-                label=arm_label(arm, rows))
-        ax.fill_between(epochs, lows, highs, color=colour, alpha=0.12 if dashed else 0.25,
-                        linewidth=0)
-        for epoch in rows.loc[rows["diverged"] == 1, "epoch"]:
-            at = means[epochs <= epoch]
-            ax.plot([epoch], [at[-1] if len(at) else 0], marker="x", markersize=11, mew=2.5,
-                    color=colour, linestyle="none")
+        rows = table[(table["arm"] == arm.name) & table[column].notna()]
+        colour, marker, dash = styled(arm, styles)
+        if role == "reference":
+            colour, marker = "grey", "o"
+        if role == "control":  # dashed in its arm's colour, a grid arm in that role too
+            colour, dash = styled(panel[0][0], styles)[0], LINESTYLES["control"]
+        points = sorted(rows[x].unique())
+        draw_band(ax, points, statistics.band(rows.loc[rows[x] == p, column] for p in points),
+                  colour, arm_label(arm, table[table["arm"] == arm.name]), dash,
+                  None if role == "control" or len(points) > 20 else marker,
+                  alpha=0.12 if role == "control" else 0.22)
+        diverged = table[(table["arm"] == arm.name) & (table["diverged"] == 1)]
+        for point in diverged[x]:
+            ax.plot([point], [np.nanmin(rows[column]) if len(rows) else 0], marker="x",
+                    markersize=11, mew=2.5, color=colour, linestyle="none")
     ax.grid(alpha=0.3)
     ax.legend(fontsize=7, frameon=False)
-    if table["epoch"].max() <= 20:
-        ax.set_xticks(range(1, int(table["epoch"].max()) + 1, 1 if table["epoch"].max() <= 10
-                            else 2))
 
 
-def curves_figure(table, rows, styles):
-    """rows: [(column, title)]; a block of panels per row, one panel per momentum, wrapped at
-    PANEL_COLUMNS panels across so that any number of momenta stays readable."""
-    panels = curve_panels(table)
-    columns = min(len(panels), PANEL_COLUMNS)
-    lines = -(-len(panels) // columns)                        # grid rows per block
-    fig, axes = plt.subplots(len(rows) * lines, columns,
-                             figsize=(4.2 * columns + 0.6, 3.4 * len(rows) * lines),
-                             squeeze=False, layout="constrained")
+def curves_figure(table, summary, rows, styles):
+    """A block of panels per (column, title) of ``rows``."""
+    steps = by_steps(summary)
+    panels = curve_panels(table, summary)
+    x = "step" if steps else "epoch"
+    fig, axes = grid(len(panels) * len(rows), 4.2, 3.4)
     for r, (column, title) in enumerate(rows):
-        block = axes[r * lines:(r + 1) * lines].ravel()
-        for i, (ax, panel) in enumerate(zip(block, panels)):
-            draw_curves(ax, table, column, panel, styles)
-            ax.set_title(f"{title}: {arm_label(panel[0][0])}", fontsize=10)
-            ax.set(xlabel="epoch" if i + columns >= len(panels) else None,
-                   ylabel=title if i % columns == 0 else None)
-            if i:
-                ax.sharey(block[0])
-        for ax in block[len(panels):]:
-            ax.remove()
-    roles = {role for panel in panels for _, role in panel}
+        for i, (name, panel) in enumerate(panels):
+            ax = axes[r * len(panels) + i]
+            draw_curves(ax, table, column, panel, styles, x)
+            if column.endswith("accuracy"):
+                ax.set_ylim(max(ax.get_ylim()[0], 0), min(ax.get_ylim()[1], 1))
+            if steps:
+                ax.set_xscale("log")
+                if column == "val_accuracy":
+                    ax.axhline(summary["measure"]["target"], color="k", lw=0.8, ls=":")
+            ax.set_title(f"{title}: {name}", fontsize=9)
+            ax.set(xlabel="training steps (log)" if steps else "epoch", ylabel=title)
     legend = ["mean over replicates with 95% interval"]
-    if "control" in roles:
-        legend.append("dashed: plain SGD at lr/(1 - momentum)")
-    if "reference" in roles:
-        legend.append("grey: momentum 0 at the same lr")
-    # One panel is too narrow for the line: one item per line there.
-    fig.suptitle(("; " if len(panels) > 1 else "\n").join(legend), fontsize=9)
+    if steps:
+        legend.append("dotted: the target; models stop there, so later points are those "
+                      "still training")
+    else:
+        legend += ["dashed: plain SGD at lr/(1 - momentum)", "grey: momentum 0 at the same lr"]
+    fig.suptitle("; ".join(legend), fontsize=9)
     return fig
 
 
-def draw_costs(ax, table, column, title, styles):
-    for arm in metrics.arms_of(table):
-        rows = table[table["arm"] == arm.name].groupby("epoch")[column].mean()
-        colour, marker = styles[arm.momentum]
-        ax.plot(rows.index, rows.values, color=colour, marker=marker, markersize=4,
-                linestyle="--" if arm.control else "-", label=arm_label(arm))
-    ax.set(title=title, xlabel="epoch", ylabel=title)
-    ax.set_ylim(bottom=0)
-    ax.grid(alpha=0.3)
-
-
-def draw_final(ax, finals, column, title, styles):
-    arms = metrics.arms_of(finals)
-    several = several_lrs(arms)
-    order = sorted(arms, key=lambda a: (a.lr, a.momentum, a.control))
+def draw_final(ax, finals, column, title, styles, arms):
     rng = np.random.default_rng(0)  # jitter only, fixed so the figure is reproducible
-    for x, arm in enumerate(order):
+    for x, arm in enumerate(arms):
         values = finals.loc[finals["arm"] == arm.name, column].dropna().to_numpy()
-        colour, marker = styles[arm.momentum]
-        face = "none" if arm.control else colour
+        colour, marker, _ = styled(arm, styles)
         ax.scatter(x + rng.uniform(-0.12, 0.12, len(values)), values, s=18, color=colour,
-                   facecolors=face, alpha=0.7, marker=marker, zorder=2)
-        d = statistics.describe(values.tolist())
-        if d["mean"] is not None:
-            error = (None if d["ci"] is None
-                     else [[d["mean"] - d["ci"][0]], [d["ci"][1] - d["mean"]]])
-            ax.errorbar([x + 0.3], [d["mean"]], yerr=error, fmt="_", markersize=14, capsize=4,
-                        color="black", zorder=3)
-    ax.set_xticks(range(len(order)),
-                  [("ctrl " if a.control else "") + momentum_name(a.momentum)
-                   + (f" lr {a.lr:g}" if several else "") for a in order],
-                  rotation=0 if len(order) <= 12 else 90)
-    ax.set(title=title, xlabel="momentum (ctrl: SGD at lr/(1 - momentum))", ylabel=title)
+                   facecolors="none" if arm.control else colour, alpha=0.7, marker=marker,
+                   zorder=2)
+        draw_interval(ax, x + 0.3, statistics.describe(values.tolist()), "black", size=14)
+    several = len({a.lr for a in arms}) > 1
+    ax.set_xticks(range(len(arms)),
+                  [("ctrl " if a.control else "n " if a.nesterov else "") + f"{a.momentum:g}"
+                   + (f" {a.listed} {a.lr:g}" if several else "") for a in arms],
+                  rotation=0 if len(arms) <= 12 else 90)
+    ax.set(title=title, xlabel="momentum (ctrl: SGD at lr/(1 - momentum); n: Nesterov)",
+           ylabel=title.split(",")[0])
     ax.grid(alpha=0.3, axis="y")
 
 
-DIFFERENCES = {"vs_zero": ("minus momentum 0", "o", -0.12),
-               "vs_control": ("minus its lr control", "s", 0.12),
-               "tuned_vs_zero": ("at its best lr minus momentum 0 at its best", "D", 0.0)}
+def final_figure(table, styles):
+    """A row per batch size, a column per final accuracy (validation, test)."""
+    finals = epochs.final_rows(table)
+    arms = epochs.arms_of(table)
+    batches = sorted({a.batch_size for a in arms})
+    ordered = sorted(arms, key=lambda a: (a.lr, a.momentum, a.nesterov, a.control))
+    widest = max(sum(a.batch_size == b for a in arms) for b in batches)
+    width = max(6.2, 0.25 * widest)
+    fig, axes = plt.subplots(len(batches), 2, figsize=(2 * width, 4.4 * len(batches)),
+                             squeeze=False, layout="constrained")
+    for row, batch in zip(axes, batches):
+        for ax, (column, title) in zip(row, CURVES["accuracy"]):
+            draw_final(ax, finals, column, f"{title}, batch {batch} (at the end or the stop)",
+                       styles, [a for a in ordered if a.batch_size == batch])
+    return fig
+
+
+def arm_of(entry) -> Arm:
+    return Arm.from_name(entry["arm"])
+
+
+def ratio_figure(summary, styles):
+    """With steps: each family's ratios against batch size, a panel per family."""
+    names = {"tuned_vs_zero": "tuned plain SGD's steps / the line's (each at its tuned lr)",
+             "tuned_vs_control": "its control's steps / the line's (plain SGD at lr/(1 - mu))",
+             "vs_zero": "momentum 0's steps / the line's, same lr",
+             "vs_control": "its control's steps / the line's, same lr"}
+    rows = summary["comparisons"]
+    families = [f for f in names if any(r["family"] == f for r in rows)]
+    fig, axes = grid(len(families), 5.6, 4.4)
+    for ax, family in zip(axes, families):
+        found = [r for r in rows if r["family"] == family and r["ratio"] is not None]
+        for line in dict.fromkeys((r["momentum"], r["nesterov"]) for r in found):
+            mine = sorted((r for r in found if (r["momentum"], r["nesterov"]) == line),
+                          key=lambda r: r["batch_size"])
+            colour, marker = styles[line]
+            x = [r["batch_size"] for r in mine]
+            ratio = np.array([r["ratio"] for r in mine])
+            low = np.array([r["ratio_ci"][0] if r["ratio_ci"] else np.nan for r in mine])
+            high = np.array([r["ratio_ci"][1] if r["ratio_ci"] else np.nan for r in mine])
+            ax.errorbar(x, ratio, yerr=[ratio - low, high - ratio], color=colour, marker=marker,
+                        capsize=4, linestyle=LINESTYLES["nesterov" if line[1] else "momentum"],
+                        label=line_name(line))
+        ax.axhline(1, color="grey", linewidth=1)
+        ax.set_xscale("log", base=2)
+        ax.set_yscale("log")
+        ax.set(title=names[family], xlabel="batch size (log)",
+               ylabel="ratio of steps (log; above 1: the line needs fewer)")
+        ax.grid(alpha=0.3, which="both")
+        ax.legend(frameon=False, fontsize=8)
+    fig.suptitle("steps to the target, paired by replicate: geometric mean ratio with 95% "
+                 "interval", fontsize=10)
+    return fig
+
+
+def difference_panels(summary):
+    """[(title, comparisons)]: a panel per (batch size, lr) of the differences from momentum 0
+    and from the control, and per batch size one of the lines at their best lrs."""
+    rows = summary["comparisons"]
+    panels = []
+    for batch, lr in sorted({(c["batch_size"], c["lr"]) for c in rows
+                             if c["family"] in ("vs_zero", "vs_control")}):
+        panels.append((f"batch {batch}, lr {lr:g}",
+                       [c for c in rows if (c["batch_size"], c["lr"]) == (batch, lr)
+                        and c["family"] in ("vs_zero", "vs_control")]))
+    for batch in sorted({c["batch_size"] for c in rows if c["family"] == "tuned_vs_zero"}):
+        panels.append((f"batch {batch}, with lr tuned",
+                       [c for c in rows if c["family"] == "tuned_vs_zero"
+                        and c["batch_size"] == batch]))
+    return panels
+
+
+DIFFERENCES = {"vs_zero": ("minus momentum 0", "o", -0.12, False),
+               "vs_control": ("minus its lr control", "s", 0.12, True),
+               "tuned_vs_zero": ("at its best lr minus momentum 0 at its best", "D", 0.0,
+                                 False)}
 
 
 def draw_differences(ax, rows, styles, title):
-    """rows: comparisons of one or more DIFFERENCES families, one slot per momentum."""
-    momenta = sorted({c["momentum"] for c in rows})
-    for family, (label, marker, shift) in DIFFERENCES.items():
+    """rows: comparisons of the DIFFERENCES families, one slot per line."""
+    lines = sorted({(c["momentum"], c.get("nesterov", False)) for c in rows})
+    for family, (label, marker, shift, hollow) in DIFFERENCES.items():
         found = [c for c in rows if c["family"] == family and c["n"]]
         for i, c in enumerate(found):
-            colour = styles[c["momentum"]][0]
-            y = 100 * c["mean_difference"]
-            error = (None if c["ci"] is None else
-                     [[y - 100 * c["ci"][0]], [100 * c["ci"][1] - y]])
-            ax.errorbar([momenta.index(c["momentum"]) + shift], [y], yerr=error, fmt=marker,
-                        color=colour, markerfacecolor="white" if family == "vs_control"
-                        else colour, capsize=4, label=label if i == 0 else None)
+            line = (c["momentum"], c.get("nesterov", False))
+            d = {"mean": 100 * c["mean_difference"],
+                 "ci": c["ci"] and [100 * v for v in c["ci"]]}
+            draw_interval(ax, lines.index(line) + shift, d, styles[line][0], marker=marker,
+                          size=6, hollow=hollow, label=label if i == 0 else None)
     ax.axhline(0, color="grey", linewidth=1)
-    ax.set_xticks(range(len(momenta)), [momentum_name(m) for m in momenta])
-    ax.set_xlim(-0.6, max(len(momenta), 2) - 0.4)
-    ax.set(title=title, xlabel="momentum", ylabel="difference (percentage points)")
+    ax.set_xticks(range(len(lines)), [line_name(line) for line in lines], fontsize=8)
+    ax.set_xlim(-0.6, max(len(lines), 2) - 0.4)
+    ax.set(title=title, xlabel="line", ylabel="difference (percentage points)")
     ax.grid(alpha=0.3)
     ax.legend(frameon=False, fontsize=8)
 
 
 def differences_figure(summary, styles):
-    """One panel per lr; with several lrs, one more for the tuned comparison."""
-    rows = summary["comparisons"]
-    lrs = sorted({c["lr"] for c in rows if c["family"] in ("vs_zero", "vs_control")})
-    panels = [(f"at lr {lr:g}", [c for c in rows if c["lr"] == lr
-                                 and c["family"] in ("vs_zero", "vs_control")]) for lr in lrs]
-    if any(c["family"] == "tuned_vs_zero" for c in rows):
-        panels.append(("with lr tuned", [c for c in rows if c["family"] == "tuned_vs_zero"]))
-    panels = panels or [("no comparisons", [])]
-    columns = min(len(panels), DIFFERENCE_COLUMNS)
-    rows = -(-len(panels) // columns)
-    fig, axes = plt.subplots(rows, columns, figsize=(5.2 * columns + 1, 4.4 * rows),
-                             squeeze=False, sharey=True, layout="constrained")
-    for ax, (title, found) in zip(axes.ravel(), panels):
+    if by_steps(summary):
+        return ratio_figure(summary, styles)
+    panels = difference_panels(summary)
+    if not panels:
+        return note("no comparisons: list momentum 0 and another momentum")
+    fig, axes = grid(len(panels), 5.2, 4.4)
+    for ax, (title, found) in zip(axes, panels):
         draw_differences(ax, found, styles, title)
-    for ax in axes.ravel()[len(panels):]:
-        ax.remove()
     fig.suptitle("paired difference of final test accuracy (95% interval)", fontsize=10)
     return fig
 
 
-def effective_step_figure(finals, styles):
-    """Mean final validation accuracy against lr/(1 - mu), one line per momentum (the listed
-    arms; plain SGD's line also holds the controls, which are plain SGD at those steps)."""
-    fig, ax = plt.subplots(figsize=(7.5, 4.6), layout="constrained")
-    finals = finals.assign(line=finals["momentum"].where(finals["control"] == 0, 0.0))
-    for momentum, rows in finals.groupby("line", sort=True):
-        steps = sorted(rows["effective_lr"].unique())
-        found = [statistics.describe(rows.loc[rows["effective_lr"] == x, "val_accuracy"]
-                                     .tolist()) for x in steps]
-        x = [s for s, d in zip(steps, found) if d["mean"] is not None]
-        found = [d for d in found if d["mean"] is not None]
-        if not found:
-            continue
-        colour, marker = styles.get(momentum, ("grey", "o"))  # only controls: SGD in grey
-        ax.plot(x, [d["mean"] for d in found], color=colour, marker=marker, markersize=5,
-                label=f"momentum {momentum_name(momentum)}"
-                      + (" (and the controls)" if momentum == 0 and rows["control"].any()
-                         else ""))
-        ax.fill_between(x, [d["ci"][0] if d["ci"] else np.nan for d in found],
-                        [d["ci"][1] if d["ci"] else np.nan for d in found], color=colour,
-                        alpha=0.15, linewidth=0)
-    ax.set_xscale("log")
-    ax.set(xlabel="effective step lr / (1 - momentum) (log scale)",
-           ylabel="mean final validation accuracy",
-           title="momentum as a larger step: one curve if that is all it is\n(mean over "
-                 "replicates, 95% band)")
+def measure_of(entry, steps):
+    """What the figures draw of an arm: mean steps counted (steps) or validation accuracy."""
+    return entry["steps_counted"] if steps else entry["val_accuracy"]
+
+
+def measure_label(summary) -> str:
+    if by_steps(summary):
+        return (f"steps to validation accuracy {summary['measure']['target']:g} (log; not "
+                f"reached: the budget)")
+    return "mean final validation accuracy"
+
+
+def draw_points(ax, x, found, colour, marker, dash, label):
+    """Means with their 95% interval as a band, at ``x`` (one point: an error bar): ``found``,
+    describe() dicts."""
+    if len(found) == 1:
+        draw_interval(ax, x[0], found[0], colour, marker=marker, size=6, label=label)
+        return
+    draw_band(ax, x, (np.array([d["mean"] if d["mean"] is not None else np.nan for d in found]),
+                      np.array([d["ci"][0] if d["ci"] else np.nan for d in found]),
+                      np.array([d["ci"][1] if d["ci"] else np.nan for d in found])),
+              colour, label, dash, marker, alpha=0.15)
+
+
+def effective_step_figure(summary, styles):
+    """The measure against lr/(1 - mu), one line per line, a panel per batch size."""
+    steps = by_steps(summary)
+    batches = sorted({a["batch_size"] for a in summary["arms"]})
+    fig, axes = grid(len(batches), 5.6, 4.4)
+    for ax, batch in zip(axes, batches):
+        entries = [a for a in summary["arms"] if a["batch_size"] == batch]
+        for line in sorted({arm_of(a).line for a in entries}):
+            mine = sorted((a for a in entries if arm_of(a).line == line),
+                          key=lambda a: a["effective_lr"])
+            colour, marker = styles[line]
+            label = line_name(line) + (" (and the controls)" if line == (0.0, False)
+                                       and any(a["control"] for a in mine) else "")
+            draw_points(ax, [a["effective_lr"] for a in mine],
+                        [measure_of(a, steps) for a in mine], colour, marker,
+                        LINESTYLES["nesterov" if line[1] else "momentum"], label)
+        ax.set_xscale("log")
+        if steps:
+            ax.set_yscale("log")
+        ax.set(title=f"batch {batch}", xlabel="effective step lr / (1 - momentum) (log)",
+               ylabel=measure_label(summary))
+        ax.grid(alpha=0.3, which="both")
+        ax.legend(frameon=False, fontsize=7)
+    fig.suptitle("momentum as a larger step: one curve if that is all it is (mean over "
+                 "replicates, 95% band)", fontsize=10)
+    return fig
+
+
+def lr_momentum_figure(summary):
+    """The measure over the grid, a panel per batch size, each line's best lr outlined."""
+    steps = by_steps(summary)
+    listed = [a for a in summary["arms"] if not a["control"]]
+    batches = sorted({a["batch_size"] for a in listed})
+    lines = sorted({arm_of(a).line for a in listed})
+    lrs = sorted({a["lr"] for a in listed})
+    fig, axes = grid(len(batches), 1.3 * len(lines) + 2.4, max(3.2, 0.5 * len(lrs) + 1.8))
+    for ax, batch in zip(axes, batches):
+        values = np.full((len(lrs), len(lines)), np.nan)
+        for a in listed:
+            d = measure_of(a, steps)
+            if a["batch_size"] == batch and d["mean"] is not None:
+                values[lrs.index(a["lr"]), lines.index(arm_of(a).line)] = d["mean"]
+        shown = np.log10(values) if steps else 100 * values
+        image = ax.imshow(shown, cmap="viridis_r" if steps else "viridis", aspect="auto",
+                          origin="lower")
+        for a in listed:
+            if a["batch_size"] != batch:
+                continue
+            i, j = lrs.index(a["lr"]), lines.index(arm_of(a).line)
+            if np.isnan(values[i, j]):
+                continue
+            text = (f"{values[i, j]:.0f}" + (f"\n{a['not_reached']} not reached"
+                                              if a["not_reached"] else "")) if steps \
+                else f"{100 * values[i, j]:.2f}"
+            dark = image.norm(shown[i, j]) < 0.5  # the dark end of the colour map
+            ax.text(j, i, text, ha="center", va="center", fontsize=7,
+                    color="white" if dark != steps else "black")
+            if a["best_lr_of_line"]:
+                on_edge = a.get("edge") in ("smallest", "largest")
+                ax.add_patch(plt.Rectangle((j - 0.5, i - 0.5), 1, 1, fill=False,
+                                           edgecolor="orange" if on_edge else "red",
+                                           linewidth=2))
+        ax.set_xticks(range(len(lines)), [line_name(line).replace(" ", "\n") for line in lines],
+                      fontsize=8)
+        ax.set_yticks(range(len(lrs)), [f"{lr:g}" for lr in lrs])
+        ax.set(xlabel="line", ylabel="learning rate as listed", title=f"batch {batch}")
+        fig.colorbar(image, ax=ax, label="log10 mean steps" if steps else "%")
+    fig.suptitle(f"{measure_label(summary)}; red: each line's best lr (orange: on the edge "
+                 f"of the grid)", fontsize=9)
+    return fig
+
+
+def batch_figure(summary, styles):
+    """The measure at each line's tuned lr (its one lr, if one is listed) against batch size."""
+    steps = by_steps(summary)
+    chosen = [a for a in summary["arms"] if not a["control"] and
+              (a["best_lr_of_line"] or len({b["lr"] for b in summary["arms"]}) == 1)]
+    fig, ax = plt.subplots(figsize=(7.5, 4.8), layout="constrained")
+    for line in sorted({arm_of(a).line for a in chosen}):
+        mine = sorted((a for a in chosen if arm_of(a).line == line), key=lambda a: a["batch_size"])
+        colour, marker = styles[line]
+        draw_points(ax, [a["batch_size"] for a in mine], [measure_of(a, steps) for a in mine],
+                    colour, marker, LINESTYLES["nesterov" if line[1] else "momentum"],
+                    line_name(line))
+    ax.set_xscale("log", base=2)
+    if steps:
+        sgd = sorted((a for a in chosen if arm_of(a).line == (0.0, False)),
+                     key=lambda a: a["batch_size"])
+        if sgd and sgd[0]["steps_counted"]["mean"] is not None:
+            b0, s0 = sgd[0]["batch_size"], sgd[0]["steps_counted"]["mean"]
+            batches = np.array(sorted({a["batch_size"] for a in chosen}))
+            ax.plot(batches, s0 * b0 / batches, color="grey", linestyle=":",
+                    label="perfect scaling from plain SGD's smallest batch")
+        ax.set_yscale("log")
+    ax.set(xlabel="batch size (log)", ylabel=measure_label(summary),
+           title="each line at its tuned lr (mean over replicates, 95% band)")
     ax.grid(alpha=0.3, which="both")
     ax.legend(frameon=False, fontsize=8)
     return fig
 
 
-def lr_momentum_figure(summary):
-    """Mean final validation accuracy over the grid, each momentum's best lr outlined."""
-    listed = [a for a in summary["arms"] if not a["control"]]
-    lrs = sorted({a["lr"] for a in listed})
-    momenta = sorted({a["momentum"] for a in listed})
-    grid = np.full((len(lrs), len(momenta)), np.nan)
-    for a in listed:
-        if a["val_accuracy"]["mean"] is not None:
-            grid[lrs.index(a["lr"]), momenta.index(a["momentum"])] = a["val_accuracy"]["mean"]
-    fig, ax = plt.subplots(figsize=(1.3 * len(momenta) + 2.4, max(3.2, 0.8 * len(lrs) + 1.8)),
-                           layout="constrained")
-    image = ax.imshow(100 * grid, cmap="viridis", aspect="auto", origin="lower")
-    for i, j in np.ndindex(grid.shape):
-        if not np.isnan(grid[i, j]):
-            ax.text(j, i, f"{100 * grid[i, j]:.2f}", ha="center", va="center", fontsize=8,
-                    color="white" if grid[i, j] < np.nanmean(grid) else "black")
-    for a in listed:
-        if a["best_lr_of_momentum"]:
-            ax.add_patch(plt.Rectangle((momenta.index(a["momentum"]) - 0.5,
-                                        lrs.index(a["lr"]) - 0.5), 1, 1, fill=False,
-                                       edgecolor="red", linewidth=2))
-    ax.set_xticks(range(len(momenta)), [momentum_name(m) for m in momenta])
-    ax.set_yticks(range(len(lrs)), [f"{lr:g}" for lr in lrs])
-    ax.set(xlabel="momentum", ylabel="learning rate",
-           title="mean final validation accuracy (%)\nred: each momentum's best lr")
-    fig.colorbar(image, ax=ax, label="%")
+def costs_figure(table, panels):
+    """Each pass's cost, one line per batch size (its models share the pass's cost)."""
+    x = "epoch"
+    panels = [(c, t) for c, t in panels if c in table and table[c].notna().any()]
+    if not panels:
+        return note("no cost was recorded with these results")
+    fig, axes = plt.subplots(1, len(panels), figsize=(6.2 * len(panels), 4.4), squeeze=False,
+                             layout="constrained")
+    for ax, (column, title) in zip(axes[0], panels):
+        for batch, rows in table.groupby("batch_size"):
+            found = rows.groupby(x)[column].mean()
+            ax.plot(found.index, found.values, marker="o", markersize=3, label=f"batch {batch}")
+        ax.set(title=title, xlabel="epoch", ylabel=title)
+        ax.set_ylim(bottom=0)
+        ax.grid(alpha=0.3)
+        ax.legend(frameon=False, fontsize=8)
     return fig
 
 
-def panels_figure(table, panels, draw, styles, width=6.2):
-    """Panels side by side, or one above the other when each is wider than a page's half."""
-    # CUDA memory columns are empty on the CPU: leave those panels out.
-    panels = [(c, t) for c, t in panels
-              if c in table and (table[c].notna().any() or not c.startswith("cuda"))]
-    shape = (1, len(panels)) if width <= 8 else (len(panels), 1)
-    fig, axes = plt.subplots(*shape, figsize=(width * shape[1], 4.4 * shape[0]), squeeze=False)
-    for ax, (column, title) in zip(axes.ravel(), panels):
-        draw(ax, table, column, title, styles)
-    handles, labels = axes[0][0].get_legend_handles_labels()
-    if handles:
-        fig.legend(handles, labels, loc="outside right center", frameon=False, fontsize=8)
-    fig.set_layout_engine("constrained")
-    return fig
-
-
-def render(epochs_file=metrics.EPOCHS_FILE, summary_file=metrics.SUMMARY_FILE,
-           plots_dir=PLOTS_DIR):
-    table = metrics.read_epochs(epochs_file)
-    try:
-        summary = json.loads(Path(summary_file).read_text())
-    except (OSError, ValueError) as error:
-        raise SweepError(f"{summary_file}: cannot read it ({error}); run `dvc repro summarize`")
-    check_writable_folder(plots_dir)
-    styles = momentum_styles(table["momentum"])
-    figures = {name: curves_figure(table, rows, styles) for name, rows in CURVES.items()}
-    finals = metrics.final_rows(table)
-    # a quarter of an inch per arm's dots and interval, at least the usual width
-    figures["final_accuracy"] = panels_figure(finals, CURVES["accuracy"], draw_final, styles,
-                                              width=max(6.2, 0.25 * finals["arm"].nunique()))
-    figures["differences"] = differences_figure(summary, styles)
-    figures["effective_step"] = effective_step_figure(finals, styles)
-    figures["lr_momentum"] = lr_momentum_figure(summary)
+def figures(table, summary) -> dict:
+    """{name: figure} of every FIGURES name."""
+    styles = line_styles([*{Arm.from_name(a).line for a in table["arm"].unique()},
+                          *{(Arm.from_name(a).momentum, Arm.from_name(a).nesterov)
+                            for a in table["arm"].unique()}])
+    curves = STEP_CURVES if by_steps(summary) else CURVES
+    found = {name: curves_figure(table, summary, rows, styles) for name, rows in curves.items()}
+    found["final_accuracy"] = final_figure(table, styles)
+    found["differences"] = differences_figure(summary, styles)
+    found["effective_step"] = effective_step_figure(summary, styles)
+    found["lr_momentum"] = lr_momentum_figure(summary)
+    found["batch_size"] = batch_figure(summary, styles)
     for name, panels in COSTS.items():
-        figures[name] = panels_figure(table, panels, draw_costs, styles)
-        figures[name].suptitle("models trained in the same pass share its cost, so their lines "
-                               "coincide", fontsize=9)
-    for name, fig in figures.items():
-        save(fig, Path(plots_dir) / f"{name}.png")
-        print(f"plot: {Path(plots_dir) / name}.png", flush=True)
+        found[name] = costs_figure(table, panels)
+    return found
 
 
-def run(p):
-    """Stage `plot`."""
-    render()

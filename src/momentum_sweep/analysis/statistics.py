@@ -1,9 +1,12 @@
-"""Statistics over replicates: means with confidence intervals, paired t-tests, Holm's
-correction, the smallest detectable difference, and the verdict rule. scipy and statsmodels
-compute; this module only decides what to compute and says it in words.
+"""Statistics over replicates, for every stage that summarises (summarize, surface, compare):
+means with confidence intervals, paired t-tests (of differences, or of ratios on the log scale),
+Holm's correction within a family of comparisons, the smallest detectable difference, and the
+verdict rule and its words. scipy and statsmodels compute; this module only decides what to
+compute and says it in words.
 """
 
 import gc
+import math
 import warnings
 
 import numpy as np
@@ -18,10 +21,11 @@ CONFIDENCE = 0.95
 FEWEST_REPLICATES_ADVICE = "set train.replicates to 2 or more"
 ALPHA = 1 - CONFIDENCE
 POWER = 0.8
-VERDICT_RULE = (f"paired t-test on the final test accuracy of each replicate; 'better'/'worse' "
-                f"only where the Holm-adjusted p (over the comparisons of one kind) is below "
-                f"{ALPHA:.2f}, otherwise 'no detectable difference', with the smallest difference "
-                f"this run detects with {POWER:.0%} power at the Bonferroni level")
+VERDICT_RULE = (f"paired t-test over replicates; a verdict (better/worse, faster/slower, "
+                f"fewer/more steps, higher/lower) only where the Holm-adjusted p (over one family: "
+                f"the comparisons of one kind, on one figure) is below {ALPHA:.2f}, otherwise "
+                f"'no detectable difference', with the smallest difference this run detects with "
+                f"{POWER:.0%} power at the Bonferroni level")
 
 
 def describe(values) -> dict:
@@ -38,6 +42,16 @@ def describe(values) -> dict:
         return {"n": n, "mean": mean, "sd": 0.0, "ci": [mean, mean]}
     low, high = stats.t.interval(CONFIDENCE, n - 1, loc=mean, scale=stats.sem(values))
     return {"n": n, "mean": mean, "sd": sd, "ci": [float(low), float(high)]}
+
+
+def band(groups):
+    """For each group of values (one group per point of a curve; None and non-finite left out):
+    the mean and the 95% interval, as arrays, NaN where there is none."""
+    found = [describe(list(values)) for values in groups]
+    mean = np.array([np.nan if d["mean"] is None else d["mean"] for d in found])
+    low = np.array([np.nan if d["ci"] is None else d["ci"][0] for d in found])
+    high = np.array([np.nan if d["ci"] is None else d["ci"][1] for d in found])
+    return mean, low, high
 
 
 def paired(a, b) -> dict:
@@ -62,6 +76,16 @@ def paired(a, b) -> dict:
         ci = test.confidence_interval(CONFIDENCE)
     return {"n": n, "mean_difference": mean, "sd_difference": sd,
             "ci": [float(ci.low), float(ci.high)], "p": float(test.pvalue)}
+
+
+def paired_ratio(a, b) -> dict:
+    """The ratio a/b over the pairs where both are finite and positive: the paired t-test of
+    log a - log b, its mean and 95% interval exponentiated (a geometric-mean ratio)."""
+    pairs = [(x, y) for x, y in zip(a, b) if is_finite(x) and is_finite(y) and x > 0 and y > 0]
+    found = paired([math.log(x) for x, _ in pairs], [math.log(y) for _, y in pairs])
+    exp = (lambda v: None if v is None else math.exp(v))
+    return {**found, "ratio": exp(found["mean_difference"]),
+            "ratio_ci": None if found["ci"] is None else [exp(c) for c in found["ci"]]}
 
 
 def holm(pvalues) -> list:
@@ -92,6 +116,20 @@ def detectable(n, sd_difference, comparisons) -> float | None:
     return float(effect * sd_difference)
 
 
+def family(rows, projected=()) -> list:
+    """One family of comparisons (rows from ``paired``): each gets its Holm-adjusted p, its
+    outcome and the smallest difference the run detects (``detectable``; ``detectable_with``:
+    what n replicates would, for each n in ``projected``, if the pairs kept this spread)."""
+    for row, adjusted in zip(rows, holm([r["p"] for r in rows])):
+        row["p_holm"] = adjusted
+        row["outcome"] = outcome(row)
+        row["detectable"] = detectable(row["n"], row["sd_difference"], len(rows))
+        if projected:
+            row["detectable_with"] = {str(n): detectable(n, row["sd_difference"], len(rows))
+                                      for n in projected}
+    return rows
+
+
 def pp(fraction) -> str:
     """A difference of accuracies in percentage points."""
     return f"{100 * fraction:+.2f} pp"
@@ -109,10 +147,23 @@ def outcome(comparison) -> str:
     return "no detectable difference"
 
 
-def short_outcome(comparison) -> str:
-    """``outcome`` as a table cell: better, worse, no difference, cannot tell, diverged."""
-    found = outcome(comparison)
-    return "no difference" if found == "no detectable difference" else found
+def word(comparison, higher="better", lower="worse", none="diverged") -> str:
+    """``outcome`` as a table cell, a word or two: ``higher`` or ``lower`` (the direction of a
+    detected difference), "no diff", "cannot tell" (one pair), or ``none`` (no pair at all)."""
+    return {"better": higher, "worse": lower, "no detectable difference": "no diff",
+            "diverged": none}.get(outcome(comparison), "cannot tell")
+
+
+def cell(labelled, null="no diff") -> str:
+    """A family's words as one table cell: the labels grouped by word ("worse: 0.4; better:
+    0.2"), the ``null`` word (what most comparisons say) left out; ``null`` alone when every
+    comparison says it, "-" when there is none."""
+    groups = {}
+    for label, said in labelled:
+        groups.setdefault(said, []).append(label)
+    shown = "; ".join(f"{said}: {' '.join(labels)}" for said, labels in groups.items()
+                      if said != null)
+    return shown or (null if groups else "-")
 
 
 def verdict(comparison, against) -> str:

@@ -87,13 +87,6 @@ class Folds:
     count: int
     test: Split
 
-    @classmethod
-    def of(cls, train: Split, validation: Split, test: Split) -> "Folds":
-        """One fixed hold-out: ``validation`` is fold 0, ``train`` the rest."""
-        pool = Split(torch.cat([validation.images, train.images]),
-                     torch.cat([validation.labels, train.labels]))
-        return cls(pool, len(validation), 1, test)
-
     def fold_of(self, replicate) -> int:
         return fold_of(replicate, self.count)
 
@@ -119,11 +112,3 @@ def load_folds(train_params, device, flat_dir=FLAT_DIR) -> Folds:
     return Folds(Split(train["images"][used].to(device), train["labels"][used].to(device)),
                  train_params.validation_size, train_params.folds,
                  Split(test["images"].to(device), test["labels"].to(device)))
-
-
-def load_splits(train_params, device, flat_dir=FLAT_DIR) -> dict[str, Split]:
-    """train, val and test splits of a model validating on fold 0, on ``device`` as uint8."""
-    folds = load_folds(train_params, device, flat_dir)
-    rows = folds.train_rows(0)
-    return {"train": Split(folds.pool.images[rows], folds.pool.labels[rows]),
-            "val": folds.validation(0), "test": folds.test}

@@ -1,21 +1,26 @@
 """Surface results, reused on the rule models are: a measurement is recomputed only when what
-decides it changed.
+decides it changed, and only a sealed, well-formed entry is trusted.
 
 A measurement's key is a hash of its kind, the weights it is taken at (a digest of their bytes,
 so that the initial weights, which every arm of a replicate shares, are measured once), the
 settings it uses, the probe, the code that computes it (``measures`` and what it imports), the
-torch version and the device type. Its result is a small JSON file,
-``.surface-cache/<key>.json``, written atomically: a file there is complete or absent. Adding
-replicates or a momentum measures only the new weights.
+torch version and the device type. Its entry, ``.surface-cache/<key>.json``, is written
+atomically and holds the key, the value and a SHA-256 over both (the seal): an entry whose seal,
+key or shape does not match (a curvature is a dict of numbers, a line a list of
+``surface.line_points`` numbers, a diverged model's either one None) is measured again, never
+reported. Adding replicates or a momentum measures only the new weights.
 """
 
 import hashlib
 import json
+import math
 from pathlib import Path
 
 from ..atomic import write_json
 
 CACHE_DIR = Path(".surface-cache")
+CURVATURE_FIELDS = {"lambda_max": True, "lambda_min": True, "grad_norm": False, "loss": False,
+                    "products": False, "converged": False}  # field: may it be None
 
 
 def weights_digest(state) -> str:
@@ -27,29 +32,64 @@ def weights_digest(state) -> str:
     return digest.hexdigest()
 
 
+def seal(key, value) -> str:
+    return hashlib.sha256(json.dumps({"key": key, "value": value}, sort_keys=True)
+                          .encode()).hexdigest()
+
+
+def is_number(value) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and \
+        math.isfinite(value)
+
+
+def well_formed(kind, value, settings) -> bool:
+    """Whether a cached value has the shape ``kind`` gives (None: a diverged model's)."""
+    if value is None:
+        return True
+    if kind == "curvature":
+        return isinstance(value, dict) and set(value) == set(CURVATURE_FIELDS) and \
+            isinstance(value["converged"], bool) and all(
+                is_number(value[f]) or (value[f] is None and none)
+                for f, none in CURVATURE_FIELDS.items() if f != "converged")
+    return isinstance(value, list) and len(value) == settings["points"] and \
+        all(is_number(v) for v in value)
+
+
 class SurfaceCache:
     def __init__(self, common: dict, root=CACHE_DIR):
         """``common``: what decides every measurement (probe, code, torch, device type)."""
         self.common = common
         self.root = Path(root)
-        self.computed = self.reused = 0
+        self.computed = self.reused = self.damaged = 0
 
     def key(self, kind, weights, settings) -> str:
         inputs = {"kind": kind, "weights": weights, "settings": settings, **self.common}
         return hashlib.sha256(json.dumps(inputs, sort_keys=True).encode()).hexdigest()
 
-    def get(self, kind, weights, settings, compute):
-        """The cached result of ``compute()`` for these inputs; computed and kept if absent or
-        unreadable."""
-        path = self.root / f"{self.key(kind, weights, settings)}.json"
+    def trusted(self, path, key, kind, settings):
+        """(True, the value) of a sealed, well-formed entry; (False, None) otherwise."""
         try:
-            result = json.loads(path.read_text())
-            self.reused += 1
-            return result
+            entry = json.loads(path.read_text())
         except (OSError, ValueError):
-            pass
-        result = compute()
+            return False, None
+        if not (isinstance(entry, dict) and set(entry) == {"key", "value", "seal"}
+                and entry["key"] == key and entry["seal"] == seal(key, entry["value"])
+                and well_formed(kind, entry["value"], settings)):
+            self.damaged += 1
+            return False, None
+        return True, entry["value"]
+
+    def get(self, kind, weights, settings, compute):
+        """The cached result of ``compute()`` for these inputs; computed and kept if absent,
+        unreadable or not trusted."""
+        key = self.key(kind, weights, settings)
+        path = self.root / f"{key}.json"
+        found, value = self.trusted(path, key, kind, settings)
+        if found:
+            self.reused += 1
+            return value
+        value = compute()
         self.root.mkdir(parents=True, exist_ok=True)
-        write_json(path, result)
+        write_json(path, {"key": key, "value": value, "seal": seal(key, value)})
         self.computed += 1
-        return result
+        return value

@@ -1,11 +1,12 @@
-"""plots/surface_*.png, from what metrics/surface.json holds. Each listed momentum has its colour
-and marker (as in every figure); its control is drawn dashed or hollow in the same colour.
+"""plots/surface_*.png, from what results/surface.json holds. Each line has its colour and marker
+(as in every figure); a control is drawn dashed or hollow in its momentum's colour. Means carry
+their 95% intervals, drawn as every figure draws them (``analysis.figures``).
 
 - surface_escape.png: the early training loss per arm (mean over replicates, 95% band, linear
   steps) with the escape threshold; the escape steps per arm, a dot per replicate, the mean and
   its 95% interval.
 - surface_curvature.png: per checkpoint epoch, the Hessian's largest and smallest eigenvalues,
-  the gradient's norm, and the largest eigenvalue over the stability threshold (2 + 2 mu) / lr.
+  the gradient's norm, and the largest eigenvalue over its update's stability threshold.
 - surface_lines.png: the probe loss along the straight lines, mean per arm: from the initial to
   the final weights, and between final weights (each momentum and momentum 0; and its control).
 - surface_barriers.png: the barriers on the lines between final weights, dots per replicate,
@@ -15,42 +16,45 @@ and marker (as in every figure); its control is drawn dashed or hollow in the sa
 import numpy as np
 
 from ..analysis import statistics
-from ..analysis.figures import PLOTS_DIR, momentum_styles, plt, save
-from ..training.arms import Arm, in_order, momentum_name
+from ..analysis.figures import (LINESTYLES, PLOTS_DIR, draw_band, draw_interval, line_styles,
+                                plt, save)
+from ..training.arms import Arm, in_order
+
+__all__ = ["PLOTS_DIR", "draw", "save"]
 
 NAMES = ["surface_escape", "surface_curvature", "surface_lines", "surface_barriers"]
 CURVATURE_PANELS = [("lambda_max", "largest Hessian eigenvalue"),
                     ("lambda_min", "smallest Hessian eigenvalue"),
                     ("grad_norm", "gradient norm"),
-                    ("sharpness_over_threshold", "largest eigenvalue / ((2 + 2 mu) / lr)")]
+                    ("sharpness_over_threshold", "largest eigenvalue / its stability threshold")]
 
 
 def arm_of(entry) -> Arm:
-    return Arm(entry["momentum"], entry["lr"], entry["control"])
+    return Arm.from_name(entry["arm"])
 
 
-def mean_band(rows):
-    """Per column of ``rows`` (replicates x points, None allowed): mean, low, high (NaN where
-    there is no interval)."""
-    found = [statistics.describe([r[i] for r in rows]) for i in range(len(rows[0]))]
-    mean = np.array([np.nan if d["mean"] is None else d["mean"] for d in found])
-    low = np.array([np.nan if d["ci"] is None else d["ci"][0] for d in found])
-    high = np.array([np.nan if d["ci"] is None else d["ci"][1] for d in found])
-    return mean, low, high
+def style(arm, styles):
+    """(colour, marker) of an arm: its momentum's, heavy-ball's for a control."""
+    return styles[(arm.momentum, arm.nesterov)]
+
+
+def columns(rows):
+    """Replicates x points (None allowed) as one group of values per point."""
+    width = max(len(r) for r in rows)
+    return [[r[i] if i < len(r) else None for r in rows] for i in range(width)]
 
 
 def draw_curve(ax, x, rows, arm, styles, label):
-    colour, marker = styles[arm.momentum]
-    mean, low, high = mean_band(rows)
-    ax.plot(x, mean, color=colour, ls="--" if arm.control else "-", label=label, lw=1.3)
-    ax.fill_between(x, low, high, color=colour, alpha=0.15, lw=0)
+    colour, _ = style(arm, styles)
+    found = statistics.band(columns(rows))
+    draw_band(ax, x[:len(found[0])], found, colour, label, LINESTYLES[arm.kind], alpha=0.15)
 
 
 def by_arm(models):
     grouped = {}
     for m in models:
         grouped.setdefault(arm_of(m), []).append(m)
-    return grouped
+    return dict(sorted(grouped.items(), key=lambda item: in_order(item[0])))
 
 
 def dots_and_interval(ax, position, values, description, colour, marker, hollow=False):
@@ -58,11 +62,7 @@ def dots_and_interval(ax, position, values, description, colour, marker, hollow=
     finite = [v for v in values if v is not None]
     ax.scatter([position] * len(finite), finite, s=14, alpha=0.6, marker=marker,
                facecolors="none" if hollow else colour, edgecolors=colour)
-    if description["mean"] is not None:
-        low, high = description["ci"] or (description["mean"], description["mean"])
-        ax.errorbar(position + 0.25, description["mean"],
-                    yerr=[[description["mean"] - low], [high - description["mean"]]],
-                    fmt="_", color=colour, capsize=4, ms=12)
+    draw_interval(ax, position + 0.25, description, colour)
 
 
 def escape_figure(result, styles):
@@ -74,7 +74,8 @@ def escape_figure(result, styles):
     for arm, found in groups.items():
         every = found[0]["train_loss_every"]
         rows = [m["early_train_loss"] for m in found]
-        draw_curve(curves, every * np.arange(1, len(rows[0]) + 1), rows, arm, styles, arm.label)
+        width = max(len(r) for r in rows)
+        draw_curve(curves, every * np.arange(1, width + 1), rows, arm, styles, arm.label)
     curves.axhline(threshold, color="k", lw=0.8, ls=":", label=f"escape: loss < {threshold:g}")
     curves.set(xlabel="training steps", ylabel=f"training loss (mean of {every} steps)",
                title="Early training loss (mean over replicates, 95% band)")
@@ -82,7 +83,7 @@ def escape_figure(result, styles):
     arms = list(groups)
     for i, arm in enumerate(arms):
         entry = next(a for a in result["arms"] if arm_of(a) == arm)
-        colour, marker = styles[arm.momentum]
+        colour, marker = style(arm, styles)
         dots_and_interval(dots, i, [m["escape_steps"] for m in groups[arm]],
                           entry["escape_steps"], colour, marker, hollow=arm.control)
         if entry["never_escaped"]:
@@ -98,22 +99,21 @@ def escape_figure(result, styles):
 
 
 def short(arm) -> str:
-    return (f"{'control' if arm.control else 'momentum'} {momentum_name(arm.momentum)}, "
-            f"lr {arm.lr:g}")
+    return f"{arm.kind} {arm.momentum:g}, {arm.listed} {arm.lr:g}, batch {arm.batch_size}"
 
 
 def curvature_figure(result, styles):
-    epochs = result["settings"]["checkpoint_epochs"]
+    epochs = sorted({c["epoch"] for m in result["models"] for c in m["curvature"]})
     fig, axes = plt.subplots(1, len(CURVATURE_PANELS), figsize=(4 * len(CURVATURE_PANELS), 4))
     groups = by_arm(result["models"])
     for ax, (name, title) in zip(axes, CURVATURE_PANELS):
         for j, (arm, found) in enumerate(groups.items()):
-            colour, marker = styles[arm.momentum]
-            rows = [[c[name] for c in m["curvature"]] for m in found]
-            mean, low, high = mean_band(rows)
+            colour, marker = style(arm, styles)
+            at = [{c["epoch"]: c[name] for c in m["curvature"]} for m in found]
+            mean, low, high = statistics.band([[a.get(e) for a in at] for e in epochs])
             x = np.arange(len(epochs)) + 0.04 * (j - len(groups) / 2)  # side by side
             ax.errorbar(x, mean, yerr=[mean - low, high - mean], color=colour, marker=marker,
-                        ls="--" if arm.control else "-", ms=4, capsize=2, lw=1,
+                        ls=LINESTYLES[arm.kind], ms=4, capsize=2, lw=1,
                         mfc="none" if arm.control else colour, label=short(arm))
         if name == "sharpness_over_threshold":
             ax.axhline(1, color="k", lw=0.8, ls=":")
@@ -141,7 +141,7 @@ def lines_figure(result, styles):
         grouped = {}
         for line in result["lines"]:
             if line["kind"] == kind and line["losses"] is not None:
-                grouped.setdefault(Arm(line["momentum"], line["lr"]), []).append(line["losses"])
+                grouped.setdefault(Arm.from_name(line["arm"]), []).append(line["losses"])
         for arm, rows in sorted(grouped.items(), key=lambda g: in_order(g[0])):
             draw_curve(ax, a, rows, arm, styles, short(arm))
         ax.set(title=f"Between final weights:\nmomentum (a = 0) to {title} (a = 1)", xlabel="a",
@@ -161,12 +161,12 @@ def barriers_figure(result, styles):
     labels = []
     for i, row in enumerate(result["barriers"]):
         values = [line["barrier"] for line in result["lines"]
-                  if (line["kind"], line["momentum"], line["lr"])
-                  == (row["kind"], row["momentum"], row["lr"])]
-        colour, marker = styles[row["momentum"]]
+                  if (line["kind"], line["arm"]) == (row["kind"], row["arm"])]
+        arm = Arm.from_name(row["arm"])
+        colour, marker = style(arm, styles)
         dots_and_interval(ax, i, values, row["barrier"], colour, marker,
                           hollow=row["kind"] == "vs_control")
-        labels.append(f"{short(Arm(row['momentum'], row['lr']))} vs "
+        labels.append(f"{short(arm)} vs "
                       f"{'0' if row['kind'] == 'vs_zero' else 'control'}: {row['verdict']}")
     ax.axhline(tolerance, color="k", lw=0.8, ls=":", label=f"tolerance {tolerance:g}")
     ax.set_xticks(range(len(labels)), labels, rotation=45, ha="right", fontsize=7)
@@ -178,9 +178,9 @@ def barriers_figure(result, styles):
     return fig
 
 
-def draw(result, plots_dir=PLOTS_DIR):
-    styles = momentum_styles([m["momentum"] for m in result["models"]])
+def draw(result) -> dict:
+    """{name: figure} of every surface figure (NAMES), drawn, not yet saved."""
+    styles = line_styles({(a.momentum, a.nesterov) for a in map(arm_of, result["arms"])})
     made = {"surface_escape": escape_figure, "surface_curvature": curvature_figure,
             "surface_lines": lines_figure, "surface_barriers": barriers_figure}
-    for name in NAMES:
-        save(made[name](result, styles), plots_dir / f"{name}.png")
+    return {name: made[name](result, styles) for name in NAMES}

@@ -21,13 +21,14 @@ from threadpoolctl import threadpool_limits
 from ..training.model import MLP
 
 
-def escape_step(curve, every, threshold):
-    """The steps taken when the curve (one point per ``every`` steps, each the mean loss of
-    those steps) first falls below ``threshold``: the end of that point's steps. None if it
-    never does (a point that is None, a diverged model's, never counts as below)."""
+def escape_step(curve, every, threshold, steps):
+    """The steps taken when the curve (one point per ``every`` of the ``steps`` trained, each
+    the mean loss of those steps; the last may hold fewer) first falls below ``threshold``: the
+    end of that point's steps, never past the last step trained. None if it never does (a point
+    that is None, a diverged model's, never counts as below)."""
     for i, loss in enumerate(curve):
         if loss is not None and loss < threshold:
-            return (i + 1) * every
+            return min((i + 1) * every, steps)
     return None
 
 

@@ -2,17 +2,18 @@
 
 For every model in models/ (its checkpoints, final weights and fine training-loss curve):
 - escape: the steps until its training loss first falls below surface.escape_loss;
-- curvature at each epoch of train.checkpoints: the Hessian's extreme eigenvalues, their ratio,
-  the gradient's norm, and the largest eigenvalue over the heavy-ball stability threshold
-  (2 + 2 mu) / lr (above 1: the step overshoots along that direction);
+- curvature at each epoch of train.checkpoints it trained through: the Hessian's extreme
+  eigenvalues, their ratio, the gradient's norm, and the largest eigenvalue over the stability
+  threshold of its update, (2 + 2 mu) / lr (above 1: the step overshoots along that direction);
 - the line from its initial to its final weights (does the loss ever rise on the way?);
-and, per replicate, the lines between each momentum's final weights and momentum 0's, and its
+and, per replicate, the lines between each listed arm's final weights and momentum 0's, and its
 control's (the barrier between them: one basin, or separate minima?).
 
 All on the probe: surface.probe_size training images of the fold the model validates on (so
-never its validation images), recorded in the output. Writes
-metrics/surface.json (``summary``) and plots/surface_*.png (``figures``). Measurements are reused
-by ``cache``. It reads what `train` wrote and never imports the trainer.
+never its validation images), recorded in the output. Writes results/surface.json (everything),
+metrics/surface.json (its headline) and plots/surface_*.png (``figures``), all of them only once
+every figure is drawn. Measurements are reused by ``cache``. It reads what `train` wrote and
+never imports the trainer.
 """
 
 import sys
@@ -22,29 +23,34 @@ import torch
 from tqdm import tqdm
 
 from .. import sources
-from ..analysis.metrics import METRICS_DIR
+from ..analysis.files import SURFACE_FILE, SURFACE_HEADLINE_FILE
 from ..atomic import check_writable_folder, write_json
 from ..data import splits as data_splits
 from ..errors import SweepError
 from ..training import device as devices, results
-from ..training.arms import Arm, ModelKey, in_order, pairs
+from ..training.arms import ModelKey, in_order, line_key, pairs
 from . import figures, measures, summary
 from .cache import CACHE_DIR, SurfaceCache, weights_digest
-
-SURFACE_FILE = METRICS_DIR / "surface.json"
 
 
 class Trained:
     """One model as this stage reads it: its key, record, checkpoints and final weights."""
 
-    def __init__(self, folder, epochs):
-        self.record, _ = results.read_trained(folder)
-        inputs = self.record["inputs"]
-        self.key = ModelKey(Arm(**inputs["arm"]), inputs["replicate"])
-        self.fold = inputs["fold"]
+    def __init__(self, folder, p):
+        self.key, self.record, _ = results.read_trained(folder)
+        batch = self.key.arm.batch_size
+        self.fold = self.record["inputs"]["fold"]
+        self.steps = self.record["stopped"]["step"]
+        try:
+            results.check_weights(folder, p.model.hidden)
+        except results.Damaged as damage:
+            raise SweepError(f"{folder}: {damage}; run `dvc repro train` to rebuild it") from None
         self.final = torch.load(folder / "model.pt", weights_only=True)
         self.checkpoints = torch.load(folder / "checkpoints.pt", weights_only=True)
-        missing = [e for e in (0, *epochs) if e not in self.checkpoints]
+        # the checkpoint epochs this model trained through (with a target it may stop sooner)
+        per_epoch = p.train.steps_per_epoch(batch)
+        self.epochs = [e for e in p.train.checkpoint_epochs(batch) if e * per_epoch <= self.steps]
+        missing = [e for e in {0, *self.epochs} if e not in self.checkpoints]
         if missing:
             raise SweepError(f"{folder}: holds no weights for epoch(s) {missing} of "
                              f"train.checkpoints; run `dvc repro train`")
@@ -52,20 +58,19 @@ class Trained:
         self.digests["final"] = weights_digest(self.final)
 
 
-def read_models(models_dir, epochs) -> list[Trained]:
-    found = [Trained(folder, epochs) for folder in results.model_folders(models_dir)]
+def read_models(models_dir, p) -> list[Trained]:
+    found = [Trained(folder, p) for folder in results.model_folders(models_dir)]
     if not found:
         raise SweepError(f"{models_dir}: no trained models; run `dvc repro train`")
     return sorted(found, key=lambda m: (*in_order(m.key.arm), m.key.replicate))
 
 
-def arms_of(models) -> list[Arm]:
-    """The models' arms: listed momenta in increasing order, then their controls."""
+def arms_of(models) -> list:
     return sorted({m.key.arm for m in models}, key=in_order)
 
 
 class Measurer:
-    """The measures of ``measures`` on the probe, through the cache."""
+    """The measures of ``measures`` on one fold's probe, through the cache."""
 
     def __init__(self, p, probe, device, cache):
         self.p, self.s, self.device, self.cache = p, p.surface, device, cache
@@ -84,7 +89,9 @@ class Measurer:
                                                        "maxiter": self.s.lanczos_maxiter},
                                compute)
         found = found or dict.fromkeys(["lambda_max", "lambda_min", "grad_norm", "loss"])
-        threshold = (2 + 2 * arm.sgd_momentum) / arm.sgd_lr
+        # heavy-ball's and Nesterov's updates are stable along an eigenvalue below these
+        threshold = (2 + 2 * arm.sgd_momentum) / (arm.sgd_lr * (
+            1 + 2 * arm.sgd_momentum if arm.method["nesterov"] else 1))
         high, low = found["lambda_max"], found["lambda_min"]
         return {**found, "ratio": None if high is None or low is None else low / high,
                 "threshold": threshold,
@@ -100,20 +107,22 @@ class Measurer:
         return self.cache.get("line", digests, {"points": self.s.line_points}, compute)
 
 
-def measure_model(model, measurer, p, epochs) -> dict:
+def measure_model(model, measurers, p) -> dict:
     arm = model.key.arm
-    measurer = measurer[model.fold]
+    measurer = measurers[model.fold]
     fine = model.record["fine_train_loss"]
     losses = measurer.line(model.checkpoints[0], model.final,
                            [model.digests[0], model.digests["final"]])
     return {
-        "model": model.key.name, "arm": arm.name, "momentum": arm.momentum, "lr": arm.lr,
+        "model": model.key.name, "arm": arm.name, "line": line_key(arm.line),
+        "momentum": arm.momentum, "lr": arm.lr, "batch_size": arm.batch_size,
         "sgd_lr": arm.sgd_lr, "control": arm.control, "replicate": model.key.replicate,
-        "fold": model.fold,
-        "escape_steps": measures.escape_step(fine["loss"], fine["every"], p.surface.escape_loss),
+        "fold": model.fold, "steps": model.steps,
+        "escape_steps": measures.escape_step(fine["loss"], fine["every"], p.surface.escape_loss,
+                                             model.steps),
         "train_loss_every": fine["every"],
         "curvature": [{"epoch": e, **measurer.curvature(model.checkpoints[e], model.digests[e],
-                                                        arm)} for e in epochs],
+                                                        arm)} for e in model.epochs],
         "line_from_initial": {
             "losses": losses,
             "largest_rise": None if losses is None else measures.largest_rise(losses)},
@@ -121,22 +130,21 @@ def measure_model(model, measurer, p, epochs) -> dict:
 
 
 def between_finals(models, measurers) -> list:
-    """The lines between final weights, per replicate: each momentum and momentum 0, and each
-    momentum and its control (on the probe of the replicate's fold)."""
-    by_arm = {(m.key.arm, m.key.replicate): m for m in models}
-    arms = arms_of(models)
-    replicates = sorted({m.key.replicate for m in models})
+    """The lines between final weights, per replicate: each listed arm and momentum 0, and each
+    and its control (on the probe of the replicate's fold)."""
+    by_key = {m.key: m for m in models}
     found = []
-    for kind, compared in pairs(arms).items():
+    for kind, compared in pairs(arms_of(models)).items():
         for arm, other in compared:
-            for r in replicates:
-                if (arm, r) not in by_arm or (other, r) not in by_arm:
+            for model in [m for m in models if m.key.arm == arm]:
+                partner = by_key.get(ModelKey(other, model.key.replicate))
+                if partner is None:
                     continue
-                model, partner = by_arm[(arm, r)], by_arm[(other, r)]
-                losses = measurers[model.fold].line(model.final, partner.final,
-                                       [model.digests["final"], partner.digests["final"]])
-                found.append({"kind": kind, "momentum": arm.momentum, "lr": arm.lr,
-                              "replicate": r,
+                losses = measurers[model.fold].line(
+                    model.final, partner.final, [model.digests["final"], partner.digests["final"]])
+                found.append({"kind": kind, "arm": arm.name, "line": line_key(arm.line),
+                              "momentum": arm.momentum, "lr": arm.lr,
+                              "batch_size": arm.batch_size, "replicate": model.key.replicate,
                               "model": model.key.name, "other": partner.key.name,
                               "losses": losses,
                               "barrier": None if losses is None else measures.barrier(losses)})
@@ -145,24 +153,22 @@ def between_finals(models, measurers) -> list:
 
 def early_points(measured, train_params) -> int:
     """How much of the fine curves the output keeps: half as long again as the slowest escape,
-    or the first epoch where a model never escaped."""
+    or a whole epoch of the largest model where some model never escaped."""
     every = train_params.loss_every
     steps = [m["escape_steps"] for m in measured]
     if None in steps:
-        last = -(-train_params.train_size // train_params.batch_size)
+        last = max(train_params.steps_per_epoch(m["batch_size"]) for m in measured)
     else:
         last = 1.5 * max(steps)
     return max(8, -(-int(last) // every))
 
 
-def run(p, models_dir=results.MODELS_DIR, metrics_dir=METRICS_DIR, plots_dir=figures.PLOTS_DIR,
-        cache_dir=CACHE_DIR):
+def run(p, models_dir=results.MODELS_DIR, plots_dir=figures.PLOTS_DIR, cache_dir=CACHE_DIR):
     """Stage `surface`."""
     started = time.perf_counter()
-    for folder in (metrics_dir, plots_dir):
+    for folder in (SURFACE_FILE.parent, SURFACE_HEADLINE_FILE.parent, plots_dir):
         check_writable_folder(folder)
-    epochs = p.train.checkpoint_epochs
-    models = read_models(models_dir, epochs)
+    models = read_models(models_dir, p)
     device = devices.resolve(p.train.device)
     common = {"torch": torch.version.__version__, "device_type": device.type,
               # the code that computes a measurement, not the figures' or the statistics':
@@ -175,30 +181,34 @@ def run(p, models_dir=results.MODELS_DIR, metrics_dir=METRICS_DIR, plots_dir=fig
     measurers = {fold: Measurer(p, data_splits.load_probe(probe, device), device, caches[fold])
                  for fold, probe in indices.items()}
     print(f"surface: {len(models)} model(s), probe of {p.surface.probe_size} training images "
-          f"per fold ({len(indices)} fold(s)), curvature at epoch(s) {epochs}, on "
+          f"per fold ({len(indices)} fold(s)), curvature at the epochs of train.checkpoints, on "
           f"{devices.describe(device)}", flush=True)
-    measured = [(m.key, measure_model(m, measurers, p, epochs))
+    measured = [(m.key, measure_model(m, measurers, p))
                 for m in tqdm(models, desc="surface", unit="model", file=sys.stderr,
                               mininterval=2)]
     shown = early_points([m for _, m in measured], p.train)
     for model, (_, found) in zip(models, measured):
         found["early_train_loss"] = model.record["fine_train_loss"]["loss"][:shown]
     lines = between_finals(models, measurers)
-    result = summary.summary(measured, lines, arms_of(models), epochs,
-                             p.surface.barrier_tolerance)
+    result = summary.summary(measured, lines, arms_of(models), p.surface.barrier_tolerance)
     result["settings"] = {"surface": p.surface.model_dump(), "init_scale": p.train.init_scale,
-                          "checkpoint_epochs": epochs}
+                          "checkpoints": p.train.checkpoints}
     result["probe"] = {"rule": "per fold: surface.probe_size training images of the models that "
                                "validate on it (never their validation or test images), drawn "
                                "with train.seed; indices into MNIST's 60,000 training images",
                        "mnist_train_indices": {str(f): i for f, i in indices.items()}}
     result["models"] = [m for _, m in measured]
     result["lines"] = lines
-    write_json(metrics_dir / SURFACE_FILE.name, result)
-    figures.draw(result, plots_dir)
+    drawn = figures.draw(result)  # before anything is written: a figure that fails leaves all
+    write_json(SURFACE_FILE, result)
+    write_json(SURFACE_HEADLINE_FILE, result["headline"])
+    for name, fig in drawn.items():
+        figures.save(fig, plots_dir / f"{name}.png")
     computed = sum(c.computed for c in caches.values())
     reused = sum(c.reused for c in caches.values())
-    print(f"surface: {computed} measurement(s) computed, {reused} reused, "
-          f"{time.perf_counter() - started:.1f} s", flush=True)
-    for kind in ("escape_vs_zero", "escape_vs_control", "basin_vs_zero"):
-        print(f"  {kind}: " + ", ".join(f"{k}: {v}" for k, v in result[kind].items()), flush=True)
+    damaged = sum(c.damaged for c in caches.values())
+    print(f"surface: {computed} measurement(s) computed, {reused} reused"
+          + (f" ({damaged} cache entries damaged, recomputed)" if damaged else "")
+          + f", {time.perf_counter() - started:.1f} s", flush=True)
+    for kind, words in result["headline"].items():
+        print(f"  {kind} (against momentum 0): {words}", flush=True)

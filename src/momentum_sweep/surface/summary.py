@@ -1,24 +1,28 @@
-"""The statistics of metrics/surface.json, as summary.json has them for accuracy: per arm n, mean
-and 95% interval of every figure; paired comparisons of each momentum against momentum 0 and
-against its lr control, Holm-adjusted per figure and kind; a verdict word with its rule.
+"""The statistics of results/surface.json, through the one statistics module: per arm n, mean and
+95% interval of every figure; paired comparisons of each listed arm against momentum 0 and
+against its lr control, Holm-adjusted per figure and kind (``statistics.family``); a word per
+comparison with its rule; and metrics/surface.json's headline, a word per listed arm.
 
-Every model contributes one value per figure (``FIGURES``, ``figures_of``); a model without one
-(it never escaped, or diverged) is counted, not dropped, and left out of means and pairs.
+Every model contributes one value per figure (``figures_of``); a model without one (it never
+escaped, diverged, or stopped before a checkpoint epoch) is counted, not dropped, and left out of
+means and pairs.
 """
 
-from ..training.arms import Arm, pair_key, pairs, several_lrs
 from ..analysis import statistics
+from ..training.arms import Arm, line_key, line_label, pairs
 
 # Figure -> (word for a higher value, word for a lower one).
 WORDS = {"escape_steps": ("slower", "faster")}
 DEFAULT_WORDS = ("higher", "lower")
 CURVATURE = ["lambda_max", "lambda_min", "ratio", "grad_norm", "sharpness_over_threshold"]
 COMPARED_AT_CHECKPOINTS = ["lambda_max", "lambda_min", "grad_norm", "sharpness_over_threshold"]
+KINDS = ("vs_zero", "vs_control")
+BASIN_WORDS = {"same basin": "same", "separate minima": "separate", "cannot tell": "cannot tell"}
 
 COMPARISON_RULE = (f"paired t-test over replicates (pairs where both models have the figure); "
                    f"a direction word (faster/slower, higher/lower) only where the Holm-adjusted "
-                   f"p, over the momenta compared on one figure against one reference, is below "
-                   f"{statistics.ALPHA:.2f}; otherwise 'no difference'. Arms share their initial "
+                   f"p, over the arms compared on one figure against one reference, is below "
+                   f"{statistics.ALPHA:.2f}; otherwise 'no diff'. Arms share their initial "
                    f"weights, so epoch 0 is never compared")
 
 
@@ -28,60 +32,62 @@ def barrier_rule(tolerance) -> str:
             f"{tolerance:g}, 'separate minima' where it lies above, otherwise 'cannot tell'")
 
 
-def figures_of(model, epochs) -> dict:
+def figures_of(model) -> dict:
     """One model's scalar figures: escape steps, the rise along the line from its initial
     weights, and each curvature figure at each checkpoint epoch (``lambda_max_epoch_1``)."""
     found = {"escape_steps": model["escape_steps"],
              "rise_from_initial": model["line_from_initial"]["largest_rise"]}
-    at = {c["epoch"]: c for c in model["curvature"]}
-    for epoch in epochs:
+    for at in model["curvature"]:
         for name in CURVATURE:
-            found[f"{name}_epoch_{epoch}"] = at[epoch][name]
+            found[f"{name}_epoch_{at['epoch']}"] = at[name]
     return found
 
 
-def compared_figures(epochs) -> list[str]:
-    return ["escape_steps", "rise_from_initial"] + [
-        f"{name}_epoch_{e}" for e in epochs if e > 0 for name in COMPARED_AT_CHECKPOINTS]
+def compared(figure) -> bool:
+    """Whether a figure is compared between arms: not at epoch 0, which a replicate's arms
+    share, and not the eigenvalues' ratio (a derived figure)."""
+    if not figure.startswith(tuple(CURVATURE)):
+        return True
+    name, epoch = figure.rsplit("_epoch_", 1)
+    return name in COMPARED_AT_CHECKPOINTS and epoch != "0"
 
 
 def word(comparison) -> str:
-    """faster/slower, higher/lower, no difference, cannot tell (one pair) or no pairs."""
-    result = statistics.short_outcome(comparison)
     higher, lower = WORDS.get(comparison["figure"], DEFAULT_WORDS)
-    return {"better": higher, "worse": lower, "diverged": "no pairs"}.get(result, result)
+    return statistics.word(comparison, higher, lower, "no pairs")
 
 
 def arm_entry(arm, values_by_replicate) -> dict:
     """n, mean, sd and 95% interval of each figure over the arm's replicates."""
     figures = sorted({f for values in values_by_replicate.values() for f in values})
-    entry = {"arm": arm.name, "momentum": arm.momentum, "lr": arm.lr, "control": arm.control,
+    entry = {"arm": arm.name, "kind": arm.kind, "line": line_key(arm.line),
+             "momentum": arm.momentum, "nesterov": arm.nesterov, "lr": arm.lr,
+             "batch_size": arm.batch_size, "control": arm.control,
              "replicates": len(values_by_replicate)}
     escaped = [v["escape_steps"] for v in values_by_replicate.values()]
     entry["never_escaped"] = sum(s is None for s in escaped)
     for figure in figures:
-        entry[figure] = statistics.describe([v[figure] for v in values_by_replicate.values()])
+        entry[figure] = statistics.describe([v.get(figure) for v in values_by_replicate.values()])
     return entry
 
 
-KINDS = ("vs_zero", "vs_control")
-
-
-def comparisons(values, arms, epochs) -> list:
-    """``values``: {arm: {replicate: figures}}. One row per (figure, kind, momentum)."""
+def comparisons(values, arms) -> list:
+    """``values``: {arm: {replicate: figures}}. One row per (figure, kind, arm)."""
+    every = sorted({f for found in values.values() for v in found.values() for f in v
+                    if compared(f)}, key=lambda f: (f != "escape_steps", f))
     rows = []
-    for figure in compared_figures(epochs):
-        for kind, compared in pairs(arms).items():
+    for figure in every:
+        for kind, arm_pairs in pairs(arms).items():
             family = []
-            for arm, other in compared:
+            for arm, other in arm_pairs:
                 shared = sorted(values[arm].keys() & values[other].keys())
-                result = statistics.paired([values[arm][r][figure] for r in shared],
-                                           [values[other][r][figure] for r in shared])
+                result = statistics.paired([values[arm][r].get(figure) for r in shared],
+                                           [values[other][r].get(figure) for r in shared])
                 family.append({"figure": figure, "family": kind, "arm": arm.name,
-                               "momentum": arm.momentum, "lr": arm.lr, "against": other.name,
-                               **result})
-            for row, adjusted in zip(family, statistics.holm([r["p"] for r in family])):
-                row["p_holm"] = adjusted
+                               "line": line_key(arm.line), "momentum": arm.momentum,
+                               "lr": arm.lr, "batch_size": arm.batch_size,
+                               "against": other.name, **result})
+            for row in statistics.family(family):
                 row["verdict"] = word(row)
             rows.extend(family)
     return rows
@@ -102,45 +108,53 @@ def barriers(lines, tolerance) -> list:
     """Per (kind, arm): the barriers of its replicates' lines, described, with a verdict."""
     grouped = {}
     for line in lines:
-        grouped.setdefault((line["kind"], line["lr"], line["momentum"]), []).append(
-            line["barrier"])
+        grouped.setdefault((line["kind"], line["arm"]), []).append(line)
     rows = []
-    order = list(KINDS)
-    for (kind, lr, momentum), found in sorted(grouped.items(),
-                                              key=lambda g: (order.index(g[0][0]), *g[0][1:])):
-        description = statistics.describe(found)
-        rows.append({"kind": kind, "momentum": momentum, "lr": lr, "replicates": len(found),
-                     "barrier": description,
-                     "verdict": barrier_verdict(description, tolerance)})
+    for (kind, arm), found in sorted(grouped.items(), key=lambda g: KINDS.index(g[0][0])):
+        description = statistics.describe([line["barrier"] for line in found])
+        first = found[0]
+        rows.append({"kind": kind, "arm": arm, "line": first["line"],
+                     "momentum": first["momentum"], "lr": first["lr"],
+                     "batch_size": first["batch_size"], "replicates": len(found),
+                     "barrier": description, "verdict": barrier_verdict(description, tolerance)})
     return rows
 
 
-def headline(rows, barrier_rows, several) -> dict:
-    """What `dvc metrics show` leads with, a word or two per listed pair (keyed by its momentum,
-    and its lr when ``several`` are listed): whether it escapes faster than momentum 0 and than
-    its control, and whether it ends in momentum 0's basin."""
-    def key(row):
-        return pair_key(Arm(row["momentum"], row["lr"]), several)
-
-    found = {}
-    for kind in KINDS:
-        found[f"escape_{kind}"] = {key(r): r["verdict"] for r in rows
-                                   if r["figure"] == "escape_steps" and r["family"] == kind}
-    found["basin_vs_zero"] = {key(b): b["verdict"] for b in barrier_rows
-                              if b["kind"] == "vs_zero"}
+def label(row, lrs, batches) -> str:
+    """A listed arm in a headline cell: its line (0.4, n0.9), and its lr and batch size where
+    the run lists several (0.4 lr 0.05 b1024)."""
+    found = line_label(Arm.from_name(row["arm"]).line)
+    if len(lrs) > 1:
+        found += f" lr {row['lr']:g}"
+    if len(batches) > 1:
+        found += f" b{row['batch_size']}"
     return found
 
 
-def summary(measured, lines, arms, epochs, tolerance) -> dict:
+def headline(rows, barrier_rows) -> dict:
+    """metrics/surface.json: which listed arms escape the plateau faster or slower than momentum
+    0 at their lr (``escape``), and which end in momentum 0's basin or in separate minima
+    (``basin``)."""
+    lrs = {r["lr"] for r in rows} | {b["lr"] for b in barrier_rows}
+    batches = {r["batch_size"] for r in rows} | {b["batch_size"] for b in barrier_rows}
+    return {"escape": statistics.cell([(label(r, lrs, batches), r["verdict"]) for r in rows
+                                       if r["figure"] == "escape_steps"
+                                       and r["family"] == "vs_zero"]),
+            "basin": statistics.cell([(label(b, lrs, batches), BASIN_WORDS[b["verdict"]])
+                                      for b in barrier_rows if b["kind"] == "vs_zero"],
+                                     null="cannot tell")}
+
+
+def summary(measured, lines, arms, tolerance) -> dict:
     """``measured``: [(model key, its measurements)]; ``lines``: the lines between final
-    weights; ``epochs``: the checkpoint epochs."""
+    weights."""
     values = {arm: {} for arm in arms}
-    for key, model in measured:
-        values[key.arm][key.replicate] = figures_of(model, epochs)
-    arm_entries = [arm_entry(arm, values[arm]) for arm in arms]
-    rows = comparisons(values, arms, epochs)
+    for model_key, model in measured:
+        values[model_key.arm][model_key.replicate] = figures_of(model)
+    rows = comparisons(values, arms)
     barrier_rows = barriers(lines, tolerance)
-    return {**headline(rows, barrier_rows, several_lrs(arms)),
+    return {"headline": headline(rows, barrier_rows),
             "rules": [COMPARISON_RULE, barrier_rule(tolerance),
                       f"intervals: {statistics.CONFIDENCE:.0%} t-intervals over replicates"],
-            "arms": arm_entries, "comparisons": rows, "barriers": barrier_rows}
+            "arms": [arm_entry(arm, values[arm]) for arm in arms], "comparisons": rows,
+            "barriers": barrier_rows}

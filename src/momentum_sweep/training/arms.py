@@ -1,18 +1,29 @@
 """Arms, replicates and models: the one small type the trainer, results, metrics and plots share.
 
-- An *arm* is one (learning rate, momentum) pair: each listed momentum at each listed
-  ``train.lr``, plus, when ``train.lr_control`` is on, a *control* for each pair with mu > 0:
-  plain SGD (momentum 0) at lr/(1 - mu), the step size that momentum mu reaches in steady state.
-  A control whose step is a listed lr (0.05/(1 - 0.5) = 0.1) is that lr's momentum-0 arm: one
-  model, trained once, compared in both roles.
-- A *replicate* r fixes the initial weights, the mini-batch order and the validation fold; every
-  arm of a replicate shares all three, so arms are compared in pairs.
-- A *model* is one (arm, replicate).
+- An *arm* is one point of the grid: a batch size, a learning rate and a momentum, with
+  heavy-ball or Nesterov's update. The grid is every listed momentum (and momentum 0, the
+  reference, always) at every listed ``train.lr`` and ``train.batch_size``, and Nesterov's update
+  at the momenta ``train.nesterov`` lists. With ``train.effective_lr`` each listed value is the
+  step lr/(1 - mu) (the arm's ``lr`` is then that step, ``effective`` says so): momentum mu trains
+  at lr*(1 - mu), so every momentum covers the same steps.
+- When ``train.lr_control`` is on, each arm with mu > 0 has a *control*: plain SGD (momentum 0)
+  at lr/(1 - mu), the step momentum mu reaches in steady state, at the same batch size (Nesterov's
+  update has the same steady state, so it shares heavy-ball's control). A control whose step is
+  one of the grid's momentum-0 arms (0.05/(1 - 0.5) = 0.1) is that arm: one model, trained once,
+  compared in both roles.
+- A *replicate* r fixes the initial weights, the order of examples in each epoch and the
+  validation fold; every arm of a replicate shares all three (a batch is a consecutive run of
+  that order), so arms are compared in pairs, across batch sizes too.
+- A *model* is one (arm, replicate). What it trains (``Arm.method``) decides it, not which arm
+  asked for it: a control and a grid arm with the same step are the same model.
 """
 
+import re
 from dataclasses import dataclass
 
 import numpy as np
+
+KINDS = ("momentum", "nesterov", "control")
 
 
 def momentum_name(momentum: float) -> str:
@@ -25,27 +36,16 @@ def lr_name(lr: float) -> str:
     return repr(float(lr))
 
 
-def momentum_key(momentum: float) -> str:
-    """A momentum as a metrics key without dots (0.25 -> 0p25), so DVC's flattened column names
-    (`verdict.0p25`) read one way only."""
-    return momentum_name(momentum).replace(".", "p")
+def as_float32(value: float) -> float:
+    """The float32 value training uses, as the shortest decimal that is that value (0.1 * (1 -
+    0.9) = 0.010000000000000002 is 0.01 there): equal for two arms that train the same model."""
+    return float(str(np.float32(value)))
 
 
-def lr_key(lr: float) -> str:
-    """A learning rate as a metrics key without dots: 0.05 -> 0p05."""
-    return lr_name(lr).replace(".", "p")
-
-
-def pair_key(arm, several_lrs: bool) -> str:
-    """A listed pair as a metrics key: its momentum (0p4) when one lr is listed, else with its
-    lr (0p4_lr0p05)."""
-    return f"{momentum_key(arm.momentum)}_lr{lr_key(arm.lr)}" if several_lrs else \
-        momentum_key(arm.momentum)
-
-
-def several_lrs(arms_found) -> bool:
-    """Whether the listed arms hold more than one learning rate."""
-    return len({a.lr for a in arms_found if not a.control}) > 1
+def key(value: float) -> str:
+    """A number as a metrics key without dots (0.25 -> 0p25), so DVC's flattened column names
+    (`vs_zero.0p25`) read one way only."""
+    return repr(float(value)).replace(".", "p")
 
 
 def same_step(a: float, b: float) -> bool:
@@ -56,11 +56,21 @@ def same_step(a: float, b: float) -> bool:
 
 @dataclass(frozen=True)
 class Arm:
-    """``momentum`` and ``lr``: the listed pair this arm is about. A control trains with
-    momentum 0 at lr/(1 - momentum); any other arm trains with ``momentum`` at ``lr``."""
+    """``momentum``, ``lr`` and ``batch_size``: the grid point this arm is about, ``lr`` as
+    listed (the step lr/(1 - momentum) when ``effective``). A control trains plain SGD at the
+    step; any other arm trains with ``momentum`` at its learning rate, Nesterov's update if
+    ``nesterov``."""
     momentum: float
     lr: float
+    batch_size: int
+    nesterov: bool = False
     control: bool = False
+    effective: bool = False
+
+    @property
+    def kind(self) -> str:
+        """momentum, nesterov or control."""
+        return "control" if self.control else "nesterov" if self.nesterov else "momentum"
 
     @property
     def sgd_momentum(self) -> float:
@@ -70,19 +80,55 @@ class Arm:
     @property
     def sgd_lr(self) -> float:
         """The learning rate the optimiser actually uses."""
-        return self.lr / (1 - self.momentum) if self.control else self.lr
+        return self.effective_lr if self.control else \
+            self.lr * (1 - self.momentum) if self.effective else self.lr
 
     @property
     def effective_lr(self) -> float:
         """The steady-state step of its update, lr/(1 - momentum): a control's equals its
         momentum's."""
-        return self.lr / (1 - self.momentum)
+        return self.lr if self.effective else self.lr / (1 - self.momentum)
+
+    @property
+    def method(self) -> dict:
+        """What the model trains, in the precision training uses: the part of its fingerprint
+        that the arm decides."""
+        return {"lr": as_float32(self.sgd_lr), "momentum": as_float32(self.sgd_momentum),
+                "nesterov": self.nesterov and not self.control, "batch_size": self.batch_size}
+
+    @property
+    def reference(self) -> "Arm":
+        """Momentum 0 at the same listed lr and batch size: what the arm is compared with."""
+        return Arm(0.0, self.lr, self.batch_size, effective=self.effective)
+
+    @property
+    def listed(self) -> str:
+        """What its listed value is: lr, or step (``effective``)."""
+        return "step" if self.effective else "lr"
 
     @property
     def name(self) -> str:
-        """Folder name and table key: momentum_0.4_lr_0.1, control_0.4_lr_0.1."""
-        kind = "control" if self.control else "momentum"
-        return f"{kind}_{momentum_name(self.momentum)}_lr_{lr_name(self.lr)}"
+        """Folder name and table key: momentum_0.4_lr_0.1_batch_20, control_0.4_lr_0.1_batch_20,
+        nesterov_0.9_step_0.1_batch_1024."""
+        return (f"{self.kind}_{momentum_name(self.momentum)}_{self.listed}_{lr_name(self.lr)}"
+                f"_batch_{self.batch_size}")
+
+    @classmethod
+    def from_name(cls, name: str) -> "Arm":
+        """The arm a folder name stands for; ValueError if it is not one."""
+        found = re.fullmatch(r"(momentum|nesterov|control)_([^_]+)_(lr|step)_([^_]+)_batch_(\d+)",
+                             name)
+        if not found:
+            raise ValueError(f"{name!r} is not an arm's name (like momentum_0.4_lr_0.1_batch_20)")
+        kind, momentum, listed, lr, batch = found.groups()
+        try:
+            arm = cls(float(momentum), float(lr), int(batch), nesterov=kind == "nesterov",
+                      control=kind == "control", effective=listed == "step")
+        except ValueError:
+            arm = None
+        if arm is None or arm.name != name:
+            raise ValueError(f"{name!r} is not an arm's name as this code writes them")
+        return arm
 
     @property
     def rule(self) -> str:
@@ -91,11 +137,39 @@ class Arm:
 
     @property
     def label(self) -> str:
-        """How logs, figures and tables name it: momentum 0.4 at lr 0.1, control 0.4 at lr 0.1
-        (SGD at lr 0.1667)."""
+        """How logs, figures and tables name it: momentum 0.4 at lr 0.1, batch 20; control 0.4
+        at lr 0.1, batch 20 (SGD at lr 0.1667); nesterov 0.9 at step 0.1 (lr 0.01), batch 1024."""
+        where = f"at {self.listed} {self.lr:.4g}"
+        if self.effective and not self.control and self.momentum:
+            where += f" (lr {self.sgd_lr:.4g})"
+        where += f", batch {self.batch_size}"
         if self.control:
-            return f"control {momentum_name(self.momentum)} at lr {self.lr:.4g} ({self.rule})"
-        return f"momentum {momentum_name(self.momentum)} at lr {self.lr:.4g}"
+            return f"control {momentum_name(self.momentum)} {where} ({self.rule})"
+        return f"{self.kind} {momentum_name(self.momentum)} {where}"
+
+    @property
+    def line(self) -> tuple:
+        """The update it is one point of, whatever its lr and batch size: (momentum, nesterov);
+        plain SGD (its controls included) is (0.0, False)."""
+        return (0.0, False) if self.control else (self.momentum, self.nesterov)
+
+
+def line_name(line) -> str:
+    """momentum 0.9, nesterov 0.9, or momentum 0.0 (plain SGD)."""
+    momentum, nesterov = line
+    return f"{'nesterov' if nesterov else 'momentum'} {momentum_name(momentum)}"
+
+
+def line_label(line) -> str:
+    """A line in a table cell: 0.4, n0.9 (Nesterov)."""
+    momentum, nesterov = line
+    return ("n" if nesterov else "") + f"{momentum:g}"
+
+
+def line_key(line) -> str:
+    """A line as a metrics key: 0p9, n0p9 (Nesterov)."""
+    momentum, nesterov = line
+    return ("n" if nesterov else "") + key(momentum)
 
 
 @dataclass(frozen=True)
@@ -106,7 +180,7 @@ class ModelKey:
 
     @property
     def name(self) -> str:
-        """Its folder below models/: momentum_0.4/replicate_2."""
+        """Its folder below models/: momentum_0.4_lr_0.1_batch_20/replicate_2."""
         return f"{self.arm.name}/replicate_{self.replicate}"
 
     @property
@@ -115,46 +189,60 @@ class ModelKey:
 
 
 def grid(p) -> list[Arm]:
-    """Every listed momentum at every listed learning rate, lr by lr."""
-    return [Arm(m, lr) for lr in p.train.lrs for m in p.momenta]
+    """Every momentum (0 included) at every listed lr and batch size, with Nesterov's update
+    too where listed; batch size by batch size, lr by lr."""
+    t = p.train
+    found = []
+    for batch in t.batch_sizes:
+        for lr in t.lrs:
+            for m in p.momenta:
+                for nesterov in (False, True) if m in t.nesterov_momenta else (False,):
+                    found.append(Arm(m, lr, batch, nesterov=nesterov, effective=t.effective_lr))
+    return found
 
 
 def control_of(arm, candidates):
     """The arm that ``arm``'s control is among ``candidates``: its control, or the momentum-0
-    arm whose lr is the control's step; None if neither is there (or arm has momentum 0)."""
+    arm at its batch size whose lr is the control's step; None if neither is there (or arm has
+    momentum 0)."""
     if arm.control or arm.momentum == 0:
         return None
+    control = Arm(arm.momentum, arm.lr, arm.batch_size, control=True, effective=arm.effective)
+    if control in candidates:
+        return control
     for other in candidates:
-        if other.control and (other.momentum, other.lr) == (arm.momentum, arm.lr):
-            return other
-    for other in candidates:
-        if not other.control and other.momentum == 0 and same_step(other.lr, arm.effective_lr):
+        if not other.control and other.momentum == 0 and other.batch_size == arm.batch_size \
+                and same_step(other.sgd_lr, arm.effective_lr):
             return other
     return None
 
 
 def arms(p) -> list[Arm]:
-    """The grid, then the controls of its pairs with mu > 0 that are not already grid arms."""
+    """The grid, then the controls of its arms with mu > 0 that are not already grid arms."""
     listed = grid(p)
-    controls = [Arm(a.momentum, a.lr, control=True) for a in listed
-                if p.train.lr_control and a.momentum > 0 and control_of(a, listed) is None]
+    controls = []
+    for a in listed:
+        control = Arm(a.momentum, a.lr, a.batch_size, control=True, effective=a.effective)
+        if p.train.lr_control and a.momentum > 0 and control_of(a, listed) is None \
+                and control not in controls:
+            controls.append(control)
     return listed + controls
 
 
 def in_order(arm) -> tuple:
-    """How arms are listed in tables and figures: lr by lr, momenta in increasing order, then
-    controls."""
-    return (arm.control, arm.lr, arm.momentum)
+    """How arms are listed in tables and figures: batch size by batch size, lr by lr, momenta in
+    increasing order (heavy-ball before Nesterov), then controls."""
+    return (arm.control, arm.batch_size, arm.lr, arm.momentum, arm.nesterov)
 
 
 def pairs(arms_found) -> dict:
-    """The paired comparisons among ``arms_found``: {"vs_zero": [(arm, momentum 0 at its lr)],
-    "vs_control": [(arm, its control)]}, arms in order."""
+    """The paired comparisons among ``arms_found``: {"vs_zero": [(arm, momentum 0 at its lr and
+    batch size)], "vs_control": [(arm, its control)]}, arms in order."""
     ordered = sorted(arms_found, key=in_order)
     listed = [a for a in ordered if not a.control]
-    zero = {a.lr: a for a in listed if a.momentum == 0}
+    present = set(listed)
     return {
-        "vs_zero": [(a, zero[a.lr]) for a in listed if a.momentum != 0 and a.lr in zero],
+        "vs_zero": [(a, a.reference) for a in listed if a.momentum != 0 and a.reference in present],
         "vs_control": [(a, control_of(a, ordered)) for a in listed
                        if control_of(a, ordered) is not None],
     }
@@ -163,14 +251,6 @@ def pairs(arms_found) -> dict:
 def models(p) -> list[ModelKey]:
     """Every model the parameters ask for, replicate by replicate."""
     return [ModelKey(arm, r) for r in range(p.train.replicates) for arm in arms(p)]
-
-
-def by_arm(keys, values) -> dict:
-    """{arm: [the value of each of its models]}, arms in first-seen order."""
-    grouped = {}
-    for key, value in zip(keys, values):
-        grouped.setdefault(key.arm, []).append(value)
-    return grouped
 
 
 def replicate_seeds(seed: int, replicate: int) -> dict:

@@ -1,13 +1,16 @@
 """What both trainers share about the models of a pass: which models belong to which replicate,
-each replicate's initial weights, validation fold and mini-batch orders.
+each replicate's initial weights, validation fold and mini-batch orders, where the pass's
+segments end, and what training a segment gives.
 
-Models are ordered by replicate. Replicate r's models start from the same initial weights, hold
-out the same fold and see the same mini-batches, drawn from the replicate's own generator on the
-CPU, so every device and both step implementations see the same order.
+A pass holds models of one batch size, ordered by replicate. Replicate r's models start from the
+same initial weights, hold out the same fold and see the same order of examples in each epoch,
+drawn from the replicate's own generator on the CPU, so every device, both step implementations
+and every batch size see the same order (a batch is a consecutive run of it).
 """
 
 from dataclasses import dataclass
 
+import numpy as np
 import torch
 
 from .arms import replicate_seeds
@@ -27,6 +30,31 @@ def replicate_groups(keys) -> list[range]:
             replicates.append(key.replicate)
             groups.append(range(k, k + 1))
     return groups
+
+
+def batch_size_of(keys) -> int:
+    """The one batch size of a pass's models."""
+    sizes = {key.arm.batch_size for key in keys}
+    if len(sizes) != 1:
+        raise ValueError(f"a pass trains one batch size, not {sorted(sizes)}")
+    return sizes.pop()
+
+
+def segment_ends(train_params, batch_size) -> list[int]:
+    """The global steps where a pass's segments end: every evaluation (train.evaluation_steps)
+    and every epoch's end, ascending."""
+    per_epoch = train_params.steps_per_epoch(batch_size)
+    epochs = range(per_epoch, train_params.total_steps(batch_size) + 1, per_epoch)
+    return sorted({*train_params.evaluation_steps(batch_size), *epochs})
+
+
+@dataclass
+class Trained:
+    """What training every model of a pass through one segment gives."""
+    loss: np.ndarray         # [K] each model's summed training loss over the segment's batches
+    correct: np.ndarray      # [K] its correct predictions on them
+    images: int              # the images of the segment's batches
+    step_losses: np.ndarray  # [K, steps] float64: each model's summed loss of each step's batch
 
 
 class BatchOrders:

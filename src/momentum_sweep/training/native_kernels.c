@@ -65,6 +65,7 @@ typedef struct {
     const float *drift;     /* [T + 2]: drift[n] = mu + ... + mu^n */
     float *hs;              /* [L, batch, M] */
     float lr, mu;
+    int64_t nesterov;       /* 1: Nesterov's update; 0: heavy-ball */
 } Model;
 
 /* Images compressed by row: image i's non-zero pixels are pixels[indptr[i]:indptr[i + 1]],
@@ -79,8 +80,12 @@ typedef struct {
 /* An epoch's batches of one replicate, pixel by pixel, as pass B reads them (written by
  * batch_structure): the order and labels of the epoch, and for each step s its active pixels
  * act[act_ptr[s]:act_ptr[s + 1]]; for each active pixel a, the steps until it is next active
- * (ahead, -1 if never this epoch), whether it is its first time this epoch (first), and its
- * entries ent_ptr[a]:ent_ptr[a + 1] (the batch's images that have it, and their values). */
+ * (ahead >= 0) or, if it is not active again in its segment, -1 minus the steps to the
+ * segment's end (ahead < 0), whether it is its first time in the segment (first), and its
+ * entries ent_ptr[a]:ent_ptr[a + 1] (the batch's images that have it, and their values).
+ * Segments: the epoch cut at the steps in sync (ascending, within the epoch), after which every
+ * row is brought up to date (catch_up), so that the weights can be evaluated there; the epoch
+ * is one segment when there is none. */
 typedef struct {
     const int64_t *order;   /* [n] */
     const int64_t *labels;  /* [n]: in that order */
@@ -92,6 +97,8 @@ typedef struct {
     int32_t *ent_ptr;       /* [active + 1] */
     uint16_t *ent_image;    /* [nnz] */
     uint8_t *ent_value;     /* [nnz] */
+    const int64_t *sync;    /* [n_sync]: the steps that start a segment */
+    int64_t n_sync;
 } Batches;
 
 /* sizeof each structure, then the offset of each of its fields, in declaration order. */
@@ -103,11 +110,12 @@ int64_t layout(int64_t *out)
     SIZE(Net); AT(Net, L); AT(Net, sizes); AT(Net, widths); AT(Net, M); AT(Net, batch);
     SIZE(Model); AT(Model, w1); AT(Model, v1); AT(Model, W); AT(Model, Wt); AT(Model, V);
     AT(Model, last); AT(Model, decay); AT(Model, drift); AT(Model, hs); AT(Model, lr);
-    AT(Model, mu);
+    AT(Model, mu); AT(Model, nesterov);
     SIZE(Images); AT(Images, indptr); AT(Images, pixels); AT(Images, values); AT(Images, n);
     SIZE(Batches); AT(Batches, order); AT(Batches, labels); AT(Batches, n);
     AT(Batches, batch_size); AT(Batches, act); AT(Batches, act_ptr); AT(Batches, ahead);
     AT(Batches, first); AT(Batches, ent_ptr); AT(Batches, ent_image); AT(Batches, ent_value);
+    AT(Batches, sync); AT(Batches, n_sync);
 #undef SIZE
 #undef AT
     return i;
@@ -178,11 +186,12 @@ static float log_sum_exp(const float *z, int64_t C, int64_t *argmax)
 }
 
 /* Later layers' backward pass, last first, for B images whose hs[L-1] holds
- * lr/B * d(loss)/d(logits): velocity and update of W, then the gradient of each layer's input
- * (through W before the update, via Wt, so the loop runs along memory) and its ReLU; leaves the
- * first layer's in hs[0]. */
+ * lr/B * d(loss)/d(logits): velocity and update of W (heavy-ball: v = mu*v + lr*g, w -= v;
+ * Nesterov: the same v, w -= lr*g + mu*v), then the gradient of each layer's input (through W
+ * before the update, via Wt, so the loop runs along memory) and its ReLU; leaves the first
+ * layer's in hs[0]. */
 static void backward_later(const Net *net, float *hs, int64_t B, float *W, float *Wt, float *V,
-                           float mu)
+                           float mu, int64_t nesterov)
 {
     const int64_t M = net->M;
     for (int64_t l = net->L - 1; l >= 1; l--) {
@@ -192,16 +201,30 @@ static void backward_later(const Net *net, float *hs, int64_t B, float *W, float
         for (int64_t i = 0; i <= fi; i++) {   /* row fi: the bias, whose input is 1 */
             float *v = Vl + i * M, *w = Wl + i * M;
             FOR_CHUNKS(fo, c, NV, {
-                v8 acc[CHUNK / 8];
-                for (int k = 0; k < NV; k++) acc[k] = mu * load(v + c + 8 * k);
-                for (int64_t b = 0; b < B; b++) {
-                    const float x = i < fi ? layer_out(net, hs, l - 1, b)[i] : 1.0f;
-                    const float *d = layer_out(net, hs, l, b) + c;
-                    for (int k = 0; k < NV; k++) acc[k] += x * load(d + 8 * k);
-                }
-                for (int k = 0; k < NV; k++) {
-                    store(v + c + 8 * k, acc[k]);
-                    store(w + c + 8 * k, load(w + c + 8 * k) - acc[k]);
+                v8 acc[CHUNK / 8], g[CHUNK / 8];
+                if (nesterov) {
+                    for (int k = 0; k < NV; k++) g[k] = (v8){0};
+                    for (int64_t b = 0; b < B; b++) {
+                        const float x = i < fi ? layer_out(net, hs, l - 1, b)[i] : 1.0f;
+                        const float *d = layer_out(net, hs, l, b) + c;
+                        for (int k = 0; k < NV; k++) g[k] += x * load(d + 8 * k);
+                    }
+                    for (int k = 0; k < NV; k++) {
+                        acc[k] = mu * load(v + c + 8 * k) + g[k];
+                        store(v + c + 8 * k, acc[k]);
+                        store(w + c + 8 * k, load(w + c + 8 * k) - g[k] - mu * acc[k]);
+                    }
+                } else {
+                    for (int k = 0; k < NV; k++) acc[k] = mu * load(v + c + 8 * k);
+                    for (int64_t b = 0; b < B; b++) {
+                        const float x = i < fi ? layer_out(net, hs, l - 1, b)[i] : 1.0f;
+                        const float *d = layer_out(net, hs, l, b) + c;
+                        for (int k = 0; k < NV; k++) acc[k] += x * load(d + 8 * k);
+                    }
+                    for (int k = 0; k < NV; k++) {
+                        store(v + c + 8 * k, acc[k]);
+                        store(w + c + 8 * k, load(w + c + 8 * k) - acc[k]);
+                    }
                 }
             });
         }
@@ -239,11 +262,23 @@ prefetch_image(const int64_t *indptr, const uint16_t *pixels, const uint8_t *val
     if (i + ahead < n) __builtin_prefetch(indptr + order[i + ahead]);
 }
 
+/* A segment ends before step `end`: each pixel's last active index in it skips the steps to
+ * there (ahead = -1 - those steps), and its next use starts the next segment. */
+static void end_segment(int64_t *previous, const int64_t *previous_step, int32_t *ahead,
+                        int64_t P, int64_t end)
+{
+    for (int64_t p = 0; p < P; p++) {
+        if (previous[p] >= 0) ahead[previous[p]] = (int32_t)(previous_step[p] - end);
+        previous[p] = -1;
+    }
+}
+
 /* Every batch of an epoch, pixel by pixel: pass B reads it row by row. For step s, the active
  * pixels (non-zero in some image of the batch) are act[act_ptr[s]:act_ptr[s+1]], in order of
  * first appearance; active pixel a has entries ent_ptr[a]:ent_ptr[a+1]: (image within the
- * batch, pixel value). ahead[a]: the steps its pixel then skips before it is next active in the
- * epoch, or -1 if it is not; first[a]: 1 if it is the pixel's first step in the epoch. act,
+ * batch, pixel value). ahead[a]: the steps its pixel then skips before it is next active in its
+ * segment, or -1 minus the steps to the segment's end if it is not; first[a]: 1 if it is the
+ * pixel's first step in its segment (see Batches). act,
  * ahead, first, ent_ptr: room for every active pixel (and one more in ent_ptr); ent_image,
  * ent_value: for every non-zero of the epoch (fewer than 2^31). Returns the number of active
  * pixels. */
@@ -264,10 +299,14 @@ int64_t batch_structure(const Images *images, Batches *out, int64_t P)
     int64_t slot[P], fill[P];   /* pixel -> its index among the active ones; next free entry */
     int64_t previous[P], previous_step[P];  /* pixel -> its last active index (or -1), step */
     for (int64_t p = 0; p < P; p++) slot[p] = previous[p] = -1;
-    int64_t n_act = 0, e = 0;
+    int64_t n_act = 0, e = 0, next_sync = 0;
     act_ptr[0] = 0;
     for (int64_t start = 0, s = 0; start < n; start += batch_size, s++) {
         const int64_t B = n - start < batch_size ? n - start : batch_size, begin = n_act;
+        if (next_sync < out->n_sync && out->sync[next_sync] == s) {
+            end_segment(previous, previous_step, ahead, P, s);
+            next_sync++;
+        }
         for (int64_t b = 0; b < B; b++) {
             const int64_t img = order[start + b];
             prefetch_image(indptr, pixels, values, order, n, start + batch_size + b, batch_size);
@@ -276,7 +315,6 @@ int64_t batch_structure(const Images *images, Batches *out, int64_t P)
                 if (slot[p] < 0) {
                     slot[p] = n_act;
                     act[n_act] = p;
-                    ahead[n_act] = -1;
                     first[n_act] = previous[p] < 0;
                     if (previous[p] >= 0)
                         ahead[previous[p]] = (int32_t)(s - previous_step[p] - 1);
@@ -304,6 +342,7 @@ int64_t batch_structure(const Images *images, Batches *out, int64_t P)
         for (int64_t a = begin; a < n_act; a++) slot[act[a]] = -1;
         act_ptr[s + 1] = n_act;
     }
+    end_segment(previous, previous_step, ahead, P, (n + batch_size - 1) / batch_size);
     ent_ptr[n_act] = (int32_t)e;
     return n_act;
 }
@@ -335,7 +374,8 @@ void catch_up(const Model *m, int64_t P, int64_t H, int64_t step)
 }
 
 /* Steps [from, to) of one model's epoch, the first of them global step `step`. labels: in batch
- * order; decay[n] = mu^n, drift[n] = mu + ... + mu^n;
+ * order; decay[n] = mu^n, drift[n] = mu + ... + mu^n (Nesterov: mu^2 + ... + mu^(n+1), what n
+ * steps without a gradient subtract in units of v);
  * last[p]: the step up to which pixel row p is current (its next active step, if pass B has
  * already applied the steps it skips until then). out: summed training loss, correct
  * predictions; step_loss[s]: the summed loss of step s's batch. Returns the global step after
@@ -362,7 +402,7 @@ int64_t train_steps(const Net *net, const Model *m, const float *restrict scale,
     const uint16_t *restrict ent_image = batches->ent_image;
     const uint8_t *restrict ent_value = batches->ent_value;
     const int64_t L = net->L, P = net->widths[0], H = net->widths[1], C = net->sizes[L];
-    const int64_t steps = (n + batch_size - 1) / batch_size;
+    const int64_t nesterov = m->nesterov;
     double loss = 0;
     int64_t correct = 0;
     for (int64_t s = from; s < to; s++) {
@@ -398,40 +438,67 @@ int64_t train_steps(const Net *net, const Model *m, const float *restrict scale,
         }
         loss += batch_loss;
         step_loss[s] = batch_loss;
-        backward_later(net, hs, B, W, Wt, V, mu);
+        backward_later(net, hs, B, W, Wt, V, mu, nesterov);
         /* Pass B: each active row's gradient straight into its (already decayed) velocity,
          * its update, then, while the row is in registers, the steps it skips until it is next
-         * active, with its velocity's decay for that step; or, if it is not active again this
-         * epoch, the steps to the epoch's end. */
+         * active, with its velocity's decay for that step; or, if it is not active again in
+         * its segment, the steps to the segment's end. Nesterov's update subtracts lr*g +
+         * mu*v where heavy-ball subtracts v; its drift table holds mu times heavy-ball's. */
         for (int64_t a = act_ptr[s]; a < act_ptr[s + 1]; a++) {
             float *w = w1 + act[a] * H, *v = v1 + act[a] * H;
             const int64_t e0 = ent_ptr[a], e1 = ent_ptr[a + 1];
-            const int64_t skip = ahead[a] >= 0 ? ahead[a] : steps - s - 1;
+            const int64_t skip = ahead[a] >= 0 ? ahead[a] : -1 - ahead[a];
             const float sd = drift[skip], dd = decay[ahead[a] >= 0 ? skip + 1 : skip];
             FOR_CHUNKS(H, c, NV, {
-                v8 acc[CHUNK / 8];
-                for (int k = 0; k < NV; k++) acc[k] = load(v + c + 8 * k);
-                for (int64_t e = e0; e < e1; e++) {
-                    const float x = scale[ent_value[e]];
-                    const float *g = layer_out(net, hs, 0, ent_image[e]) + c;
-                    for (int k = 0; k < NV; k++) acc[k] += x * load(g + 8 * k);
-                }
-                for (int k = 0; k < NV; k++) {
-                    store(w + c + 8 * k, load(w + c + 8 * k) - acc[k] - acc[k] * sd);
-                    store(v + c + 8 * k, acc[k] * dd);
+                v8 acc[CHUNK / 8], g[CHUNK / 8];
+                if (nesterov) {
+                    for (int k = 0; k < NV; k++) g[k] = (v8){0};
+                    for (int64_t e = e0; e < e1; e++) {
+                        const float x = scale[ent_value[e]];
+                        const float *d = layer_out(net, hs, 0, ent_image[e]) + c;
+                        for (int k = 0; k < NV; k++) g[k] += x * load(d + 8 * k);
+                    }
+                    for (int k = 0; k < NV; k++) {
+                        acc[k] = load(v + c + 8 * k) + g[k];
+                        store(w + c + 8 * k,
+                              load(w + c + 8 * k) - g[k] - mu * acc[k] - acc[k] * sd);
+                        store(v + c + 8 * k, acc[k] * dd);
+                    }
+                } else {
+                    for (int k = 0; k < NV; k++) acc[k] = load(v + c + 8 * k);
+                    for (int64_t e = e0; e < e1; e++) {
+                        const float x = scale[ent_value[e]];
+                        const float *d = layer_out(net, hs, 0, ent_image[e]) + c;
+                        for (int k = 0; k < NV; k++) acc[k] += x * load(d + 8 * k);
+                    }
+                    for (int k = 0; k < NV; k++) {
+                        store(w + c + 8 * k, load(w + c + 8 * k) - acc[k] - acc[k] * sd);
+                        store(v + c + 8 * k, acc[k] * dd);
+                    }
                 }
             });
             last[act[a]] = step + 1 + skip;
         }
         float *w = w1 + P * H, *v = v1 + P * H;   /* the bias row is in every step */
         FOR_CHUNKS(H, c, NV, {
-            v8 acc[CHUNK / 8];
-            for (int k = 0; k < NV; k++) acc[k] = mu * load(v + c + 8 * k);
-            for (int64_t b = 0; b < B; b++)
-                for (int k = 0; k < NV; k++) acc[k] += load(layer_out(net, hs, 0, b) + c + 8 * k);
-            for (int k = 0; k < NV; k++) {
-                store(v + c + 8 * k, acc[k]);
-                store(w + c + 8 * k, load(w + c + 8 * k) - acc[k]);
+            v8 acc[CHUNK / 8], g[CHUNK / 8];
+            if (nesterov) {
+                for (int k = 0; k < NV; k++) g[k] = (v8){0};
+                for (int64_t b = 0; b < B; b++)
+                    for (int k = 0; k < NV; k++) g[k] += load(layer_out(net, hs, 0, b) + c + 8 * k);
+                for (int k = 0; k < NV; k++) {
+                    acc[k] = mu * load(v + c + 8 * k) + g[k];
+                    store(v + c + 8 * k, acc[k]);
+                    store(w + c + 8 * k, load(w + c + 8 * k) - g[k] - mu * acc[k]);
+                }
+            } else {
+                for (int k = 0; k < NV; k++) acc[k] = mu * load(v + c + 8 * k);
+                for (int64_t b = 0; b < B; b++)
+                    for (int k = 0; k < NV; k++) acc[k] += load(layer_out(net, hs, 0, b) + c + 8 * k);
+                for (int k = 0; k < NV; k++) {
+                    store(v + c + 8 * k, acc[k]);
+                    store(w + c + 8 * k, load(w + c + 8 * k) - acc[k]);
+                }
             }
         });
         step++;

@@ -190,11 +190,11 @@ class Model(Arrays):
     _fields_ = [("w1", POINTER(F32)), ("v1", POINTER(F32)), ("W", POINTER(F32)),
                 ("Wt", POINTER(F32)), ("V", POINTER(F32)), ("last", POINTER(I64)),
                 ("decay", POINTER(F32)), ("drift", POINTER(F32)), ("hs", POINTER(F32)),
-                ("lr", F32), ("mu", F32)]
+                ("lr", F32), ("mu", F32), ("nesterov", I64)]
 
 
 class Images(Arrays):
-    """Images compressed by row (native_step.SparseImages)."""
+    """Images compressed by row (native_step.sparse_images)."""
     _fields_ = [("indptr", POINTER(I64)), ("pixels", POINTER(U16)), ("values", POINTER(U8)),
                 ("n", I64)]
 
@@ -204,7 +204,8 @@ class Batches(Arrays):
     _fields_ = [("order", POINTER(I64)), ("labels", POINTER(I64)), ("n", I64),
                 ("batch_size", I64), ("act", POINTER(U16)), ("act_ptr", POINTER(I64)),
                 ("ahead", POINTER(I32)), ("first", POINTER(U8)), ("ent_ptr", POINTER(I32)),
-                ("ent_image", POINTER(U16)), ("ent_value", POINTER(U8))]
+                ("ent_image", POINTER(U16)), ("ent_value", POINTER(U8)),
+                ("sync", POINTER(I64)), ("n_sync", I64)]
 
 
 STRUCTURES = [Net, Model, Images, Batches]  # in the order `layout` reports them

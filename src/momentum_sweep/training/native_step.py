@@ -20,18 +20,25 @@ every image of a batch contributes nothing to the forward pass and has no gradie
   registers while its pixels' rows are added; the gradient pass runs pixel by pixel, each row's
   velocity held in registers while its images' gradients are added. Neither writes a partial sum
   to memory.
-- One call into compiled code (C, ``native_kernels.c``) trains one model for a quarter of an
-  epoch (below: why not a whole one).
+- One call into compiled code (C, ``native_kernels.c``) trains one model for a quarter of a
+  segment (below: why not a whole one). A segment is the run of steps between two points where
+  the weights are read (evaluated, kept, or a model stops): each epoch's end, and with a target
+  each scheduled evaluation. At a segment's end every row is brought up to date; the default run
+  has one segment per epoch.
+- Nesterov's update (``torch.optim.SGD(nesterov=True)``) subtracts lr*g + mu*v where heavy-ball
+  subtracts v (v = mu*v + lr*g, as PyTorch's buffer times lr); rows a step skips subtract mu*v
+  per step, so its drift table is mu times heavy-ball's.
 
 The batch's pixel-by-pixel view (which pixels are active, and which images have them) depends
 only on the replicate's batch order, so it is built once per replicate and epoch and shared by
 the replicate's models; the next epoch's is built while this one trains. Threads take work
-from a queue, a quarter of a model-epoch at a time, and a model's next quarter joins the end of
-the queue when its last one finishes: each model's arithmetic is the same whichever models share
-the pass, and in whichever pieces, on whichever threads; the threads finish an epoch together
-even when the models do not divide evenly between them (5 models on 2 threads: 2.5 model-epochs
-each, not 3 and 2); and a thread that the system does not schedule delays only the piece it
-holds, never the others (no barrier inside an epoch).
+from a queue, a quarter of a model's segment at a time, and a model's next quarter joins the end
+of the queue when its last one finishes: each model's arithmetic is the same whichever models
+share the pass, and in whichever pieces, on whichever threads; the threads finish a segment
+together even when the models do not divide evenly between them (5 models on 2 threads: 2.5
+model-segments each, not 3 and 2); and a thread that the system does not schedule delays only the
+piece it holds, never the others (no barrier inside a segment). A model that has stopped (it
+reached the target, or diverged) takes no more pieces.
 
 Widths are padded to a multiple of 8 floats, with zero weights that stay zero, so that the
 compiled loops run in full vector registers. The later layers' zero (ReLU'd) inputs are multiplied
@@ -49,13 +56,13 @@ import numpy as np
 import torch
 
 from ..data.mnist import PIXELS
-from .batches import Replicates
+from .batches import Replicates, Trained, batch_size_of, segment_ends
 from .model import layer_sizes, parameter_count
 from .native_kernels import Batches, Images, Model, Net, library
 
 SCALE = np.arange(256, dtype=np.float32) / np.float32(255)  # pixel value -> x, as ToTensor
 LANES = 8  # floats in a vector register (AVX)
-PIECES = 4  # tasks per model-epoch, so that the threads finish together (see the docstring)
+PIECES = 4  # tasks per model-segment, so that the threads finish together (see the docstring)
 
 
 def padded(width: int) -> int:
@@ -97,7 +104,7 @@ class NativeModel:
     """One model's parameters in the kernels' layout (see native_kernels.c), with its momentum
     tables."""
 
-    def __init__(self, state, sizes, widths, momentum, lr, total_steps, batch_size):
+    def __init__(self, state, sizes, widths, momentum, nesterov, lr, total_steps, batch_size):
         L, M = len(sizes) - 1, max(widths[1:])
         self.w1 = aligned_zeros((PIXELS + 1, widths[1]))            # [785, H1], pixel-major
         self.w1[:PIXELS, :sizes[1]] = state["layers.0.weight"].T.numpy()
@@ -115,11 +122,12 @@ class NativeModel:
         self.lr = float(lr)
         powers = np.cumprod(np.full(total_steps + 1, float(self.mu)))     # mu^1 .. mu^(T+1)
         self.decay = np.concatenate([[1.0], powers]).astype(np.float32)   # decay[n] = mu^n
-        self.drift = np.concatenate([[0.0], np.cumsum(powers)]).astype(np.float32)
+        drift = np.concatenate([[0.0], np.cumsum(powers)])                # mu + ... + mu^n
+        self.drift = (drift * float(self.mu) if nesterov else drift).astype(np.float32)
         self.hs = aligned_zeros((L, batch_size, M))
         self.struct = Model.of(w1=self.w1, v1=self.v1, W=self.W, Wt=self.Wt, V=self.V,
                                last=self.last, decay=self.decay, drift=self.drift, hs=self.hs,
-                               lr=self.lr, mu=float(self.mu))
+                               lr=self.lr, mu=float(self.mu), nesterov=int(nesterov))
 
     def state_dict(self, sizes) -> dict:
         state = {"layers.0.weight": torch.from_numpy(self.w1[:PIXELS, :sizes[1]].T.copy()),
@@ -132,9 +140,9 @@ class NativeModel:
 
 
 def batch_structure(kernels, images: Images, labels: np.ndarray, order: np.ndarray,
-                    batch_size: int) -> Batches:
-    """An epoch's batches of one replicate in ``order``, pixel by pixel, as pass B reads them
-    (see native_kernels.c)."""
+                    batch_size: int, sync: np.ndarray) -> Batches:
+    """An epoch's batches of one replicate in ``order``, pixel by pixel, as pass B reads them,
+    its segments starting at the steps in ``sync`` (see native_kernels.c)."""
     nnz = len(images.arrays["pixels"])  # each image is in the epoch once: one entry per non-zero
     steps = -(-len(order) // batch_size)
     most = min(nnz, steps * PIXELS)  # active pixels: at most one per entry, PIXELS per step
@@ -142,24 +150,29 @@ def batch_structure(kernels, images: Images, labels: np.ndarray, order: np.ndarr
                        act=np.empty(most, np.uint16), act_ptr=np.empty(steps + 1, np.int64),
                        ahead=np.empty(most, np.int32), first=np.empty(most, np.uint8),
                        ent_ptr=np.empty(most + 1, np.int32), ent_image=np.empty(nnz, np.uint16),
-                       ent_value=np.empty(nnz, np.uint8))
+                       ent_value=np.empty(nnz, np.uint8), sync=sync, n_sync=len(sync))
     n_act = kernels.batch_structure(images, found, PIXELS)
     # A batch's active pixels are about a seventh of its entries: keep only what is used.
     used = {"act": n_act, "ahead": n_act, "first": n_act, "ent_ptr": n_act + 1}
     arrays = {name: array[:used[name]].copy() if name in used else array
               for name, array in found.arrays.items()}
-    return Batches.of(**arrays, n=len(order), batch_size=batch_size)
+    return Batches.of(**arrays, n=len(order), batch_size=batch_size, n_sync=len(sync))
 
 
 @dataclass
 class Epoch:
-    """One epoch of a pass, as its pieces share it."""
-    orders: list              # [G][N]: each replicate's order
-    structures: list          # [G]: futures of their batches (Batches)
+    """One epoch of a pass: each replicate's batches, and what its segments add up."""
     start: int                # the global step it starts at
-    bounds: list              # [PIECES + 1]: the pieces' steps
-    figures: np.ndarray       # [K, 2]: each model's summed loss and correct predictions
+    structures: list          # [G]: futures of each replicate's batches (Batches)
     step_losses: np.ndarray   # [K, steps]: each model's summed loss of each step's batch
+
+
+@dataclass
+class Segment:
+    """A run of an epoch's steps, as its pieces share it."""
+    epoch: Epoch
+    bounds: list              # the pieces' steps within the epoch
+    figures: np.ndarray       # [K, 2]: each model's summed loss and correct predictions
     # per finished piece: None, or the error it raised
     finished: queue.SimpleQueue = field(default_factory=queue.SimpleQueue)
     # set after Ctrl-C or an error: no more pieces start
@@ -167,46 +180,56 @@ class Epoch:
 
 
 class NativeTrainer:
-    def __init__(self, keys, hidden, train_params, folds, threads=None, kernels=None):
-        """``kernels``: the compiled library (default: built for this machine's CPU)."""
+    def __init__(self, keys, hidden, train_params, folds, device=None, threads=None,
+                 kernels=None):
+        """``keys``: models of one batch size, ordered by replicate; ``folds`` on the CPU (the
+        ``device``). ``kernels``: the compiled library (default: built for this machine's
+        CPU)."""
+        self.batch_size = batch_size_of(keys)
         self.sizes = np.array(layer_sizes(hidden), np.int64)
         self.widths = np.array([PIXELS] + [padded(s) for s in self.sizes[1:]], np.int64)
         self.L, self.M = len(self.sizes) - 1, int(max(self.widths[1:]))
         self.net = Net.of(L=self.L, sizes=self.sizes, widths=self.widths, M=self.M,
-                          batch=train_params.batch_size)
+                          batch=self.batch_size)
         # compiled now, so that a compiler error comes before any work
         self.kernels = kernels or library()
-        self.batch_size = train_params.batch_size
         # Every used image; each replicate's orders pick its training rows among them.
         self.train = sparse_images(folds.pool.images)
         self.labels = folds.pool.labels.cpu().numpy()
-        self.steps_per_epoch = -(-len(folds.train_rows(0)) // self.batch_size)
-        self.steps_taken = 0
+        self.steps_per_epoch = train_params.steps_per_epoch(self.batch_size)
+        if len(folds.train_rows(0)) != train_params.train_size:
+            raise ValueError(f"the folds hold {len(folds.train_rows(0))} training images, the "
+                             f"parameters {train_params.train_size}")
+        self.ends = segment_ends(train_params, self.batch_size)
         replicates = Replicates.of(keys, hidden, train_params, folds)
         self.group_models, self.group_of = replicates.groups, replicates.group_of
         self.initial = replicates.initial
         self.validation = replicates.validation                                 # [G]
         self.orders = replicates.orders
-        total = self.steps_per_epoch * train_params.epochs
+        total = train_params.total_steps(self.batch_size)
         self.models = [NativeModel(state, self.sizes, self.widths, key.arm.sgd_momentum,
-                                   key.arm.sgd_lr, total, self.batch_size)
+                                   key.arm.method["nesterov"], key.arm.sgd_lr, total,
+                                   self.batch_size)
                        for key, state in zip(keys, replicates.initial)]
         self.K = len(keys)
+        self.active = [True] * self.K
+        self.step = 0
         self.threads = threads or worker_threads()
         self.description = f"native step, {self.threads} threads"
         self.pool = ThreadPoolExecutor(self.threads, initializer=_leave_signals_to_the_main_thread)
-        self.epochs_left = train_params.epochs
-        self._ahead = None  # the next epoch's orders and batch structures, being built
+        self.epochs_left = train_params.epochs_at(self.batch_size)
+        self._epoch = None
+        self._ahead = None  # the next epoch's orders, being built into batch structures
         self._evaluation_sets = {}
 
     @staticmethod
-    def bytes_per_model(hidden, train_params) -> int:
+    def bytes_per_model(hidden, train_params, batch_size) -> int:
         """Weights, velocities and W transposed, the first layer's row bookkeeping, the momentum
         tables (decay, drift: one entry per step of the run) and the activations of a batch."""
         sizes = layer_sizes(hidden)
-        steps = -(-train_params.train_size // train_params.batch_size) * train_params.epochs
+        steps = train_params.total_steps(batch_size)
         return 4 * (3 * parameter_count(hidden) + 2 * 16 * sizes[1] + 2 * (steps + 2)
-                    + train_params.batch_size * sum(sizes[1:]))
+                    + batch_size * sum(sizes[1:]))
 
     def _collect(self, futures):
         """The futures' results, in order. Ctrl-C (or an error) cancels those not started; a
@@ -217,69 +240,101 @@ class NativeTrainer:
             for future in futures:
                 future.cancel()
 
-    def _build(self, order):
+    def _sync(self, start) -> np.ndarray:
+        """The steps within the epoch starting at global step ``start`` that start a segment."""
+        return np.array([end - start for end in self.ends
+                         if start < end < start + self.steps_per_epoch], np.int64)
+
+    def _build(self, order, start):
         return self.pool.submit(batch_structure, self.kernels, self.train, self.labels, order,
-                                self.batch_size)
+                                self.batch_size, self._sync(start))
 
     def _next_orders(self):
         return list(self.orders.next_epoch().numpy())                              # [G][N]
 
-    def _next_batches(self):
-        """Start building the next epoch's batch structures on the worker threads."""
-        orders = self._next_orders()
-        return orders, [self._build(order) for order in orders]
-
-    def train_epoch(self, progress=None):
+    def _begin_epoch(self):
+        """The epoch starting now: its batch structures, built ahead during the last one, or
+        (the first) built as its first pieces are queued (``_queue``)."""
+        start = self.step
         if self._ahead:
             orders, structures = self._ahead
-        else:  # the first epoch: its batch structures are built as its first pieces are queued
+        else:
             orders, structures = self._next_orders(), []
-        n = len(orders[0])
-        epoch = Epoch(orders, structures, self.steps_taken,
-                      [round(i * self.steps_per_epoch / PIECES) for i in range(PIECES + 1)],
-                      np.zeros((self.K, 2)), np.zeros((self.K, self.steps_per_epoch)))
-        for g, models in enumerate(self.group_models):
-            # In the first epoch, each replicate's structure is queued one replicate ahead of
-            # its models' first pieces: one thread trains while another builds the next.
-            while len(structures) < min(g + 2, len(orders)):
-                structures.append(self._build(orders[len(structures)]))
-            for k in models:
-                self.pool.submit(self._piece, epoch, k, 0)
-        # Queued behind this epoch's first pieces: the next epoch's batches.
+        self._epoch = Epoch(start, structures, np.zeros((self.K, self.steps_per_epoch)))
+        self._orders = orders
         self.epochs_left -= 1
-        self._ahead = self._next_batches() if self.epochs_left > 0 else None
+
+    def _queue(self, segment):
+        """Each active model's first piece, replicate by replicate. In an epoch's first
+        segment, its missing batch structures are queued one replicate ahead of their models'
+        first pieces (one thread trains while another builds the next), and behind them the
+        next epoch's."""
+        epoch, orders = segment.epoch, self._orders
+        first_segment = self.step == epoch.start
+        for g, models in enumerate(self.group_models):
+            while len(epoch.structures) < min(g + 2, len(orders)):
+                epoch.structures.append(self._build(orders[len(epoch.structures)], epoch.start))
+            for k in models:
+                if self.active[k]:
+                    self.pool.submit(self._piece, segment, k, 0)
+        if first_segment:
+            start = epoch.start + self.steps_per_epoch
+            self._ahead = None
+            if self.epochs_left > 0:
+                orders = self._next_orders()
+                self._ahead = orders, [self._build(order, start) for order in orders]
+
+    def train_until(self, end, progress=None) -> Trained:
+        """Train every active model from the current step to global step ``end``, the end of a
+        segment (an evaluation, or the epoch's end). ``progress(images)``: model-images so far
+        in this call."""
+        if self.step % self.steps_per_epoch == 0:
+            self._begin_epoch()
+        epoch = self._epoch
+        first, last = self.step - epoch.start, end - epoch.start
+        bounds = sorted({first + round(i * (last - first) / PIECES) for i in range(PIECES + 1)})
+        segment = Segment(epoch, bounds, np.zeros((self.K, 2)))
+        self._queue(segment)
+        pieces = sum(self.active) * (len(bounds) - 1)
+        images = self.batch_size * (last - first)  # at most: the epoch's last batch may be short
         try:
-            for done in range(1, self.K * PIECES + 1):
-                error = epoch.finished.get()
+            for done in range(1, pieces + 1):
+                error = segment.finished.get()
                 if error is not None:
                     raise error
                 if progress is not None:
-                    progress(done * n // PIECES)
+                    progress(done * images // (len(bounds) - 1))
         finally:
-            epoch.stop.set()  # after Ctrl-C or an error: running pieces finish, no more start
-        self.steps_taken += self.steps_per_epoch
-        return ((epoch.figures[:, 0] / n).tolist(), (epoch.figures[:, 1] / n).tolist(),
-                epoch.step_losses)
+            segment.stop.set()  # after Ctrl-C or an error: running pieces finish, no more start
+        self.step = end
+        n = len(self._orders[0])
+        seen = min(last * self.batch_size, n) - first * self.batch_size
+        return Trained(segment.figures[:, 0].copy(), segment.figures[:, 1].copy(), seen,
+                       epoch.step_losses[:, first:last].copy())
 
-    def _piece(self, epoch, k, i):
-        """Piece i of model k's epoch; then piece i + 1 is queued, behind every other piece."""
+    def _piece(self, segment, k, i):
+        """Piece i of model k's segment; then piece i + 1 is queued, behind every other piece."""
         try:
-            if epoch.stop.is_set():
+            if segment.stop.is_set():
                 return
-            m, g, (first, last) = self.models[k], self.group_of[k], epoch.bounds[i:i + 2]
+            epoch = segment.epoch
+            m, g, (first, last) = self.models[k], self.group_of[k], segment.bounds[i:i + 2]
             out = np.zeros(2)                                      # summed loss, correct
             self.kernels.train_steps(self.net, m.struct, SCALE, self.train,
                                      epoch.structures[g].result(), first, last,
                                      epoch.start + first, out, epoch.step_losses[k])
-            epoch.figures[k] += out
-            if i + 1 < PIECES:
-                self.pool.submit(self._piece, epoch, k, i + 1)
-            else:
-                self.kernels.catch_up(m.struct, PIXELS, int(self.widths[1]),
-                                      epoch.start + epoch.bounds[-1])
-            epoch.finished.put(None)
+            segment.figures[k] += out
+            if i + 2 < len(segment.bounds):
+                self.pool.submit(self._piece, segment, k, i + 1)
+            else:  # the segment's end: every row up to date
+                self.kernels.catch_up(m.struct, PIXELS, int(self.widths[1]), epoch.start + last)
+            segment.finished.put(None)
         except BaseException as error:
-            epoch.finished.put(error)
+            segment.finished.put(error)
+
+    def stop(self, k):
+        """Model k trains no more; its weights stay as they are."""
+        self.active[k] = False
 
     def _evaluation_set(self, split):
         if id(split) not in self._evaluation_sets:
@@ -287,27 +342,30 @@ class NativeTrainer:
                                                 split.labels.cpu().numpy())
         return self._evaluation_sets[id(split)]
 
-    def _evaluate(self, splits):
-        """Mean loss and accuracy of model k on splits[k], for every k."""
+    def _evaluate(self, splits, models):
+        """Mean loss and accuracy of model k on splits[k], for every k in ``models`` (None for
+        the others)."""
         def one(m, split):
             images, labels = self._evaluation_set(split)
             figures = np.zeros(2)                              # summed loss, correct
             self.kernels.evaluate(self.net, m.struct, SCALE, images, labels, figures)
             return figures[0] / len(labels), figures[1] / len(labels)
 
-        for split in splits:  # compressed once, before the threads read them
-            self._evaluation_set(split)
-        results = self._collect([self.pool.submit(one, m, split)
-                                 for m, split in zip(self.models, splits)])
-        return [r[0] for r in results], [r[1] for r in results]
+        for k in models:  # compressed once, before the threads read them
+            self._evaluation_set(splits[k])
+        found = dict(zip(models, self._collect([self.pool.submit(one, self.models[k], splits[k])
+                                                for k in models])))
+        return ([found[k][0] if k in found else None for k in range(self.K)],
+                [found[k][1] if k in found else None for k in range(self.K)])
 
-    def evaluate(self, split):
-        """Mean loss and accuracy of every model on ``split``."""
-        return self._evaluate([split] * self.K)
+    def evaluate(self, split, models):
+        """Mean loss and accuracy of each model in ``models`` on ``split``; None for others."""
+        return self._evaluate([split] * self.K, models)
 
-    def evaluate_validation(self):
-        """Mean loss and accuracy of every model on its replicate's validation fold."""
-        return self._evaluate([self.validation[g] for g in self.group_of])
+    def evaluate_validation(self, models):
+        """Mean loss and accuracy of each model in ``models`` on its replicate's validation
+        fold; None for the others."""
+        return self._evaluate([self.validation[g] for g in self.group_of], models)
 
     def state_dict(self, k):
         return self.models[k].state_dict(self.sizes)

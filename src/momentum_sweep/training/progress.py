@@ -5,26 +5,27 @@ The live log is written with DVCLive after every epoch of every pass, so that `d
 workspace (checked: neither command waits for the running stage). A queued experiment runs in a
 copy of the repository; `dvc queue logs -f <task>` follows its epochs.
 
-metrics/live/metrics.json holds the epoch and the mean validation accuracy and training loss over
-every model; metrics/live/plots/ their history and each arm's mean curve. Reused models appear
-with their recorded figures, so the log always covers every listed model. It is progress only:
-nothing reads it back, so an interrupted run's partial log is never trusted.
+results/live/metrics.json holds the epoch and the mean validation accuracy of the models
+evaluated last; results/live/plots/ its history and each arm's mean curve. Reused models appear
+with their recorded figures, so the log covers every listed model. It is progress only: nothing
+reads it back, so an interrupted run's partial log is never trusted.
 """
 
 import sys
 from pathlib import Path
 
 from ..finite import mean
-from .arms import by_arm
 
-LIVE_DIR = Path("metrics/live")
+LIVE_DIR = Path("results/live")
 
 
 class Progress:
-    """A progress bar within each epoch on a terminal; plain lines, fit for a CI log, always."""
+    """A progress bar of a pass's model-images on a terminal; plain lines, fit for a CI log,
+    always."""
 
-    def __init__(self, total, epochs):
-        self.epochs = epochs
+    def __init__(self, total, steps):
+        self.steps = steps
+        self.done = 0  # model-images of the segments finished
         self.bar = None
         if sys.stderr.isatty():
             from tqdm import tqdm
@@ -32,13 +33,17 @@ class Progress:
             self.bar = tqdm(total=total, unit="img", unit_scale=True, leave=False,
                             mininterval=0.5)
 
-    def __call__(self, epoch, done):
+    def __call__(self, step, done):
+        """Within the segment that ends at ``step``: ``done`` model-images so far."""
         if self.bar is None:
             return
-        if done < self.bar.n:
-            self.bar.reset()
-        self.bar.set_description(f"epoch {epoch}/{self.epochs}", refresh=False)
-        self.bar.update(done - self.bar.n)
+        self.bar.set_description(f"to step {step}/{self.steps}", refresh=False)
+        self.bar.update(self.done + done - self.bar.n)
+
+    def advance(self, step, images):
+        """The segment that ends at ``step`` is finished: ``images`` model-images."""
+        self.done += images
+        self(step, 0)
 
     def line(self, text):
         if self.bar is None:
@@ -57,30 +62,28 @@ class LiveLog:
 
         self.live = Live(dir=str(live_dir), resume=False, report=None, save_dvc_exp=False,
                          dvcyaml=None)
-        self.points = {}  # {(epoch, arm): its point}
+        self.rows = {}  # {(epoch, arm): {replicate: its row}}
 
-    def epoch(self, epoch, figures):
-        """figures: {ModelKey: {"val_accuracy": ..., "train_loss": ...}} for this epoch, of every
-        model done or in training; a later pass's call for the same epoch replaces its points."""
-        for arm, rows in by_arm(figures.keys(), figures.values()).items():
-            self.points[(epoch, arm)] = {
-                "epoch": epoch, "arm": arm.name, "momentum": arm.momentum, "lr": arm.lr,
-                "control": int(arm.control),
-                "val_accuracy": mean(r["val_accuracy"] for r in rows),
-                "train_loss": mean(r["train_loss"] for r in rows)}
-        for name in ("val_accuracy", "train_loss"):
-            value = mean(v[name] for v in figures.values())
-            if value is not None:  # every model diverged: nothing to show, and no NaN in JSON
-                self.live.log_metric(name, value)
-        self.live.log_metric("epoch", epoch, plot=False)
-        self.live.log_plot("arms", list(self.points.values()), x="epoch", y="val_accuracy")
+    def add(self, rows):
+        """rows: [(ModelKey, a row of its record's evaluations)], of models evaluated just now
+        (or reused: their recorded rows); a row for the same point replaces the earlier one."""
+        if not rows:
+            return
+        for key, row in rows:
+            self.rows.setdefault((row["epoch"], key.arm), {})[key.replicate] = row
+        points = [{"epoch": epoch, "arm": arm.name, "momentum": arm.momentum, "lr": arm.lr,
+                   "batch_size": arm.batch_size, "control": int(arm.control),
+                   "val_accuracy": mean(r["val_accuracy"] for r in found.values()),
+                   "train_loss": mean(r["train_loss"] for r in found.values())}
+                  for (epoch, arm), found in sorted(self.rows.items(),
+                                                    key=lambda item: item[0][0])]
+        latest = max(row["epoch"] for _, row in rows)
+        value = mean(row["val_accuracy"] for _, row in rows if row["epoch"] == latest)
+        if value is not None:  # every model diverged: nothing to show, and no NaN in JSON
+            self.live.log_metric("val_accuracy", value)
+        self.live.log_metric("epoch", latest, plot=False)
+        self.live.log_plot("arms", points, x="epoch", y="val_accuracy")
         self.live.next_step()
 
     def end(self):
         self.live.end()
-
-
-def recorded(record, epoch):
-    """A reused model's figures at ``epoch`` (None past the epoch in which it diverged)."""
-    rows = [e for e in record["epochs"] if e["epoch"] == epoch]
-    return rows[0] if rows else {"val_accuracy": None, "train_loss": None}

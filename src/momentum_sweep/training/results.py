@@ -1,13 +1,16 @@
 """Model folders: how a trained model is stored, sealed, found again and reused.
 
-A model's folder holds ``model.pt`` (a plain MLP state_dict), ``checkpoints.pt``
-({epoch: state_dict} for the initial weights, epoch 0, and the epochs in train.checkpoints),
-``record.json`` (what produced it: the fingerprint and its inputs, the per-epoch losses and
-accuracies, the fine training-loss curve), ``timing.json`` (seconds and memory, which differ run
-to run) and ``seal.json``: the fingerprint and the SHA-256 of the other four files. The seal is
-written last, into a folder built under a temporary name and then renamed into place, so a killed
-run never leaves a folder that looks complete, and an edit of any file (the record included)
-breaks the seal instead of being trusted.
+A model's folder holds ``model.pt`` (a plain MLP state_dict: the weights when it stopped),
+``checkpoints.pt`` ({epoch: state_dict} for the initial weights, epoch 0, and the epochs of
+train.checkpoints it completed), ``record.json`` (what produced it: the fingerprint and its
+inputs, the figures of each evaluation, why and where it stopped, the fine training-loss curve),
+``timing.json`` (seconds and memory, which differ run to run) and ``seal.json``: the fingerprint
+and the SHA-256 of the other four files. The seal is written last, into a folder built under a
+temporary name and then renamed into place, so a killed run never leaves a folder that looks
+complete, and an edit of any file (the record included) breaks the seal instead of being trusted.
+A seal says the files are as written, not that a folder is where it belongs or holds weights:
+``read_trained`` checks that the record is of its path's arm and replicate, and
+``check_weights`` that the weights load as plain tensors of the network's shapes.
 
 Two places hold folders:
 - ``models/<arm>/replicate_<r>/``: exactly the models params.yaml lists (a DVC output);
@@ -24,6 +27,7 @@ from pathlib import Path
 
 from ..atomic import fsync, json_text, umask
 from ..errors import SweepError
+from .arms import Arm, ModelKey
 
 MODELS_DIR = Path("models")
 CACHE_DIR = Path(".model-cache")
@@ -71,13 +75,53 @@ def read_sealed(path):
     return record, timing
 
 
+def key_of(folder) -> ModelKey:
+    """The model a folder's path stands for: models/<arm>/replicate_<r>."""
+    folder = Path(folder)
+    replicate = folder.name.removeprefix("replicate_")
+    if not replicate.isdigit() or str(int(replicate)) != replicate:
+        raise ValueError(f"{folder.name!r} is not a replicate's folder (like replicate_0)")
+    return ModelKey(Arm.from_name(folder.parent.name), int(replicate))
+
+
 def read_trained(folder):
-    """(record, timing) of a model folder for a stage that reads models/: a damaged one is a
-    SweepError naming it."""
+    """(key, record, timing) of a model folder for a stage that reads models/: a damaged one,
+    or one whose record is not of its path's arm and replicate, is a SweepError naming it."""
     try:
-        return read_sealed(folder)
-    except Damaged as damage:
+        key = key_of(folder)
+        record, timing = read_sealed(folder)
+    except (Damaged, ValueError) as damage:
         raise SweepError(f"{folder}: {damage}; run `dvc repro train` to rebuild it") from None
+    inputs = record.get("inputs", {})
+    if (inputs.get("method"), inputs.get("replicate")) != (key.arm.method, key.replicate):
+        raise SweepError(f"{folder}: holds a model trained with {inputs.get('method')} in "
+                         f"replicate {inputs.get('replicate')}, not {key.label} (a folder "
+                         f"copied or moved by hand?); run `dvc repro train` to rebuild it")
+    return key, record, timing
+
+
+def check_weights(folder, hidden):
+    """Damaged unless model.pt and checkpoints.pt load as plain tensors (no code runs) with the
+    names, shapes and dtype of the network's state_dict."""
+    import torch
+
+    from .model import MLP
+
+    expected = {name: (tuple(t.shape), t.dtype) for name, t in MLP(hidden).state_dict().items()}
+    try:
+        final = torch.load(Path(folder) / "model.pt", weights_only=True)
+        kept = torch.load(Path(folder) / "checkpoints.pt", weights_only=True)
+    except Exception as error:  # torch raises several types for a file that is not weights
+        first = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        raise Damaged(f"its weights cannot be loaded as plain tensors ({first})") from None
+    states = [("model.pt", final)] + [(f"checkpoints.pt epoch {e}", s) for e, s in
+                                      (kept.items() if isinstance(kept, dict) else [(None, kept)])]
+    for where, state in states:
+        found = state if isinstance(state, dict) else {}
+        shapes = {name: (tuple(t.shape), t.dtype) for name, t in found.items()
+                  if isinstance(t, torch.Tensor)}
+        if shapes != expected:
+            raise Damaged(f"{where} is not the weights of a network of hidden layers {hidden}")
 
 
 def _stage_folder(parent: Path, name: str) -> Path:
@@ -139,10 +183,12 @@ def copy_folder(source, target):
 
 
 class ModelCache:
-    """Sealed folders by fingerprint: ``.model-cache/<fingerprint>/``."""
+    """Sealed folders by fingerprint: ``.model-cache/<fingerprint>/``, each checked to hold
+    weights of the network (``hidden``) before it is reused."""
 
-    def __init__(self, root=CACHE_DIR):
+    def __init__(self, root=CACHE_DIR, hidden=None):
         self.root = Path(root)
+        self.hidden = hidden
 
     def path(self, fingerprint) -> Path:
         return self.root / fingerprint
@@ -152,6 +198,8 @@ class ModelCache:
         (None, what is wrong: "missing", or how the folder is damaged)."""
         try:
             record, timing = read_sealed(self.path(fingerprint))
+            if self.hidden is not None:
+                check_weights(self.path(fingerprint), self.hidden)
         except Damaged as damage:
             return None, str(damage)
         if record["fingerprint"] != fingerprint:

@@ -1,12 +1,15 @@
 """The reuse rule: a model's fingerprint, and the reason it must be trained when none matches.
 
 A model's fingerprint is a hash of everything that decides it: the flattened data, the model
-and training parameters, its arm and replicate, the training code (every source file the train
-stage runs, found by reading its imports), the step implementation, the torch version (and, for
-the native step, the C compiler: a digest of its executable and the flags given in ``CC``) and the
-device type. A sealed folder with the same
-fingerprint, in models/ or in .model-cache/, is reused byte for byte. The record keeps the
-fingerprint's inputs, so when they differ the log can say which changed.
+and training parameters, what it trains (``Arm.method``: its learning rate and momentum in
+float32, the update, the batch size; not which arm asked for it, so a control and a grid arm with
+the same step are one model), its replicate and fold, its budget (the epochs at its batch size,
+and with a target the target and the evaluation schedule, where it may stop), the training code
+(every source file the train stage runs, found by reading its imports), the step implementation,
+the torch version (and, for the native step, the C compiler: a digest of its executable and the
+flags given in ``CC``) and the device type. A sealed folder with the same fingerprint, in models/
+or in .model-cache/, is reused byte for byte. The record keeps the fingerprint's inputs, so when
+they differ the log can say which changed.
 """
 
 import hashlib
@@ -20,16 +23,21 @@ from ..errors import SweepError
 from . import results
 
 # Which fingerprint inputs, when they differ, give which reason to retrain.
-REASONS = {"arm": "parameters changed", "replicate": "parameters changed",
-           "fold": "parameters changed",
+REASONS = {"method": "parameters changed", "replicate": "parameters changed",
+           "fold": "parameters changed", "budget": "parameters changed",
+           "checkpoints": "parameters changed",
            "model": "parameters changed", "train": "parameters changed",
            "data": "data changed", "code": "code changed", "implementation": "code changed",
            "torch": "torch version or device changed", "compiler": "C compiler changed",
            "device_type": "torch version or device changed"}
-# train.* keys that do not change a model: the device is in the fingerprint as its type, the
-# arm carries the learning rate, the fold (below) says what cross-validation changes, and the
-# number of replicates or the control switch only decide which models there are.
-NOT_PER_MODEL = {"device", "lr", "replicates", "lr_control", "cross_validation"}
+# train.* keys that are not in the fingerprint as they are written: the device is in it as its
+# type and the step as its implementation, the method holds the learning rate, update and batch
+# size, the fold says what cross-validation changes, the budget what epochs, min_steps and
+# target change at the model's batch size, the checkpoints as the epochs they are; the number of
+# replicates and the control switch only decide which models there are.
+NOT_PER_MODEL = {"device", "step", "lr", "effective_lr", "batch_size", "nesterov", "replicates",
+                 "lr_control", "cross_validation", "epochs", "min_steps", "target",
+                 "checkpoints"}
 
 
 def data_hash(flat_dir=FLAT_DIR) -> str:
@@ -51,12 +59,23 @@ def library_versions(implementation) -> dict:
     return versions
 
 
+def budget(train_params, batch_size) -> dict:
+    """How long a model at ``batch_size`` trains, and where it may stop."""
+    t = train_params
+    return {"epochs": t.epochs_at(batch_size), "steps": t.total_steps(batch_size),
+            "target": t.target,
+            "evaluations": None if t.target is None else t.evaluation_steps(batch_size)}
+
+
 def fingerprint_inputs(key, p, data, code, device_type, implementation) -> dict:
     """Everything that decides model ``key``, as a JSON-able dict (kept in its record)."""
+    batch = key.arm.batch_size
     return {
-        "arm": {"momentum": key.arm.momentum, "lr": key.arm.lr, "control": key.arm.control},
+        "method": key.arm.method,
         "replicate": key.replicate,
         "fold": fold_of(key.replicate, p.train.folds),
+        "budget": budget(p.train, batch),
+        "checkpoints": p.train.checkpoint_epochs(batch),
         "model": p.model.model_dump(),
         "train": p.train.model_dump(exclude=NOT_PER_MODEL),
         "data": data,
@@ -89,13 +108,15 @@ def from_cache(cache, fp, otherwise):
     return None, cached if otherwise == "new" else f"{otherwise}; {cached}"
 
 
-def decide(keys, inputs, cache, models_dir):
+def decide(keys, inputs, fingerprints, cache, models_dir):
     """{key: (reused (record, timing) or None, why it is trained or where it was found)}."""
     decisions = {}
     for key in keys:
-        fp = fingerprint(inputs[key])
+        fp = fingerprints[key]
         try:
             record, timing = results.read_sealed(models_dir / key.name)
+            if record["fingerprint"] == fp:
+                results.check_weights(models_dir / key.name, inputs[key]["model"]["hidden"])
         except results.Damaged as damage:
             reason = "new" if str(damage) == "missing" else f"files missing or damaged: {damage}"
             decisions[key] = from_cache(cache, fp, reason)

@@ -13,7 +13,10 @@ The update is PyTorch's SGD rule, ``buf = mu*buf + grad; p -= lr*buf``, with the
 pre-scaled by each model's learning rate (``v = lr*buf``): ``v = mu*v + lr*grad; p -= v``. This
 relies on a constant learning rate per model. It needs fewer passes over memory: ``lr*grad`` is
 accumulated straight into ``v`` by the gradient matrix multiplies, because backpropagation is
-linear in the output gradient, which is scaled by ``lr/B`` once.
+linear in the output gradient, which is scaled by ``lr/B`` once. Nesterov's update
+(``nesterov=True``: ``p -= lr*(grad + mu*buf)``) is ``p -= lr*grad + mu*v``: with the decayed
+velocity ``d = mu*v`` kept aside before the gradient is accumulated into it, its models take
+``p - v + d - mu*v``, which is ``p - lr*grad - mu*v``.
 
 Each model's arithmetic does not depend on which other models share the pass (MKL runs in its
 strict reproducible mode; see the package's __init__), which the result reuse relies on.
@@ -32,11 +35,11 @@ BIAS_INPUT = PIXELS
 
 
 class TorchStep:
-    """K MLPs of one shape. Model k has momentum ``momenta[k]`` and learning rate ``lrs[k]``; the
-    models of replicate group g are ``range(*groups[g])``. Nothing requires grad: no step builds
-    an autograd graph."""
+    """K MLPs of one shape. Model k has momentum ``momenta[k]``, Nesterov's update if
+    ``nesterov[k]``, and learning rate ``lrs[k]``; the models of replicate group g are
+    ``range(*groups[g])``. Nothing requires grad: no step builds an autograd graph."""
 
-    def __init__(self, hidden, initial_states, momenta, lrs, groups, device):
+    def __init__(self, hidden, initial_states, momenta, nesterov, lrs, groups, device):
         self.sizes = layer_sizes(hidden)
         self.K = K = len(momenta)
         self.groups = groups
@@ -49,9 +52,11 @@ class TorchStep:
         self.weights = [c.view(s) for c, s in zip(self.flat.split(numels), shapes)]
         self.velocities = [c.view(s) for c, s in zip(self.velocity.split(numels), shapes)]
         mu = torch.tensor(momenta, dtype=torch.float32, device=device)  # [K]
-        per_layer = [mu.repeat_interleave(width).unsqueeze(1).expand(shapes[0])]
-        per_layer += [mu.view(K, 1, 1).expand(shape) for shape in shapes[1:]]
-        self.mu = torch.cat([m.reshape(-1) for m in per_layer])  # one momentum per parameter
+        self.mu = self._per_parameter(mu, shapes)                       # [parameters]
+        # [parameters]: 1 for Nesterov's models, 0 for the others; None if there is none
+        is_nesterov = torch.tensor(nesterov, dtype=torch.float32, device=device)   # [K]
+        self.nesterov = self._per_parameter(is_nesterov, shapes) if any(nesterov) else None
+        self.nesterov_mu = None if self.nesterov is None else self.mu * self.nesterov
         self.lr = torch.tensor(lrs, dtype=torch.float32, device=device).view(K, 1, 1)
         self._activations = {}
         self._lr_over_batch = {}
@@ -59,6 +64,12 @@ class TorchStep:
             for layer, (weight, bias) in enumerate(self._layer(k)):
                 weight.copy_(state[f"layers.{layer}.weight"].T)
                 bias.copy_(state[f"layers.{layer}.bias"])
+
+    def _per_parameter(self, values, shapes):
+        """[parameters]: each model's value ([K]) for every one of its parameters."""
+        per_layer = [values.repeat_interleave(self.width).unsqueeze(1).expand(shapes[0])]
+        per_layer += [values.view(self.K, 1, 1).expand(shape) for shape in shapes[1:]]
+        return torch.cat([v.reshape(-1) for v in per_layer])
 
     def _layer(self, k):
         """(weight transposed [in, out], bias [out]) views of model k, layer by layer."""
@@ -107,7 +118,9 @@ class TorchStep:
         [K, B, 10] before the step."""
         batch, K = inputs.shape[1], self.K
         acts = self._activation_buffers(batch)
-        self.velocity.mul_(self.mu)
+        self.velocity.mul_(self.mu)                                                 # v = mu*v
+        # [parameters]: Nesterov's models' decayed velocity, 0 for the others
+        decayed = None if self.nesterov is None else self.velocity * self.nesterov
         first = self.weights[0]
         blocks = [inputs[g] @ first[a * self.width:b * self.width].T               # [B, n*H1]
                   for g, (a, b) in enumerate(self.groups)]
@@ -127,7 +140,9 @@ class TorchStep:
             rows = slice(a * self.width, b * self.width)
             self.velocities[0][rows].addmm_(                                        # [n*H1, 800]
                 dz[a:b].transpose(1, 2).reshape(-1, batch), inputs[g])
-        self.flat.sub_(self.velocity)
+        self.flat.sub_(self.velocity)                                               # p -= v
+        if decayed is not None:  # Nesterov's models: p += d - mu*v
+            self.flat.add_(decayed).addcmul_(self.velocity, self.nesterov_mu, value=-1)
         return log_probs
 
 

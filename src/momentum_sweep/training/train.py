@@ -1,13 +1,14 @@
 """Stage `train`: every model params.yaml asks for, reusing each whose fingerprint still matches
-(see ``reuse``); the others are trained together, in passes of whole replicates (``passes``), and
-the log says why.
+(see ``reuse``); the others are trained together, in passes of whole replicates at one batch
+size (``passes``), and the log says why.
 
 The stage never deletes a finished model before its replacement is in place: every sealed
-folder in models/ is first kept in .model-cache/, the new models are trained and saved there,
-and only then is models/ rebuilt to hold exactly the listed models.
+folder in models/ is first kept in .model-cache/, each new model is saved there as soon as it
+stops training, and only at the end is models/ rebuilt to hold exactly the listed models. Two
+arms that train the same model (a control and a grid arm with the same step) share one training
+and one cache entry.
 """
 
-import math
 import os
 from collections import Counter
 
@@ -17,11 +18,11 @@ from .. import sources
 from ..atomic import check_folder_path, check_writable_folder
 from ..data import splits as data_splits
 from ..errors import SweepError
+from ..finite import mean, or_none
 from . import arms, device as devices, results, trainer
 from .batches import replicate_groups
 from .device import GIB
-from ..finite import mean, or_none
-from .progress import LIVE_DIR, LiveLog, Progress, recorded as live_figures
+from .progress import LIVE_DIR, LiveLog, Progress
 from .reuse import data_hash, decide, fingerprint, fingerprint_inputs
 
 # The most memory one pass is estimated to take (trainer.memory_needed): further replicates wait
@@ -29,29 +30,26 @@ from .reuse import data_hash, decide, fingerprint, fingerprint_inputs
 PASS_BYTES = GIB
 
 
-def epoch_line(stats, keys):
-    parts = [f"{arm.name}: val {mean(v):.4f}" if mean(v) is not None else f"{arm.name}: diverged"
-             for arm, v in arms.by_arm(keys, stats.val_accuracy).items()]
-    return (f"epoch {stats.epoch:>3}  {stats.train_seconds:6.2f}s train  "
-            f"{stats.epoch_seconds:6.2f}s total  |  " + "  ".join(parts))
-
-
 def pass_bytes(implementation, keys, hidden, train_params) -> int:
     return trainer.memory_needed(implementation, len(keys), len({k.replicate for k in keys}),
-                                 hidden, train_params)
+                                 hidden, train_params, keys[0].arm.batch_size)
 
 
 def passes(keys, implementation, p) -> list[list]:
-    """``keys`` (ordered by replicate) cut into passes of whole replicates, each as many as fit
-    in PASS_BYTES (one replicate at least), so that memory does not grow with the replicates."""
+    """``keys`` (ordered by replicate) cut into passes of one batch size and whole replicates,
+    each as many replicates as fit in PASS_BYTES (one at least), so that memory does not grow
+    with the replicates."""
     found = []
-    for group in replicate_groups(keys):
-        replicate = keys[group.start:group.stop]
-        if found and pass_bytes(implementation, found[-1] + replicate, p.model.hidden,
-                                p.train) <= PASS_BYTES:
-            found[-1] += replicate
-        else:
-            found.append(replicate)
+    for batch in dict.fromkeys(k.arm.batch_size for k in keys):
+        of_batch = [k for k in keys if k.arm.batch_size == batch]
+        first = len(found)
+        for group in replicate_groups(of_batch):
+            replicate = of_batch[group.start:group.stop]
+            if len(found) > first and pass_bytes(implementation, found[-1] + replicate,
+                                                 p.model.hidden, p.train) <= PASS_BYTES:
+                found[-1] += replicate
+            else:
+                found.append(replicate)
     return found
 
 
@@ -69,8 +67,9 @@ def check_memory(implementation, keys, p, device):
     raise SweepError(
         f"model.hidden = {p.model.hidden}: training {len(keys)} model(s) at once needs about "
         f"{needed(p.model.hidden) / GIB:.1f} GiB, but {available / GIB:.1f} GiB is available on "
-        f"{device.type}; a first hidden layer of about {width} fits (or train fewer models: "
-        f"momentum, train.replicates, train.lr_control)")
+        f"{device.type}; a first hidden layer of about {width} fits. A pass is at least one "
+        f"replicate's models at one batch size, so fewer arms also fit: fewer values in "
+        f"momentum, train.lr or train.nesterov, or train.lr_control: false")
 
 
 def fine_curve(step_losses, step_images, every) -> list:
@@ -82,88 +81,154 @@ def fine_curve(step_losses, step_images, every) -> list:
     return [or_none(float(f"{m:.6g}")) for m in means]
 
 
-def step_sizes(train_params) -> np.ndarray:
-    """[steps per epoch]: the images in each step's batch (the last batch may be smaller)."""
-    n, b = train_params.train_size, train_params.batch_size
-    return np.minimum(b, n - np.arange(0, n, b))
+def step_sizes(train_params, batch_size, steps) -> np.ndarray:
+    """[steps]: the images in each of the first ``steps`` steps' batches (each epoch's last
+    batch may be smaller)."""
+    n = train_params.train_size
+    epoch = np.minimum(batch_size, n - np.arange(0, n, batch_size))
+    return np.resize(epoch, steps)
 
 
-def train_pass(keys, inputs, p, folds, device, implementation, cache, live, done):
-    """Train ``keys`` together and save each into the cache; {key: (record, timing)}.
-    ``live`` gets every epoch's figures, those of the models ``done`` before ({key: (record,
-    timing)}) from their records. Each model keeps its initial weights (epoch 0) and its
-    weights at the epochs in train.checkpoints: copies taken between epochs, which the training
-    never reads back."""
-    fingerprints = {key: fingerprint(inputs[key]) for key in keys}
-    records = {key: {"model": key.name, "fingerprint": fingerprints[key], "inputs": inputs[key],
-                     "diverged_epoch": None, "epochs": []} for key in keys}
+def number(value) -> float | int:
+    """An epoch count as JSON holds it: 3, or 0.25 of an epoch."""
+    return int(value) if float(value).is_integer() else round(float(value), 6)
+
+
+class PassRecords:
+    """What a pass records of each model: a row per evaluation (the training figures since the
+    previous one, validation and test), where and why it stopped, its kept weights, its cost;
+    each model is saved into the cache the moment it stops."""
+
+    def __init__(self, keys, inputs, fingerprints, model, p, described, cache):
+        self.keys, self.model, self.p, self.cache = keys, model, p, cache
+        self.batch_size = keys[0].arm.batch_size
+        self.per_epoch = p.train.steps_per_epoch(self.batch_size)
+        self.checkpoints = p.train.checkpoint_epochs(self.batch_size)
+        self.records = {key: {"fingerprint": fingerprints[key], "inputs": inputs[key],
+                              "evaluations": [], "stopped": None} for key in keys}
+        # a pass is named by its first model: unique, and the same whichever run trained it
+        self.timings = {key: {"device": described, "pass": fingerprints[keys[0]][:16],
+                              "models_in_pass": len(keys),
+                              "cuda_visible_devices": os.environ.get("CUDA_VISIBLE_DEVICES"),
+                              "evaluations": []} for key in keys}
+        self.kept = {key: {0: model.initial[k]} for k, key in enumerate(keys)}
+        self.step_losses = {key: [] for key in keys}          # per segment: [steps]
+        # since the last row: loss, correct, images, seconds training, seconds evaluating
+        self.since = {key: np.zeros(5) for key in keys}
+        self.examples = 0
+
+    def add(self, end):
+        """A segment's end (trainer.SegmentEnd): rows where models were evaluated or stop."""
+        self.examples += end.trained.images
+        for k, key in enumerate(self.keys):
+            record = self.records[key]
+            if record["stopped"] is not None:
+                continue
+            self.since[key] += (end.trained.loss[k], end.trained.correct[k], end.trained.images,
+                                end.train_seconds, end.evaluation_seconds)
+            self.step_losses[key].append(end.trained.step_losses[k])
+            epoch = end.step // self.per_epoch
+            if end.epoch_ended and epoch in self.checkpoints:
+                self.kept[key][epoch] = self.model.state_dict(k)
+            why = end.stopping.get(k)
+            if end.evaluated or why:
+                self.row(key, k, end, why)
+            if why:
+                record["stopped"] = {"step": end.step, "reason": why}
+                self.save(key, k)
+
+    def row(self, key, k, end, why):
+        loss, correct, images, train_seconds, evaluation_seconds = self.since[key]
+        figures = {"train_loss": loss / images, "train_accuracy": correct / images,
+                   "val_loss": end.val_loss[k], "val_accuracy": end.val_accuracy[k],
+                   "test_loss": end.test_loss[k], "test_accuracy": end.test_accuracy[k]}
+        if why == "diverged":  # not results, even the finite ones (an accuracy of NaN logits
+            figures = dict.fromkeys(figures)  # is that of always answering class 0)
+        self.records[key]["evaluations"].append({
+            "step": end.step, "epoch": number(end.step / self.per_epoch),
+            "examples": self.examples, **figures, "diverged": why == "diverged"})
+        self.timings[key]["evaluations"].append({
+            "step": end.step, "train_seconds": train_seconds,
+            "evaluation_seconds": evaluation_seconds,
+            "samples_per_second": images / train_seconds, **end.memory})
+        self.since[key] = np.zeros(5)
+
+    def save(self, key, k):
+        """Model k's folder, into the cache: it has stopped."""
+        record = self.records[key]
+        losses = np.concatenate(self.step_losses[key])
+        record["fine_train_loss"] = {
+            "every": self.p.train.loss_every,
+            "loss": fine_curve(losses, step_sizes(self.p.train, self.batch_size, len(losses)),
+                               self.p.train.loss_every)}
+        results.write_folder(self.cache.path(record["fingerprint"]), self.model.state_dict(k),
+                             record, self.timings[key], self.kept[key])
+        if record["stopped"]["reason"] == "diverged":
+            print(f"{key.label}: diverged by step {record['stopped']['step']} (loss not "
+                  f"finite)", flush=True)
+
+    def live(self):
+        """{key: its latest row} of the models evaluated so far."""
+        return {key: r["evaluations"][-1] for key, r in self.records.items() if r["evaluations"]}
+
+
+def train_pass(keys, inputs, fingerprints, p, folds, device, implementation, cache, live):
+    """Train ``keys`` (one batch size, ordered by replicate) together; each model is saved into
+    the cache when it stops. {key: (record, timing)}."""
     model = trainer.make_trainer(implementation, keys, p.model.hidden, p.train, folds, device)
-    kept = {key: {0: model.initial[k]} for k, key in enumerate(keys)}
-    step_losses = []  # per epoch: [K, steps]
     described = f"{devices.describe(device)}, {model.description}"
-    timings = {key: {"device": described, "models_in_pass": len(keys),
-                     "cuda_visible_devices": os.environ.get("CUDA_VISIBLE_DEVICES"),
-                     "epochs": []} for key in keys}
+    batch = keys[0].arm.batch_size
+    total = p.train.total_steps(batch)
     print(f"train: {len(keys)} model(s) together, {p.train.train_size} training images each, "
-          f"{p.train.epochs} epoch(s), batch {p.train.batch_size}, {described}", flush=True)
-    progress = Progress(len(keys) * p.train.train_size, p.train.epochs)
+          f"batch {batch}, up to {p.train.epochs_at(batch)} epoch(s) ({total} steps), "
+          f"{described}", flush=True)
+    recorded = PassRecords(keys, inputs, fingerprints, model, p, described, cache)
+    progress = Progress(len(keys) * total * batch, total)
     try:
-        for stats in trainer.train_epochs(model, p.train, folds, devices.MemoryProbe(device),
-                                          progress):
-            for k, key in enumerate(keys):
-                record = records[key]
-                if record["diverged_epoch"] is not None:
-                    continue
-                quality = {name: getattr(stats, name)[k] for name in results.QUALITY}
-                if not all(map(math.isfinite, quality.values())):
-                    # A diverged model's figures are not results, even the finite ones (an
-                    # accuracy of NaN logits is that of always answering class 0).
-                    record["diverged_epoch"] = stats.epoch
-                    quality = dict.fromkeys(quality)
-                record["epochs"].append({"epoch": stats.epoch, **quality})
-                timings[key]["epochs"].append({
-                    "epoch": stats.epoch, "epoch_seconds": stats.epoch_seconds,
-                    "samples_per_second": p.train.train_size / stats.train_seconds,
-                    **stats.memory})
-            step_losses.append(stats.step_losses)
-            if stats.epoch in p.train.checkpoint_epochs:
-                for k, key in enumerate(keys):
-                    kept[key][stats.epoch] = model.state_dict(k)
-            progress.line(epoch_line(stats, keys))
-            figures = {key: live_figures(records[key], stats.epoch) for key in keys}
-            figures.update({key: live_figures(r, stats.epoch) for key, (r, _) in done.items()})
-            live.epoch(stats.epoch, figures)
+        for end in trainer.segments(model, p.train, folds, devices.MemoryProbe(device),
+                                    progress):
+            recorded.add(end)
+            progress.advance(end.step, len(keys) * end.trained.images)
+            if end.evaluated:
+                progress.line(evaluation_line(end, keys))
+                live.add(list(recorded.live().items()))
     finally:
         progress.close()
         model.close()
-    images = np.tile(step_sizes(p.train), len(step_losses))
+    return {key: (recorded.records[key], recorded.timings[key]) for key in keys}
+
+
+def evaluation_line(end, keys) -> str:
+    found = {}
     for k, key in enumerate(keys):
-        losses = np.concatenate([epoch[k] for epoch in step_losses])
-        records[key]["fine_train_loss"] = {
-            "every": p.train.loss_every,
-            "loss": fine_curve(losses, images, p.train.loss_every)}
-        results.write_folder(cache.path(fingerprints[key]), model.state_dict(k), records[key],
-                             timings[key], kept[key])
-        if records[key]["diverged_epoch"] is not None:
-            print(f"{key.label}: diverged in epoch {records[key]['diverged_epoch']} "
-                  f"(loss not finite)", flush=True)
-    return {key: (records[key], timings[key]) for key in keys}
+        found.setdefault(key.arm, []).append(end.val_accuracy[k])
+    parts = [f"{arm.name}: val {mean(v):.4f}" for arm, v in found.items()
+             if mean(v) is not None]
+    stopped = Counter(end.stopping.values())
+    return (f"step {end.step:>6}  {end.train_seconds:6.2f}s train  "
+            f"{end.evaluation_seconds:5.2f}s evaluation"
+            + "".join(f"  {n} {why}" for why, n in sorted(stopped.items())) + "  |  "
+            + "  ".join(parts))
 
 
 def final_table(keys, found) -> str:
     def fmt(value):
         return "-" if value is None else f"{value:.4f}"
 
-    lines = [f"{'arm':>22}  {'sgd lr':>7}  {'models':>6}  {'diverged':>8}  {'train loss':>10}  "
-             f"{'val acc':>7}  {'test acc':>8}"]
-    for arm, items in arms.by_arm(keys, [found[k][0] for k in keys]).items():
-        finals = [r["epochs"][-1] for r in items if r["diverged_epoch"] is None]
+    lines = [f"{'arm':>34}  {'sgd lr':>7}  {'models':>6}  {'diverged':>8}  {'train loss':>10}  "
+             f"{'val acc':>7}  {'test acc':>8}  stopped at (mean step)"]
+    by_arm = {}
+    for key in keys:
+        by_arm.setdefault(key.arm, []).append(found[key][0])
+    for arm, items in by_arm.items():
+        finals = [r["evaluations"][-1] for r in items if r["stopped"]["reason"] != "diverged"]
         lines.append(
-            f"{arm.name:>22}  {arm.sgd_lr:7.4g}  {len(items):>6}  "
-            f"{sum(r['diverged_epoch'] is not None for r in items):>8}  "
+            f"{arm.name:>34}  {arm.sgd_lr:7.4g}  {len(items):>6}  "
+            f"{sum(r['stopped']['reason'] == 'diverged' for r in items):>8}  "
             f"{fmt(mean([f['train_loss'] for f in finals])):>10}  "
             f"{fmt(mean([f['val_accuracy'] for f in finals])):>7}  "
-            f"{fmt(mean([f['test_accuracy'] for f in finals])):>8}")
+            f"{fmt(mean([f['test_accuracy'] for f in finals])):>8}  "
+            f"{mean([r['stopped']['step'] for r in items]):.0f}")
     return "\n".join(lines) + "\n(means over replicates; `dvc repro summarize` for intervals)"
 
 
@@ -177,11 +242,12 @@ def check_paths(keys, models_dir, cache_dir):
 
 
 def keep_in_cache(models_dir, cache):
-    """Copy every sealed folder of models/ into the cache: nothing there is lost, whatever
-    happens next (narrowing the list, Ctrl-C)."""
+    """Copy every sealed folder of models/ that holds weights into the cache: nothing there is
+    lost, whatever happens next (narrowing the list, Ctrl-C)."""
     for folder in results.model_folders(models_dir):
         try:
             record, _ = results.read_sealed(folder)
+            results.check_weights(folder, cache.hidden)
         except results.Damaged:
             continue
         cache.keep(folder, record["fingerprint"])
@@ -202,39 +268,50 @@ def rebuild_models_dir(keys, fingerprints, cache, models_dir):
 
 def run(p, models_dir=results.MODELS_DIR, cache_dir=results.CACHE_DIR):
     device = devices.resolve(p.train.device)
-    implementation = trainer.implementation_for(device)
+    implementation = trainer.implementation_for(device, p.train.step)
     keys = arms.models(p)
     check_paths(keys, models_dir, cache_dir)
-    cache = results.ModelCache(cache_dir)
+    cache = results.ModelCache(cache_dir, p.model.hidden)
     code = sources.digest(sources.stage_files("train"))
     data = data_hash()
     inputs = {key: fingerprint_inputs(key, p, data, code, device.type, implementation)
               for key in keys}
+    fingerprints = {key: fingerprint(inputs[key]) for key in keys}
     keep_in_cache(models_dir, cache)
 
-    decisions = decide(keys, inputs, cache, models_dir)
+    decisions = decide(keys, inputs, fingerprints, cache, models_dir)
+    # One training per fingerprint: a control and a grid arm with the same step share it.
+    first = {}
+    for key in keys:
+        if decisions[key][0] is None:
+            first.setdefault(fingerprints[key], key)
     for key in keys:
         found, why = decisions[key]
-        print(f"{key.label}: {why if found else 'trained (' + why + ')'}", flush=True)
-    to_train = [key for key in keys if decisions[key][0] is None]
-    found = {key: decisions[key][0] for key in keys if decisions[key][0] is not None}
-    planned = passes(to_train, implementation, p)
+        same = first.get(fingerprints[key])
+        if found:
+            print(f"{key.label}: {why}", flush=True)
+        elif same is key:
+            print(f"{key.label}: trained ({why})", flush=True)
+        else:
+            print(f"{key.label}: trained once with {same.label} (the same model)", flush=True)
+    planned = passes(list(first.values()), implementation, p)
     for keys_of_pass in planned:
         check_memory(implementation, keys_of_pass, p, device)
+    found = {key: decisions[key][0] for key in keys if decisions[key][0] is not None}
     live = LiveLog()
+    live.add([(key, row) for key, (record, _) in found.items() for row in record["evaluations"]])
     if planned:
         folds = data_splits.load_folds(p.train, device)
         for number, keys_of_pass in enumerate(planned, 1):
             if len(planned) > 1:
                 print(f"train: pass {number} of {len(planned)}", flush=True)
-            found.update(train_pass(keys_of_pass, inputs, p, folds, device, implementation,
-                                    cache, live, dict(found)))
-    else:  # the live log still shows every listed model
-        for epoch in range(1, p.train.epochs + 1):
-            live.epoch(epoch, {key: live_figures(found[key][0], epoch) for key in keys})
+            trained = train_pass(keys_of_pass, inputs, fingerprints, p, folds, device,
+                                 implementation, cache, live)
+            found.update({key: trained[first[fingerprints[key]]] for key in keys
+                          if fingerprints[key] in {fingerprints[k] for k in trained}})
     live.end()
 
-    rebuild_models_dir(keys, {key: fingerprint(inputs[key]) for key in keys}, cache, models_dir)
+    rebuild_models_dir(keys, fingerprints, cache, models_dir)
     counts = Counter("reused" if decisions[k][0] is not None else "trained" for k in keys)
     print(f"train: {counts['trained']} trained, {counts['reused']} reused", flush=True)
     print(final_table(keys, found), flush=True)
