@@ -112,13 +112,21 @@ def plain_loop(epochs):
     return (time.perf_counter() - started) / epochs
 
 
+# The device the PyTorch step runs on (--device; the native step runs on the CPU).
+DEVICE = torch.device(os.environ.get("BENCHMARK_DEVICE", "cpu"))
+
+
+def device_of(implementation):
+    return DEVICE if implementation == "torch" else torch.device("cpu")
+
+
 def one_pass(implementation, keys_of_pass, train_params, folds):
     return trainer.make_trainer(implementation, keys_of_pass, P.model.hidden, train_params,
-                                folds, torch.device("cpu"))
+                                folds, device_of(implementation))
 
 
 def project_step(implementation, k, epochs, batch=BATCH):
-    folds = load_folds(P.train, torch.device("cpu"))
+    folds = load_folds(P.train, device_of(implementation))
     train_params = P.train.model_copy(update={"epochs": epochs, "batch_size": batch,
                                               "min_steps": 0, "target": None})
     # Load the compiled kernels (or compile them) before the clock starts: a tiny pass.
@@ -139,6 +147,8 @@ def project_step(implementation, k, epochs, batch=BATCH):
         for epoch in range(1, epochs + 1):
             t.train_until(epoch * per_epoch)
         t.close()
+    if DEVICE.type == "cuda":
+        torch.cuda.synchronize()
     return (time.perf_counter() - started) / epochs / k
 
 
@@ -321,8 +331,11 @@ def main():
                              f"{', '.join(map(str, MEMORY_REPLICATES))} (1 epoch each)")
     parser.add_argument("--only", nargs="+", choices=VARIANTS, metavar="VARIANT",
                         help=f"run only these variants (of {', '.join(VARIANTS)})")
+    parser.add_argument("--device", choices=("cpu", "cuda"), default="cpu",
+                        help="where the PyTorch step's variants run (default cpu)")
     parser.add_argument("--child", choices=VARIANTS)
     args = parser.parse_args()
+    os.environ["BENCHMARK_DEVICE"] = args.device  # the children's, too
     if args.child:
         return measure_one(args.child, args.epochs)
 
@@ -336,7 +349,8 @@ def main():
     rate = statistics.median(rates)
     print(f"machine: {os.cpu_count()} CPUs, torch {torch.__version__}, "
           f"{torch.get_num_threads()} threads; "
-          + (f"GPU {torch.cuda.get_device_name()}" if torch.cuda.is_available() else "no GPU"))
+          + (f"GPU {torch.cuda.get_device_name()}" if torch.cuda.is_available() else "no GPU")
+          + f"; the PyTorch step on {args.device}")
     dense = flops_per_model_epoch(PIXELS) / (rate * 1e9)
     sparse = flops_per_model_epoch(nonzero) / (rate * 1e9)
     print(f"multiply rate: {rate:.0f} GFLOP/s (1024x1024 float32 matmul, all threads; median of "

@@ -2,10 +2,12 @@
 
 import json
 import os
+import re
 import shutil
 import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 from filelock import FileLock
@@ -96,7 +98,15 @@ class Clone:
             yaml.dump(params, f)
 
     def summary(self) -> dict:
+        """results/summary.json: the whole summary."""
+        return json.loads((self.path / "results" / "summary.json").read_text())
+
+    def headline(self) -> dict:
+        """metrics/summary.json: the decisions DVC's tables show."""
         return json.loads((self.path / "metrics" / "summary.json").read_text())
+
+    def surface(self) -> dict:
+        return json.loads((self.path / "results" / "surface.json").read_text())
 
     def model_files(self) -> dict:
         """{path below models/: bytes} of every model.pt, checkpoints.pt and record.json: what
@@ -150,3 +160,14 @@ def built_once(tmp_path_factory, name, build):
             build(folder)
             done.touch()
     return folder
+
+
+def wait_for_queue(repo, timeout=600) -> str:
+    """`dvc queue status` once nothing is queued or running any more."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        status = repo.dvc("queue", "status").stdout
+        if not re.search(r"Queued|Running", status):
+            return status
+        time.sleep(2)
+    raise AssertionError(f"queue still busy: {status}")

@@ -1,12 +1,31 @@
-"""Atomic file writes: a reader sees the old file or the complete new one, never a partial one."""
+"""Atomic file writes: a reader sees the old file or the complete new one, never a partial one.
+A full disk is one line naming the file, not a traceback (``no_space``)."""
 
 import contextlib
+import errno
 import json
 import os
 import tempfile
 from pathlib import Path
 
 from .errors import SweepError
+
+FULL = (errno.ENOSPC, errno.EDQUOT)
+
+
+@contextlib.contextmanager
+def no_space(path):
+    """A write to ``path`` that meets a full disk (or quota) raises a SweepError that says so;
+    what was finished before is untouched."""
+    try:
+        yield
+    except OSError as error:
+        if error.errno not in FULL:
+            raise
+        raise SweepError(f"{path}: cannot be written: no space left on its device "
+                         f"({os.strerror(error.errno)}); everything finished before is kept "
+                         f"and nothing half-written is trusted: free some space and run again"
+                         ) from None
 
 
 def umask():
@@ -25,8 +44,9 @@ def atomic_path(path):
     """Yield a temporary path beside ``path``; on success it is fsynced and renamed onto it."""
     path = Path(path)
     try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+        with no_space(path):
+            path.parent.mkdir(parents=True, exist_ok=True)
+            fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     except OSError as error:
         raise SweepError(f"{path.parent}: cannot write there ({error.strerror}); it must be a "
                          f"writable folder") from None
@@ -34,9 +54,10 @@ def atomic_path(path):
     tmp = Path(tmp)
     os.chmod(tmp, 0o666 & ~umask())  # mkstemp makes 0600; give the file the usual permissions
     try:
-        yield tmp
-        fsync(tmp)
-        os.replace(tmp, path)
+        with no_space(path):
+            yield tmp
+            fsync(tmp)
+            os.replace(tmp, path)
     finally:
         tmp.unlink(missing_ok=True)
 

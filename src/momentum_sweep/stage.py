@@ -9,6 +9,7 @@ import importlib
 import sys
 
 from . import params
+from .atomic import FULL
 from .errors import SweepError
 
 # Stage name (as in dvc.yaml) -> the module whose ``run(params)`` carries it out.
@@ -32,6 +33,12 @@ def main(argv):
         importlib.import_module(STAGES[argv[0]]).run(p)
     except SweepError as error:
         print(f"error: {error}", file=sys.stderr, flush=True)
+        return 1
+    except OSError as error:
+        if error.errno not in FULL:
+            raise
+        print(f"error: {error.filename or 'a file'}: no space left on its device; everything "
+              f"finished is kept: free some space and run again", file=sys.stderr, flush=True)
         return 1
     except KeyboardInterrupt:
         print("interrupted: finished results are kept; run `dvc repro` again to continue.",

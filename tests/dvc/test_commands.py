@@ -1,17 +1,17 @@
 """DVC's own commands on the pipeline: `dvc repro` after a corrupted download, `dvc exp run -S`
 with a number YAML 1.1 would read as a string, `dvc plots show` and `dvc plots diff` through
-the repository's Vega-Lite template, and a learning-rate grid split over experiments and joined
-by momentum-sweep-compare."""
+the repository's Vega-Lite template, every command the README shows run as written, a
+batch-size grid split over experiments and joined by momentum-sweep-compare, the scripts on any
+run, and the benchmarks, run so that they cannot rot."""
 
 import hashlib
 import json
 import re
-import shlex
 
 import pytest
 import vl_convert
 
-from clones import ROOT
+from clones import ROOT, statuses, wait_for_queue
 from momentum_sweep.data import download
 
 pytestmark = pytest.mark.dvc
@@ -52,8 +52,9 @@ def test_dvc_plots_show_and_diff_draw_a_mean_line_and_band_per_momentum_and_revi
     shown = json.loads(repo.dvc("plots", "show", "--json").stdout)["data"]
     spec = shown["test_accuracy"][0]["content"]
     points = spec["data"]["values"]
-    assert {p["arm"] for p in points} == {"momentum_0.0_lr_0.1", "momentum_0.4_lr_0.1",
-                                          "control_0.4_lr_0.1"}
+    assert {p["arm"] for p in points} == {"momentum_0.0_lr_0.1_batch_20",
+                                          "momentum_0.4_lr_0.1_batch_20",
+                                          "control_0.4_lr_0.1_batch_20"}
     assert rendered(spec, "line mark") == 2  # controls are left to the PNGs
     assert rendered(spec, "errorband") == 2  # the 95% bands
     assert vl_convert.vegalite_to_png(json.dumps(spec))[:4] == b"\x89PNG"
@@ -70,44 +71,92 @@ def test_dvc_plots_show_and_diff_draw_a_mean_line_and_band_per_momentum_and_revi
         assert rendered(spec, "line mark") == 5 and rendered(spec, "errorband") == 5
 
 
-def tuned_comparisons(summary):
-    return [{k: c[k] for k in ("arm", "against", "n", "outcome")} for c in summary["comparisons"]
-            if c["family"] == "tuned_vs_zero"]
-
-
-def readme_exp_show() -> list:
-    """The README's `dvc exp show` command, as its arguments."""
+def readme_commands() -> list:
+    """The commands of the README's "Driving it" block, as written (one a line, comments off)."""
     readme = (ROOT / "README.md").read_text()
-    [command] = re.findall(r"^(dvc exp show .*?)\s*(?:#.*)?$", readme, re.M)
-    return shlex.split(command)
+    block = re.search(r"## Driving it.*?```\n(.*?)```", readme, re.S).group(1)
+    return [line.split("  #")[0].strip() for line in block.splitlines() if line.strip()]
 
 
-def test_a_grid_split_over_three_experiments_and_joined_gives_the_whole_grids_answer(repo):
-    """One experiment per lr, joined by momentum-sweep-compare, and the same grid in one run of
-    the pipeline: the same tuned choice and verdicts, the same paired differences. Between them,
-    the README's `dvc exp show` fits in 200 columns."""
-    for lr in ("0.02", "0.1", "0.2"):  # up to summarize: what the comparison reads
-        repo.dvc("exp", "run", "summarize", "-n", f"lr-{lr}", "-S", f"train.lr={lr}")
-    shown = repo.run(*readme_exp_show(), "--no-pager", env={"COLUMNS": "100000"}).stdout
-    assert "lr-0.02" in shown and max(len(line.rstrip()) for line in shown.splitlines()) < 200
-    log = repo.run("momentum-sweep-compare").stdout
-    assert "compare: 3 of 3 experiment(s)" in log and "tuned: momentum 0.4 at its best lr" in log
+def test_every_command_the_readme_shows_runs_as_written(repo):
+    """On the small config, in order, each exactly as the README writes it (the shell splits
+    it), each experiment from the committed params; what each says it does, it does."""
+    commands = readme_commands()
+    assert commands[0] == "dvc repro" and len(commands) >= 8
+    for command in commands:
+        if command.startswith("dvc exp run"):
+            repo.git("checkout", "params.yaml")
+        result = repo.run("bash", "-c", command, env={"COLUMNS": "100000"})
+        if command.startswith("dvc exp run --queue"):  # a sweep: one experiment each
+            assert result.stdout.count("Queued experiment") == 2, result.stdout
+        if command == "dvc queue start":
+            assert wait_for_queue(repo).count("Success") == 2
+        if command == "dvc exp run -S momentum=0.4":
+            assert set(statuses(result.stdout).values()) == {"reused"}
+            assert repo.headline()["vs_zero"] in ("no diff", "better: 0.4", "worse: 0.4")
+        if command == "dvc exp run -S train.replicates=20":
+            assert sum("trained" in v for v in statuses(result.stdout).values()) == 3 * 18
+        if command.startswith("dvc exp run -S 'train.lr="):
+            assert {"tuned", "vs_tuned_zero"} <= set(repo.headline())
+        if "train.target" in command:
+            headline = repo.headline()
+            assert headline["target"] == 0.96 and {"b20", "b1024"} <= set(headline)
+        if command == "dvc exp show --only-changed":
+            assert "vs_zero" in result.stdout and "train.lr" in result.stdout
+
+
+def test_a_batch_size_grid_split_over_experiments_joins_into_the_whole_grids_answer(repo):
+    """One experiment per batch size (as hosts of a sweep, or scripts/doc-experiment batch, run
+    them), joined by momentum-sweep-compare, and the same grid in one run of the pipeline: the
+    same steps, tuned choices and verdicts."""
+    common = ["-S", "train.target=0.85", "-S", "train.min_steps=150", "-S", "train.epochs=1",
+              "-S", "train.effective_lr=true", "-S", "train.lr=[0.1,0.4]"]
+    for batch in ("20", "200"):  # up to summarize: what the comparison reads
+        repo.dvc("exp", "run", "summarize", "-n", f"batch-{batch}", *common,
+                 "-S", f"train.batch_size={batch}")
+    log = repo.run("momentum-sweep-compare", "--names", "batch-20", "batch-200").stdout
+    assert "compare: 2 of 2 experiment(s)" in log
     joined = json.loads((repo / "comparison" / "summary.json").read_text())
-    for name in ("accuracy", "effective_step", "lr_momentum", "differences"):
-        assert (repo / "comparison" / f"{name}.png").stat().st_size > 10_000
 
-    repo.set_params({"train": {"lr": [0.02, 0.1, 0.2]}})
-    result = repo.dvc("repro", "summarize")
-    assert "train: 0 trained, 18 reused" in result.stdout  # each slice's models, once
+    log = repo.dvc("exp", "run", "summarize", *common, "-S", "train.batch_size=[20,200]").stdout
+    assert "train: 0 trained, 16 reused" in log  # each slice's models, once
     whole = repo.summary()
-    assert list(whole)[:2] == ["tuned", "best"]
-    assert whole["tuned"] == joined["tuned"] and set(whole["tuned"]["best_lr"]) == {"0p0", "0p4"}
-    assert tuned_comparisons(whole) == tuned_comparisons(joined) != []
-    for mine, theirs in zip(whole["comparisons"], joined["comparisons"]):
-        # the joined tables hold epochs.tsv's six significant digits
-        assert mine["mean_difference"] == pytest.approx(theirs["mean_difference"], abs=1e-5)
+    assert json.loads((repo / "comparison" / "headline.json").read_text()) == repo.headline()
+    assert [a["arm"] for a in whole["arms"]] == [a["arm"] for a in joined["arms"]]
+    for mine, theirs in zip(whole["arms"], joined["arms"]):
+        assert mine["steps"] == theirs["steps"] and mine["best_lr_of_line"] == \
+            theirs["best_lr_of_line"]
+    assert [(c["arm"], c["against"], c["outcome"]) for c in whole["comparisons"]] == \
+        [(c["arm"], c["against"], c["outcome"]) for c in joined["comparisons"]]
 
-    # DVC's template draws the lr dimension: one column of panels per lr
-    spec = json.loads(repo.dvc("plots", "show", "--json").stdout)["data"]["test_accuracy"][0][
+    # DVC's template draws the batch dimension: a row of panels per batch size
+    spec = json.loads(repo.dvc("plots", "show", "--json").stdout)["data"]["val_accuracy"][0][
         "content"]
-    assert rendered(spec, "line mark") == 6 and rendered(spec, "errorband") == 6
+    assert rendered(spec, "line mark") == 2 * 2 * 2  # batch sizes x lrs x momenta
+
+
+def test_the_results_tables_print_any_run_keyed_by_arm(repo):
+    """A two-lr, two-momentum grid, and an experiment on one momentum: every arm a row."""
+    repo.set_params({"train": {"lr": [0.05, 0.2]}})
+    repo.dvc("repro", "summarize")
+    printed = repo.run("scripts/results-tables", "summary", "results/summary.json").stdout
+    for arm in ("momentum 0.0 at lr 0.05, batch 20", "momentum 0.4 at lr 0.2, batch 20",
+                "control 0.4 at lr 0.05, batch 20 (SGD at lr 0.08333)"):
+        assert f"| {arm} |" in printed
+    assert "| 0.4 | 0.05 (" in printed or "| 0.4 | 0.2 (" in printed  # the tuned table
+    repo.git("checkout", "params.yaml")
+    repo.dvc("exp", "run", "-S", "momentum=0.4")
+    for kind in ("summary", "surface"):
+        printed = repo.run("scripts/results-tables", kind, f"results/{kind}.json").stdout
+        assert "| momentum 0.4 at lr 0.1, batch 20 |" in printed
+
+
+def test_the_benchmarks_run(repo):
+    """Each benchmark, shortest settings, on the small config: they cannot rot unseen."""
+    speed = repo.run("python", "benchmarks/train_speed.py", "--epochs", "1", "--repeats", "1",
+                     "--only", "native-5", "torch-5", "native-45-batch-1024",
+                     "torch-45-batch-1024").stdout
+    assert "at batch 1024, K = 45: PyTorch step / native =" in speed
+    surface = repo.run("python", "benchmarks/surface_cost.py", "--repeats", "1").stdout
+    assert "product     ours" in surface and "per model" in surface
+

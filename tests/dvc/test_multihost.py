@@ -55,12 +55,13 @@ def test_two_hosts_share_a_sweep_through_git_and_dvc_remotes(template, tmp_path)
                      for rev in found.values())
     assert momenta == ["0.1", "0.2", "0.4", "0.5"]
     for rev in found.values():
-        assert rev["data"]["metrics"]["metrics/summary.json"]["data"]["best"]["replicates"] == 2
+        assert "vs_zero" in rev["data"]["metrics"]["metrics/summary.json"]["data"]
         # Each worker ran with the device it was started with.
         momentum = rev["data"]["params"]["params.yaml"]["data"]["momentum"]
         read = "import dvc.api, sys; print(dvc.api.read(sys.argv[1], rev=sys.argv[2]))"
         timing = json.loads(collector.run(
-            "python", "-c", read, f"models/control_{momentum}_lr_0.1/replicate_0/timing.json",
+            "python", "-c", read,
+            f"models/control_{momentum}_lr_0.1_batch_20/replicate_0/timing.json",
             rev["rev"]).stdout)
         assert timing["cuda_visible_devices"] in ("0", "1")
 
@@ -68,8 +69,8 @@ def test_two_hosts_share_a_sweep_through_git_and_dvc_remotes(template, tmp_path)
     assert "compare: 4 of 4 experiment(s)" in log
     arms = pd.read_csv(collector / "comparison" / "arms.tsv", sep="\t")
     listed = arms[arms["control"] == 0]
-    assert sorted(listed.loc[listed["lr"] == 0.1, "momentum"]) == [0.1, 0.2, 0.4, 0.5]
-    assert len(arms) == 8 and (arms["replicates"] == 2).all()  # four momenta, four controls
+    assert sorted(listed.loc[listed["lr"] == 0.1, "momentum"]) == [0.0, 0.1, 0.2, 0.4, 0.5]
+    assert len(arms) == 9 and (arms["replicates"] == 2).all()  # and four controls
     assert (collector / "comparison" / "accuracy.png").stat().st_size > 10_000
 
     # A fourth clone restores an experiment's models from the DVC remote.
@@ -80,14 +81,14 @@ def test_two_hosts_share_a_sweep_through_git_and_dvc_remotes(template, tmp_path)
     fourth.dvc("pull")
     test = flatten.load_split("test", fourth / "data" / "flat")
     folders = sorted((fourth / "models").glob("*/replicate_*"))
-    assert len(folders) == 4
+    assert len(folders) == 6  # momentum 0, the slice's momentum and its control
     for folder in folders:
         net = model.MLP([50, 50])
         net.load_state_dict(torch.load(folder / "model.pt", weights_only=True))
         record = json.loads((folder / "record.json").read_text())
         with torch.no_grad():
             accuracy = (net(test["images"].float() / 255).argmax(1) == test["labels"]).double()
-        assert accuracy.mean().item() == record["epochs"][-1]["test_accuracy"]
+        assert accuracy.mean().item() == record["evaluations"][-1]["test_accuracy"]
 
 
 @pytest.mark.parametrize("args, message", [

@@ -2,13 +2,12 @@
 
 import json
 import re
-import time
 
 import pytest
 import torch
 from ruamel.yaml import YAML
 
-from clones import statuses
+from clones import statuses, wait_for_queue
 from momentum_sweep import params
 from momentum_sweep.data import flatten
 from momentum_sweep.data.splits import split_indices
@@ -49,14 +48,15 @@ def test_flatten_in_a_clone_reproduces_the_committed_lock(repo):
 
 def test_only_what_changed_trains_and_reuse_is_byte_identical(repo):
     """The template trained momenta 0 and 0.4 with the control, in two replicates."""
-    M0, M2 = "momentum 0.0 at lr 0.1", "momentum 0.2 at lr 0.1"
-    C2 = "control 0.2 at lr 0.1 (SGD at lr 0.125)"
-    M4 = "momentum 0.4 at lr 0.1"
-    M3, C3 = "momentum 0.3 at lr 0.1", "control 0.3 at lr 0.1 (SGD at lr 0.1429)"
+    M0, M2 = "momentum 0.0 at lr 0.1, batch 20", "momentum 0.2 at lr 0.1, batch 20"
+    C2 = "control 0.2 at lr 0.1, batch 20 (SGD at lr 0.125)"
+    M4 = "momentum 0.4 at lr 0.1, batch 20"
+    M3, C3 = ("momentum 0.3 at lr 0.1, batch 20",
+              "control 0.3 at lr 0.1, batch 20 (SGD at lr 0.1429)")
     repo.set_params({"momentum": [0.0, 0.2], "train": {"lr_control": False}})
     log = repo.dvc("repro", "summarize").stdout
     assert trained(log) == labels([M2], [0, 1]) and reused(log) == labels([M0], [0, 1])
-    assert "trained (new)" in log and "batch 20, cpu, native step" in log
+    assert "trained (new)" in log and "batch 20, up to 2 epoch(s) (200 steps), cpu, native" in log
 
     repo.set_params({"train": {"lr_control": True}})  # turning the control on: only controls
     log = repo.dvc("repro", "summarize").stdout
@@ -65,15 +65,15 @@ def test_only_what_changed_trains_and_reuse_is_byte_identical(repo):
     repo.set_params({"train": {"replicates": 3}})  # a replicate more: only its models
     log = repo.dvc("repro").stdout
     assert trained(log) == labels([M0, M2, C2], [2])
-    live = json.loads((repo / "metrics" / "live" / "metrics.json").read_text())
+    live = json.loads((repo / "results" / "live" / "metrics.json").read_text())
     assert live["epoch"] == 2 and 0.5 < live["val_accuracy"] < 1  # DVCLive's progress log
-    points = json.loads((repo / "metrics/live/plots/custom/arms.json").read_text())
+    points = json.loads((repo / "results/live/plots/custom/arms.json").read_text())
     assert {(p["arm"], p["epoch"]) for p in points} == {
-        (arm, e) for arm in ("momentum_0.0_lr_0.1", "momentum_0.2_lr_0.1", "control_0.2_lr_0.1")
+        (f"{arm}_lr_0.1_batch_20", e) for arm in ("momentum_0.0", "momentum_0.2", "control_0.2")
         for e in (1, 2)}
     summary = repo.summary()
     assert all(a["replicates"] == 3 and a["val_accuracy"]["ci"] for a in summary["arms"])
-    assert summary["vs_zero"]["0p2"] in ("better", "worse", "no difference")
+    assert repo.headline()["vs_zero"] in ("better: 0.2", "worse: 0.2", "no diff")
     assert "warning" not in summary
     assert (repo / "plots" / "accuracy.png").stat().st_size > 20_000
 
@@ -83,9 +83,9 @@ def test_only_what_changed_trains_and_reuse_is_byte_identical(repo):
     grown = repo.model_files()
     assert len(grown) == 5 * 3 * 3  # five arms, three replicates, three files
     assert [a["arm"] for a in repo.summary()["arms"]] == [
-        "momentum_0.0_lr_0.1", "momentum_0.2_lr_0.1", "momentum_0.3_lr_0.1", "control_0.2_lr_0.1",
-        "control_0.3_lr_0.1"]
-    assert M4 not in log and not (repo / "models" / "momentum_0.4_lr_0.1").exists()
+        f"{arm}_lr_0.1_batch_20" for arm in ("momentum_0.0", "momentum_0.2", "momentum_0.3",
+                                             "control_0.2", "control_0.3")]
+    assert M4 not in log and not (repo / "models" / "momentum_0.4_lr_0.1_batch_20").exists()
 
     # Retraining all fifteen in one pass gives what the four passes above gave, byte for byte.
     repo.run("rm", "-rf", "models", ".model-cache")
@@ -103,10 +103,37 @@ def test_only_what_changed_trains_and_reuse_is_byte_identical(repo):
     assert set(statuses(log).values()) == {"trained (code changed)"}
 
 
+def test_a_model_is_trained_once_whichever_arm_asks_for_it(repo):
+    """Adding lr 0.2 to a grid of momentum 0.5 at lr 0.1: plain SGD at 0.2 is the control of 0.5
+    at 0.1, already trained; writing train.checkpoints in another order changes nothing."""
+    repo.set_params({"momentum": [0.0, 0.5], "train": {"lr": [0.05, 0.1]}})
+    repo.dvc("repro", "train")
+    repo.set_params({"train": {"lr": [0.05, 0.1, 0.2], "checkpoints": ["final", 1, 0]}})
+    log = repo.dvc("repro", "train").stdout
+    found = statuses(log)
+    assert found["momentum 0.0 at lr 0.2, batch 20 replicate 1"] == "reused from .model-cache"
+    assert trained(log) == labels(["momentum 0.5 at lr 0.2, batch 20",
+                                   "control 0.5 at lr 0.2, batch 20 (SGD at lr 0.4)"], [0, 1])
+    sgd = repo / "models" / "momentum_0.0_lr_0.2_batch_20" / "replicate_1" / "model.pt"
+    control = repo / "models" / "control_0.5_lr_0.1_batch_20" / "replicate_1" / "model.pt"
+    assert sgd.read_bytes() == control.read_bytes()
+
+
+def test_the_pipeline_runs_through_the_pytorch_step_surface_included(repo):
+    """train.step: torch, the path a GPU trains on, run end to end on the CPU."""
+    repo.set_params({"train": {"step": "torch"}})
+    log = repo.dvc("repro").stdout
+    assert "cpu, PyTorch step" in log and set(statuses(log).values()) == {
+        "trained (code changed)"}  # another implementation: other models
+    summary = repo.summary()
+    assert all(0.8 < a["test_accuracy"]["mean"] < 0.95 for a in summary["arms"])
+    assert len(repo.surface()["models"]) == 6 and "Running stage 'surface'" in log
+
+
 def test_saved_models_are_plain_state_dicts_with_their_record(repo):
     repo.set_params({"momentum": 0.4, "train": {"replicates": 1}})
     repo.dvc("repro", "train")
-    folder = repo / "models" / "momentum_0.4_lr_0.1" / "replicate_0"
+    folder = repo / "models" / "momentum_0.4_lr_0.1_batch_20" / "replicate_0"
     net = model.MLP([50, 50])
     net.load_state_dict(torch.load(folder / "model.pt", weights_only=True))
     record = json.loads((folder / "record.json").read_text())
@@ -114,9 +141,11 @@ def test_saved_models_are_plain_state_dicts_with_their_record(repo):
     with torch.no_grad():
         predictions = net(test["images"].float() / 255).argmax(1)
     accuracy = (predictions == test["labels"]).double().mean().item()
-    assert accuracy == record["epochs"][-1]["test_accuracy"]
+    assert accuracy == record["evaluations"][-1]["test_accuracy"]
     assert record["inputs"]["train"]["max_train_images"] == 2500
-    assert record["inputs"]["arm"] == {"momentum": 0.4, "lr": 0.1, "control": False}
+    assert record["inputs"]["method"] == {"lr": 0.1, "momentum": 0.4, "nesterov": False,
+                                          "batch_size": 20}
+    assert record["stopped"] == {"step": 200, "reason": "budget"}
     assert sorted(p.name for p in folder.iterdir()) == ["checkpoints.pt", "model.pt",
                                                         "record.json", "seal.json", "timing.json"]
     # The kept weights: the initial ones, PyTorch's default init in this replicate, and those
@@ -140,8 +169,9 @@ def measured(log) -> tuple[int, int]:
 
 def test_the_surface_measures_only_new_weights_and_the_saddle_experiment(repo):
     """The template measured momenta 0 and 0.4 with the control, in two replicates."""
-    surface = json.loads((repo / "metrics" / "surface.json").read_text())
-    assert list(surface)[:3] == ["escape_vs_zero", "escape_vs_control", "basin_vs_zero"]
+    surface = repo.surface()
+    headline = json.loads((repo / "metrics" / "surface.json").read_text())
+    assert headline == surface["headline"] and list(headline) == ["escape", "basin"]
     probes = surface["probe"]["mnist_train_indices"]  # one per fold, none of its validation
     assert set(probes) == {"0", "1"} and all(len(p) == 200 for p in probes.values())
     for fold, probe in probes.items():
@@ -153,8 +183,9 @@ def test_the_surface_measures_only_new_weights_and_the_saddle_experiment(repo):
 
     repo.set_params({"train": {"replicates": 3}})
     log = repo.dvc("repro", "surface").stdout
-    assert trained(log) == labels(["momentum 0.0 at lr 0.1", "momentum 0.4 at lr 0.1",
-                                   "control 0.4 at lr 0.1 (SGD at lr 0.1667)"], [2])
+    assert trained(log) == labels(["momentum 0.0 at lr 0.1, batch 20",
+                                   "momentum 0.4 at lr 0.1, batch 20",
+                                   "control 0.4 at lr 0.1, batch 20 (SGD at lr 0.1667)"], [2])
     # The new replicate: one initial point (shared by its three models), two checkpoints per
     # model, three lines from the initial weights, two between final weights.
     computed, reused = measured(log)
@@ -165,38 +196,14 @@ def test_the_surface_measures_only_new_weights_and_the_saddle_experiment(repo):
     # plateau at loss ln 10: no model escapes, and that is reported, not dropped.
     log = repo.dvc("exp", "run", "-S", "train.init_scale=0.1").stdout
     assert set(statuses(log).values()) == {"trained (parameters changed)"}
-    surface = json.loads((repo / "metrics" / "surface.json").read_text())
+    surface = repo.surface()
     assert surface["settings"]["init_scale"] == 0.1
     assert all(m["escape_steps"] is None for m in surface["models"])
     assert all(a["never_escaped"] == 3 for a in surface["arms"])
-    assert surface["escape_vs_zero"] == {"0p4": "no pairs"}
+    assert surface["headline"]["escape"] == "no pairs: 0.4"
     assert all(2.2 < m["early_train_loss"][0] < 2.4 for m in surface["models"])
     start = surface["models"][0]["curvature"][0]
     assert start["lambda_min"] < 0 < start["lambda_max"]  # near the saddle at the origin
-
-
-def test_exp_run_with_one_momentum_and_with_more_replicates(repo):
-    repo.dvc("repro", "summarize")
-    log = repo.dvc("exp", "run", "-S", "momentum=0.4").stdout
-    assert set(statuses(log).values()) == {"reused"}
-    summary = repo.summary()
-    assert [a["arm"] for a in summary["arms"]] == ["momentum_0.4_lr_0.1", "control_0.4_lr_0.1"]
-    assert summary["best"]["momentum"] == 0.4
-    log = repo.dvc("exp", "run", "-S", "train.replicates=3").stdout
-    assert len(trained(log)) == 2 and len(reused(log)) == 4  # 0.4 and its control, replicate 2
-    shown = json.dumps(json.loads(repo.dvc("exp", "show", "--json").stdout))
-    assert '"replicates": 3' in shown and "vs_zero" in shown
-    assert "best.momentum" in repo.dvc("metrics", "show").stdout
-
-
-def wait_for_queue(repo, timeout=600):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        status = repo.dvc("queue", "status").stdout
-        if not re.search(r"Queued|Running", status):
-            return status
-        time.sleep(2)
-    raise AssertionError(f"queue still busy: {status}")
 
 
 def test_a_queued_experiment_runs_the_code_it_records(repo, tmp_path):
@@ -220,8 +227,8 @@ def test_a_queued_experiment_runs_the_code_it_records(repo, tmp_path):
     experiments = [e for commit in shown for exp in (commit.get("experiments") or [])
                    for e in exp["revs"]]
     assert len(experiments) == 2
-    for e in experiments:  # DVC's table leaves lists out: read the file at the experiment
-        data = json.loads(repo.git("show", f"{e['rev']}:metrics/summary.json").stdout)
+    for e in experiments:  # the whole summary is a plain output: read it at the experiment
+        data = json.loads(repo.git("show", f"{e['rev']}:results/summary.json").stdout)
         for arm in data["arms"]:
             assert arm["test_accuracy"]["mean"] == expected[arm["arm"]], arm["arm"]
     # The edit does change results: the workspace, which runs it, gets other figures.
@@ -236,18 +243,19 @@ def test_divergence_is_a_result_not_a_crash(repo):
     log = repo.dvc("repro").stdout
     summary = repo.summary()
     assert summary["best"] is None and all(a["diverged"] == 1 for a in summary["arms"])
-    for label in ("momentum 0.0 at lr 1e+04 replicate 0", "momentum 0.4 at lr 1e+04 replicate 0"):
-        assert f"{label}: diverged in epoch 1" in log
-    assert summary["vs_zero"]["0p4"] == "diverged"
-    rows = (repo / "metrics" / "epochs.tsv").read_text().splitlines()
+    for label in ("momentum 0.0 at lr 1e+04, batch 20 replicate 0",
+                  "momentum 0.4 at lr 1e+04, batch 20 replicate 0"):
+        assert f"{label}: diverged by step 100" in log  # at the first epoch's end: it stops
+    assert repo.headline()["vs_zero"] == "diverged: 0.4"
+    rows = (repo / "results" / "epochs.tsv").read_text().splitlines()
     header = rows[0].split("\t")
     assert {row.split("\t")[header.index("diverged")] for row in rows[1:]} == {"1"}
     assert (repo / "plots" / "loss.png").stat().st_size > 10_000
     # The surface of a diverged model: what was measurable before it diverged, nothing after.
-    surface = json.loads((repo / "metrics" / "surface.json").read_text())
+    surface = repo.surface()
     for m in surface["models"]:
         assert m["escape_steps"] is None and m["line_from_initial"]["losses"] is None
-        first, *later = m["curvature"]
+        first, *later = m["curvature"]  # epoch 1, where it stopped, is not finite
         assert first["lambda_max"] > 0 and all(c["lambda_max"] is None for c in later)
     assert all(line["barrier"] is None for line in surface["lines"])
     assert (repo / "plots" / "surface_escape.png").stat().st_size > 10_000
@@ -261,8 +269,15 @@ def test_cuda_without_a_gpu_is_a_clear_error(repo):
     assert result.returncode != 0 and "no CUDA GPU is available" in result.stdout
 
 
-def test_default_pipeline_end_to_end(fresh_clone):
-    """The README's `dvc repro` with the default params: 45 correctly trained models."""
+def widest(text) -> int:
+    return max(len(line.rstrip()) for line in text.splitlines())
+
+
+def test_default_pipeline_end_to_end_and_dvcs_tables_fit_a_terminal(fresh_clone):
+    """The README's `dvc repro` with the default params: 45 correctly trained models; then three
+    experiments on one momentum each, after which `dvc metrics show` and `dvc exp show
+    --only-changed` are at most 300 characters wide, and a bare `dvc exp show` at 200 columns
+    starts with decisions."""
     repo = fresh_clone
     log = repo.dvc("repro").stdout
     # A clone has none of the DVC-cached outputs: these stages must run.
@@ -270,24 +285,36 @@ def test_default_pipeline_end_to_end(fresh_clone):
         assert f"Running stage '{stage}'" in log
     assert "45 model(s) together" in log
     summary = repo.summary()
-    assert len(summary["arms"]) == 9 and summary["best"]["replicates"] == 5
+    assert len(summary["arms"]) == 9
     for arm in summary["arms"]:
         assert arm["replicates"] == 5 and not arm["diverged"]
         assert 0.96 <= arm["test_accuracy"]["mean"] <= 0.985, arm
         low, high = arm["test_accuracy"]["ci"]
         assert low < arm["test_accuracy"]["mean"] < high
-    assert len(summary["vs_zero"]) == len(summary["vs_control"]) == 4
-    surface = json.loads((repo / "metrics" / "surface.json").read_text())
+    assert {c["family"] for c in summary["comparisons"]} == {"vs_zero", "vs_control", "vs_best"}
+    surface = repo.surface()
     assert len(surface["models"]) == 45 and len(surface["lines"]) == 2 * 4 * 5
     assert all(m["escape_steps"] is not None for m in surface["models"])
     for c in (c for m in surface["models"] for c in m["curvature"]):
         assert c["converged"] and c["lambda_min"] < 0 < c["lambda_max"]
-    assert set(surface["escape_vs_zero"]) == {"0p1", "0p2", "0p4", "0p5"}
     for name in ("accuracy", "loss", "final_accuracy", "differences", "effective_step",
-                 "lr_momentum", "memory", "time",
+                 "lr_momentum", "batch_size", "memory", "time",
                  "landscape_saddle", "landscape_minima", "surface_escape", "surface_curvature",
                  "surface_lines", "surface_barriers"):
         assert (repo / "plots" / f"{name}.png").stat().st_size > 10_000
     again = repo.dvc("repro").stdout
     assert "Running stage" not in again
     assert "up to date" in repo.dvc("status").stdout
+
+    wide = {"COLUMNS": "100000"}
+    metrics = repo.run("dvc", "metrics", "show", env=wide).stdout
+    assert "best.momentum" in metrics and widest(metrics) <= 300, metrics
+    repo.commit("the default run")
+    for momentum in ("0.1", "0.4", "0.5"):  # each reuses its models
+        log = repo.dvc("exp", "run", "-S", f"momentum={momentum}").stdout
+        assert set(statuses(log).values()) == {"reused"}
+    changed = repo.run("dvc", "exp", "show", "--only-changed", "--no-pager", env=wide).stdout
+    assert changed.count("[") >= 3 and widest(changed) <= 300, changed
+    bare = repo.run("dvc", "exp", "show", "--no-pager", env={"COLUMNS": "200"}).stdout
+    header = next(line for line in bare.splitlines() if "Experiment" in line)[:200]
+    assert "best.momentum" in header and not any(word in header for word in ("rule", "indices"))

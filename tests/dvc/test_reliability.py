@@ -21,7 +21,7 @@ CTRL_C_CONFIG = {**KILL_CONFIG, "train": {**KILL_CONFIG["train"], "epochs": 40}}
 def deterministic_outputs(repo):
     """What must be identical to an uninterrupted run: models (timing aside) and results."""
     files = repo.model_files()
-    table = (repo / "metrics" / "epochs.tsv").read_text().splitlines()
+    table = (repo / "results" / "epochs.tsv").read_text().splitlines()
     header = table[0].split("\t")
     keep = [header.index(c) for c in ("arm", "replicate", "epoch", "train_loss", "val_accuracy",
                                       "test_accuracy", "diverged")]
@@ -57,15 +57,15 @@ def reference(template, tmp_path_factory):
     "download: data/raw/train-images",              # during download: one file of four done
     "flatten: data/flat/train.pt",                  # during flatten: one split of two written
     "model(s) together",                            # as the first epoch starts
-    "epoch   2",                                    # between epochs
-    "epoch   3",                                    # while saving models
+    "step    700",                                  # between epochs (350 steps each)
+    "step   1050",                                  # while saving models
 ])
 def test_kill_at_any_moment_then_rerun_gives_the_uninterrupted_result(repo, reference, marker):
     repo.set_params(KILL_CONFIG)
     # --force: download and flatten really run, instead of being restored from DVC's cache.
     early = marker.startswith(("download", "flatten"))
     code, log = run_until(repo, marker, args=("repro", "--force") if early else ("repro",))
-    assert code != 0 or "epoch   3" in marker, log  # the kill landed (a finished run is fine)
+    assert code != 0 or "1050" in marker, log  # the kill landed (a finished run is fine)
     # A kill mid-write can leave a file under its temporary name (nothing can clean up after
     # SIGKILL); no run trusts it, and the next one removes it.
     repo.dvc("repro")
@@ -81,8 +81,8 @@ def test_ctrl_c_keeps_every_finished_model_even_after_narrowing_the_list(repo):
     repo.dvc("repro")
     before, summary = repo.model_files(), repo.summary()
     repo.set_params({**CTRL_C_CONFIG, "momentum": [0.3]})  # 0.3 must train; the rest is unlisted
-    code, log = run_until(repo, "epoch   1", sig=signal.SIGINT)
-    assert code != 0 and "epoch  40" not in log, log  # it stopped training
+    code, log = run_until(repo, "step    350", sig=signal.SIGINT)
+    assert code != 0 and "step  14000" not in log, log  # it stopped training
     assert "interrupted: finished results are kept" in log and "Traceback" not in log
     assert repo.model_files() == before and repo.summary() == summary  # nothing lost or changed
     repo.set_params(KILL_CONFIG)  # back to the list: nothing to train, nothing was lost
@@ -94,7 +94,8 @@ def test_going_back_after_an_experiment_on_one_momentum_retrains_nothing(repo):
     repo.dvc("repro", "summarize")
     before = repo.model_files()
     repo.dvc("exp", "run", "-S", "momentum=0.0")
-    assert sorted(p.name for p in (repo / "models").iterdir()) == ["momentum_0.0_lr_0.1"]
+    assert sorted(p.name for p in (repo / "models").iterdir()) == [
+        "momentum_0.0_lr_0.1_batch_20"]
     repo.git("checkout", "params.yaml")
     log = repo.dvc("repro", "summarize").stdout
     assert set(statuses(log).values()) == {"reused", "reused from .model-cache"}
@@ -106,39 +107,90 @@ def test_half_written_folders_are_never_reused(repo):
     repo.dvc("repro", "train")
     models = repo / "models"
     # killed before the seal
-    (models / "momentum_0.0_lr_0.1" / "replicate_0" / "seal.json").unlink()
-    shutil.copytree(models / "momentum_0.4_lr_0.1" / "replicate_1",
-                    models / "momentum_0.4_lr_0.1" / ".incomplete-replicate_1-x")
+    (models / "momentum_0.0_lr_0.1_batch_20" / "replicate_0" / "seal.json").unlink()
+    shutil.copytree(models / "momentum_0.4_lr_0.1_batch_20" / "replicate_1",
+                    models / "momentum_0.4_lr_0.1_batch_20" / ".incomplete-replicate_1-x")
     log = repo.dvc("repro", "train").stdout
-    assert statuses(log)["momentum 0.0 at lr 0.1 replicate 0"].startswith(
-        "reused from .model-cache")
-    assert statuses(log)["momentum 0.4 at lr 0.1 replicate 1"] == "reused"
-    assert sorted(p.name for p in (models / "momentum_0.4_lr_0.1").iterdir()) == [
+    assert statuses(log)["momentum 0.0 at lr 0.1, batch 20 replicate 0"] == (
+        "reused from .model-cache (models/ held none: files missing or damaged: missing "
+        "seal.json)")
+    assert statuses(log)["momentum 0.4 at lr 0.1, batch 20 replicate 1"] == "reused"
+    assert sorted(p.name for p in (models / "momentum_0.4_lr_0.1_batch_20").iterdir()) == [
         "replicate_0", "replicate_1"]
 
 
 def test_an_edited_record_or_damaged_model_is_retrained_not_trusted(repo):
     repo.dvc("repro", "summarize")
     before = repo.model_files()
-    record = repo / "models" / "momentum_0.4_lr_0.1" / "replicate_0" / "record.json"
+    record = repo / "models" / "momentum_0.4_lr_0.1_batch_20" / "replicate_0" / "record.json"
     data = json.loads(record.read_text())
-    data["epochs"][-1]["val_accuracy"] = 0.99
+    data["evaluations"][-1]["val_accuracy"] = 0.99
     record.write_text(json.dumps(data))
-    damaged = repo / "models" / "momentum_0.0_lr_0.1" / "replicate_1" / "model.pt"
+    damaged = repo / "models" / "momentum_0.0_lr_0.1_batch_20" / "replicate_1" / "model.pt"
     content = bytearray(damaged.read_bytes())
     content[len(content) // 2] ^= 0xFF
     damaged.write_bytes(bytes(content))
-    (repo / "models" / "control_0.4_lr_0.1" / "replicate_0" / "notes.txt").write_text("foreign")
+    (repo / "models" / "control_0.4_lr_0.1_batch_20" / "replicate_0" / "notes.txt").write_text(
+        "foreign")
     repo.run("rm", "-rf", ".model-cache")  # so that these must be retrained, not copied back
     log = repo.dvc("repro", "summarize").stdout
     found = statuses(log)
-    assert found["momentum 0.4 at lr 0.1 replicate 0"] == (
+    assert found["momentum 0.4 at lr 0.1, batch 20 replicate 0"] == (
         "trained (files missing or damaged: record.json does not match its seal)")
-    assert found["momentum 0.0 at lr 0.1 replicate 1"].startswith(
+    assert found["momentum 0.0 at lr 0.1, batch 20 replicate 1"].startswith(
         "trained (files missing or damaged")
-    assert "unexpected notes.txt" in found["control 0.4 at lr 0.1 (SGD at lr 0.1667) replicate 0"]
+    assert "unexpected notes.txt" in found[
+        "control 0.4 at lr 0.1, batch 20 (SGD at lr 0.1667) replicate 0"]
     assert repo.model_files() == before
-    assert repo.summary()["best"]["val_accuracy"] < 0.99
+    assert all(a["val_accuracy"]["mean"] < 0.99 for a in repo.summary()["arms"])
+
+
+@pytest.mark.parametrize("stage", ["summarize", "surface"])
+def test_a_sealed_folder_at_another_arms_path_is_refused_by_the_stages_that_read_models(
+        repo, stage):
+    """Momentum 0's model copied by hand to momentum 0.4's path: its seal holds, but its record
+    is another arm's; no stage reports it as 0.4's."""
+    models = repo / "models"
+    target = models / "momentum_0.4_lr_0.1_batch_20" / "replicate_0"
+    shutil.rmtree(target)
+    shutil.copytree(models / "momentum_0.0_lr_0.1_batch_20" / "replicate_0", target)
+    before = repo.summary(), repo.surface()
+    result = repo.dvc("repro", "--single-item", stage, check=False)
+    assert result.returncode != 0 and "Traceback" not in result.stdout
+    assert (f"error: models/momentum_0.4_lr_0.1_batch_20/replicate_0: holds a model trained "
+            f"with {{'lr': 0.1, 'momentum': 0.0, 'nesterov': False, 'batch_size': 20}} in "
+            f"replicate 0, not momentum 0.4 at lr 0.1, batch 20 replicate 0") in result.stdout
+    assert (repo.summary(), repo.surface()) == before  # nothing written
+    log = repo.dvc("repro", "train").stdout  # the train stage puts the right model back
+    assert statuses(log)["momentum 0.4 at lr 0.1, batch 20 replicate 0"].startswith("reused from")
+
+
+SPACE = {"download": ("data/raw", "64k"), "train": (".model-cache", "300k"),
+         "surface": (".surface-cache", "16k")}
+
+
+@pytest.mark.skipif(not shutil.which("unshare"), reason="unshare (util-linux) is needed")
+@pytest.mark.parametrize("stage", sorted(SPACE))
+def test_a_full_disk_is_one_line_naming_the_file_and_loses_nothing(repo, stage):
+    """The stage's output folder on a real, small tmpfs (mounted in a mount namespace of its
+    own): the run stops with one line naming the file and the full disk; the next run, with
+    room, finishes and trusts nothing half-written."""
+    folder, size = SPACE[stage]
+    if stage == "surface":
+        repo.run("rm", "-rf", ".surface-cache")
+    if stage == "train":
+        repo.run("rm", "-rf", ".model-cache", "models")
+    (repo / folder).mkdir(parents=True, exist_ok=True)
+    script = (f"mount -t tmpfs -o size={size} tmpfs {folder} && "
+              f"python src/run_stage.py {stage}")
+    result = repo.run("unshare", "--mount", "--map-root-user", "sh", "-c", script, check=False)
+    assert result.returncode == 1, result.stdout
+    assert "Traceback" not in result.stdout
+    [line] = [line for line in result.stdout.splitlines() if line.startswith("error:")]
+    assert f"error: {folder}/" in line and "no space left on its device" in line
+    assert "everything finished before is kept" in line
+    repo.dvc("repro")  # with room: finishes
+    assert repo.summary()["arms"] and repo.surface()["models"]
 
 
 @pytest.mark.parametrize("make", ["file", "symlink", "model folder file"])
@@ -161,10 +213,10 @@ def test_models_that_is_not_a_folder_is_a_clear_error(repo, tmp_path, make):
 def test_metrics_that_cannot_be_written_is_a_clear_error_and_training_is_kept(repo):
     (repo / "metrics").rename(repo / "metrics-kept")
     (repo / "metrics").write_text("a file where the metrics folder belongs")
+    repo.set_params({"train": {"replicates": 3}})  # something to summarize anew
     result = repo.dvc("repro", "summarize", check=False)
-    # DVC meets it first (the train stage's live log is below metrics/) and names it.
     assert result.returncode != 0 and "Traceback" not in result.stdout
-    assert "Not a directory" in result.stdout and "metrics/live" in result.stdout
+    assert "error: metrics: a file, where a folder belongs" in result.stdout
     (repo / "metrics").unlink()
     (repo / "metrics-kept").rename(repo / "metrics")
     log = repo.dvc("repro", "summarize").stdout
@@ -179,7 +231,7 @@ def test_a_network_too_large_for_memory_is_refused_before_allocating(repo):
     # the pass is one replicate: its three models
     assert "model.hidden = [20000000, 50]: training 3 model(s) at once needs about" in result.stdout
     assert "GiB is available on cpu; a first hidden layer of about" in result.stdout
-    assert "epoch" not in result.stdout
+    assert "model(s) together" not in result.stdout  # refused before any training
 
 
 @pytest.mark.parametrize("key, value, expected", [
@@ -207,7 +259,8 @@ def test_bad_params_stop_the_run_before_any_work_and_keep_the_outputs(repo, key,
 def test_minus_zero_is_momentum_zero(repo):
     repo.set_params({"momentum": [-0.0, 0.4]})
     log = repo.dvc("repro", "--force", "--single-item", "train").stdout
-    assert set(statuses(log).values()) == {"reused"} and "momentum 0.0 at lr 0.1 replicate 0" in log
+    assert set(statuses(log).values()) == {"reused"}
+    assert "momentum 0.0 at lr 0.1, batch 20 replicate 0" in log
 
 
 def test_two_concurrent_runs_one_is_refused_by_dvcs_lock(repo):

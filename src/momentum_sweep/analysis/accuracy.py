@@ -152,7 +152,7 @@ def analyse(finals, arms) -> dict:
     found = comparisons(finals, families(arms, arms_by_name[best["arm"]] if best else None,
                                          tuned))
     for c in found:
-        c["verdict"] = statistics.verdict(c, against_name(c, arms_by_name))
+        c["verdict"] = statistics.difference_verdict(c, against_name(c, arms_by_name))
     return {"measure": MEASURE,
             "rules": [SELECTION_RULE, *([TUNED_RULE] if several else []),
                       statistics.VERDICT_RULE,

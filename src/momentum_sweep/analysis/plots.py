@@ -27,6 +27,7 @@ Colours, markers, bands and the PNG write are shared with every figure (``figure
 """
 
 import numpy as np
+from matplotlib.ticker import FixedLocator, NullFormatter, NullLocator
 
 from ..training.arms import Arm, line_name, pairs
 from . import epochs, statistics
@@ -61,6 +62,19 @@ def styled(arm, styles):
     """(colour, marker, linestyle) of an arm: its line's colour and marker, its kind's dash."""
     colour, marker = styles[(arm.momentum, arm.nesterov) if arm.control else arm.line]
     return colour, marker, LINESTYLES[arm.kind]
+
+
+def batch_axis(ax, batches):
+    """A log-scale x axis of batch sizes, labelled with the batch sizes themselves."""
+    ax.set_xscale("log")
+    ax.xaxis.set_major_locator(FixedLocator(sorted(batches)))
+    ax.xaxis.set_major_formatter("{x:g}")
+    ax.xaxis.set_minor_locator(NullLocator())
+
+
+def plain_log(axis):
+    """A log axis without labels on its minor ticks (they crowd a short range)."""
+    axis.set_minor_formatter(NullFormatter())
 
 
 def grid(count, width, height):
@@ -215,8 +229,9 @@ def ratio_figure(summary, styles):
                         capsize=4, linestyle=LINESTYLES["nesterov" if line[1] else "momentum"],
                         label=line_name(line))
         ax.axhline(1, color="grey", linewidth=1)
-        ax.set_xscale("log", base=2)
+        batch_axis(ax, {r["batch_size"] for r in rows})
         ax.set_yscale("log")
+        plain_log(ax.yaxis)
         ax.set(title=names[family], xlabel="batch size (log)",
                ylabel="ratio of steps (log; above 1: the line needs fewer)")
         ax.grid(alpha=0.3, which="both")
@@ -288,8 +303,7 @@ def measure_of(entry, steps):
 
 def measure_label(summary) -> str:
     if by_steps(summary):
-        return (f"steps to validation accuracy {summary['measure']['target']:g} (log; not "
-                f"reached: the budget)")
+        return f"steps to validation accuracy {summary['measure']['target']:g} (log)"
     return "mean final validation accuracy"
 
 
@@ -322,14 +336,18 @@ def effective_step_figure(summary, styles):
                         [measure_of(a, steps) for a in mine], colour, marker,
                         LINESTYLES["nesterov" if line[1] else "momentum"], label)
         ax.set_xscale("log")
+        plain_log(ax.xaxis)
         if steps:
             ax.set_yscale("log")
+            plain_log(ax.yaxis)
         ax.set(title=f"batch {batch}", xlabel="effective step lr / (1 - momentum) (log)",
-               ylabel=measure_label(summary))
+               ylabel=measure_label(summary) if ax is axes[0] else None)
         ax.grid(alpha=0.3, which="both")
         ax.legend(frameon=False, fontsize=7)
     fig.suptitle("momentum as a larger step: one curve if that is all it is (mean over "
-                 "replicates, 95% band)", fontsize=10)
+                 "replicates, 95% band"
+                 + ("; a model that does not reach the target counts as its budget)" if steps
+                    else ")"), fontsize=10)
     return fig
 
 
@@ -339,9 +357,10 @@ def lr_momentum_figure(summary):
     listed = [a for a in summary["arms"] if not a["control"]]
     batches = sorted({a["batch_size"] for a in listed})
     lines = sorted({arm_of(a).line for a in listed})
-    lrs = sorted({a["lr"] for a in listed})
-    fig, axes = grid(len(batches), 1.3 * len(lines) + 2.4, max(3.2, 0.5 * len(lrs) + 1.8))
+    most = max(len({a["lr"] for a in listed if a["batch_size"] == b}) for b in batches)
+    fig, axes = grid(len(batches), 1.1 * len(lines) + 2.2, max(3.2, 0.45 * most + 1.8))
     for ax, batch in zip(axes, batches):
+        lrs = sorted({a["lr"] for a in listed if a["batch_size"] == batch})
         values = np.full((len(lrs), len(lines)), np.nan)
         for a in listed:
             d = measure_of(a, steps)
@@ -370,7 +389,8 @@ def lr_momentum_figure(summary):
         ax.set_xticks(range(len(lines)), [line_name(line).replace(" ", "\n") for line in lines],
                       fontsize=8)
         ax.set_yticks(range(len(lrs)), [f"{lr:g}" for lr in lrs])
-        ax.set(xlabel="line", ylabel="learning rate as listed", title=f"batch {batch}")
+        ax.set(xlabel="line", title=f"batch {batch}",
+               ylabel="step lr/(1 - mu)" if arm_of(listed[0]).effective else "learning rate")
         fig.colorbar(image, ax=ax, label="log10 mean steps" if steps else "%")
     fig.suptitle(f"{measure_label(summary)}; red: each line's best lr (orange: on the edge "
                  f"of the grid)", fontsize=9)
@@ -389,7 +409,7 @@ def batch_figure(summary, styles):
         draw_points(ax, [a["batch_size"] for a in mine], [measure_of(a, steps) for a in mine],
                     colour, marker, LINESTYLES["nesterov" if line[1] else "momentum"],
                     line_name(line))
-    ax.set_xscale("log", base=2)
+    batch_axis(ax, {a["batch_size"] for a in chosen})
     if steps:
         sgd = sorted((a for a in chosen if arm_of(a).line == (0.0, False)),
                      key=lambda a: a["batch_size"])

@@ -180,24 +180,21 @@ def listed_comparisons(models, arms) -> list:
     return rows
 
 
+WORDS = {"better": "fewer steps than", "worse": "more steps than",
+         "no detectable difference": "no detectable difference in steps from"}
+
+
 def verdict(row, arms_by_name) -> str:
-    """A ratio's result in a sentence, following the verdict rule."""
-    other = arms_by_name[row["against"]].label
+    """A ratio's result in a sentence, following the verdict rule, with the models that did not
+    reach the target."""
     missing = ((f"; {row['not_reached']} of its models did not reach the target"
                 if row["not_reached"] else "")
                + (f"; {row['other_not_reached']} of the other's did not"
                   if row["other_not_reached"] else ""))
-    result = statistics.outcome(row)
-    if result == "diverged":
-        return f"no result: no pair of models to compare with {other}{missing}"
-    if result == "cannot tell":
-        return (f"cannot tell from {other} (x{row['ratio']:.2f}): one replicate gives no "
-                f"interval; {statistics.FEWEST_REPLICATES_ADVICE}{missing}")
-    low, high = row["ratio_ci"]
-    interval = f"x{row['ratio']:.2f} [{low:.2f}, {high:.2f}]"
-    word = {"better": "fewer steps than", "worse": "more steps than"}.get(
-        result, "no detectable difference in steps from")
-    return f"{word} {other}: {interval}{missing}"
+    low, high = row["ratio_ci"] or (None, None)
+    return statistics.verdict(row, arms_by_name[row["against"]].label,
+                              "-" if row["ratio"] is None else f"x{row['ratio']:.2f}",
+                              "-" if low is None else f"{low:.2f}, {high:.2f}", WORDS, missing)
 
 
 def analyse(table, arms) -> dict:

@@ -4,12 +4,13 @@ Each file loads with one call (``load_split``), which checks shapes, dtypes and 
 so a replaced or corrupted file is an error that names it instead of a silently wrong input.
 """
 
+import io
 from pathlib import Path
 
 import torch
 
 from . import idx
-from ..atomic import atomic_path
+from ..atomic import write_bytes
 from ..errors import SweepError
 from .mnist import (CLASSES, FLAT_DIR, MISSING_FLAT, PIXELS, RAW_DIR, TEST_IMAGES,
                     TRAIN_IMAGES)
@@ -60,10 +61,12 @@ def flatten(raw_dir=RAW_DIR, flat_dir=FLAT_DIR):
         path = Path(flat_dir) / f"{name}.pt"
         split = flatten_split(raw_dir, prefix)
         check_split(split, path, count)
-        # Saved through a file object: given a path, torch.save names the archive inside after
-        # the (random) temporary file, and the bytes, so the hash DVC records, would differ.
-        with atomic_path(path) as tmp, open(tmp, "wb") as f:
-            torch.save(split, f)
+        # Saved into memory first: given a path, torch.save names the archive inside after the
+        # (random) temporary file, and the bytes, so the hash DVC records, would differ; and a
+        # full disk is then an ordinary OSError, which write_bytes names.
+        buffer = io.BytesIO()
+        torch.save(split, buffer)
+        write_bytes(path, buffer.getvalue())
         print(f"flatten: {path} images {tuple(split['images'].shape)} uint8", flush=True)
 
 

@@ -65,7 +65,8 @@ def read_models(models_dir, p) -> list[Trained]:
     return sorted(found, key=lambda m: (*in_order(m.key.arm), m.key.replicate))
 
 
-def arms_of(models) -> list:
+def arms_trained(models) -> list:
+    """The arms of ``models``, in order."""
     return sorted({m.key.arm for m in models}, key=in_order)
 
 
@@ -134,7 +135,7 @@ def between_finals(models, measurers) -> list:
     and its control (on the probe of the replicate's fold)."""
     by_key = {m.key: m for m in models}
     found = []
-    for kind, compared in pairs(arms_of(models)).items():
+    for kind, compared in pairs(arms_trained(models)).items():
         for arm, other in compared:
             for model in [m for m in models if m.key.arm == arm]:
                 partner = by_key.get(ModelKey(other, model.key.replicate))
@@ -183,14 +184,15 @@ def run(p, models_dir=results.MODELS_DIR, plots_dir=figures.PLOTS_DIR, cache_dir
     print(f"surface: {len(models)} model(s), probe of {p.surface.probe_size} training images "
           f"per fold ({len(indices)} fold(s)), curvature at the epochs of train.checkpoints, on "
           f"{devices.describe(device)}", flush=True)
-    measured = [(m.key, measure_model(m, measurers, p))
-                for m in tqdm(models, desc="surface", unit="model", file=sys.stderr,
-                              mininterval=2)]
+    with tqdm(models, desc="surface", unit="model", file=sys.stderr, mininterval=2,
+              leave=False) as bar:  # closed before any message (Ctrl-C's) is printed
+        measured = [(m.key, measure_model(m, measurers, p)) for m in bar]
     shown = early_points([m for _, m in measured], p.train)
     for model, (_, found) in zip(models, measured):
         found["early_train_loss"] = model.record["fine_train_loss"]["loss"][:shown]
     lines = between_finals(models, measurers)
-    result = summary.summary(measured, lines, arms_of(models), p.surface.barrier_tolerance)
+    result = summary.summary(measured, lines, arms_trained(models),
+                             p.surface.barrier_tolerance)
     result["settings"] = {"surface": p.surface.model_dump(), "init_scale": p.train.init_scale,
                           "checkpoints": p.train.checkpoints}
     result["probe"] = {"rule": "per fold: surface.probe_size training images of the models that "

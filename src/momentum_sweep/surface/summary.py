@@ -17,7 +17,8 @@ DEFAULT_WORDS = ("higher", "lower")
 CURVATURE = ["lambda_max", "lambda_min", "ratio", "grad_norm", "sharpness_over_threshold"]
 COMPARED_AT_CHECKPOINTS = ["lambda_max", "lambda_min", "grad_norm", "sharpness_over_threshold"]
 KINDS = ("vs_zero", "vs_control")
-BASIN_WORDS = {"same basin": "same", "separate minima": "separate", "cannot tell": "cannot tell"}
+BASIN_WORDS = {"same basin": "same", "separate minima": "separate", "cannot tell": "cannot tell",
+               "no pairs": "no pairs"}
 
 COMPARISON_RULE = (f"paired t-test over replicates (pairs where both models have the figure); "
                    f"a direction word (faster/slower, higher/lower) only where the Holm-adjusted "
@@ -29,7 +30,8 @@ COMPARISON_RULE = (f"paired t-test over replicates (pairs where both models have
 def barrier_rule(tolerance) -> str:
     return (f"barrier = highest probe loss on the straight line between two final weights minus "
             f"the mean of the two ends; 'same basin' where its 95% interval lies below "
-            f"{tolerance:g}, 'separate minima' where it lies above, otherwise 'cannot tell'")
+            f"{tolerance:g}, 'separate minima' where it lies above, otherwise 'cannot tell' "
+            f"('no pairs' where no pair of models has a barrier)")
 
 
 def figures_of(model) -> dict:
@@ -94,6 +96,8 @@ def comparisons(values, arms) -> list:
 
 
 def barrier_verdict(description, tolerance) -> str:
+    if description["n"] == 0:
+        return "no pairs"  # as a comparison with no pair says it
     if description["ci"] is None:
         return "cannot tell"
     low, high = description["ci"]

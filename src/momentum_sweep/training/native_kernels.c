@@ -185,6 +185,18 @@ static float log_sum_exp(const float *z, int64_t C, int64_t *argmax)
     return m + logf(total);
 }
 
+/* Nesterov's step of NV vectors of a row whose gradient sums (lr*grad) are g: v = mu*v + g, and
+ * w -= g + mu*v with that new v. */
+static inline void nesterov_step(float *restrict w, float *restrict v, const v8 *g, float mu,
+                                 const int NV)
+{
+    for (int k = 0; k < NV; k++) {
+        const v8 acc = mu * load(v + 8 * k) + g[k];
+        store(v + 8 * k, acc);
+        store(w + 8 * k, load(w + 8 * k) - g[k] - mu * acc);
+    }
+}
+
 /* Later layers' backward pass, last first, for B images whose hs[L-1] holds
  * lr/B * d(loss)/d(logits): velocity and update of W (heavy-ball: v = mu*v + lr*g, w -= v;
  * Nesterov: the same v, w -= lr*g + mu*v), then the gradient of each layer's input (through W
@@ -209,11 +221,7 @@ static void backward_later(const Net *net, float *hs, int64_t B, float *W, float
                         const float *d = layer_out(net, hs, l, b) + c;
                         for (int k = 0; k < NV; k++) g[k] += x * load(d + 8 * k);
                     }
-                    for (int k = 0; k < NV; k++) {
-                        acc[k] = mu * load(v + c + 8 * k) + g[k];
-                        store(v + c + 8 * k, acc[k]);
-                        store(w + c + 8 * k, load(w + c + 8 * k) - g[k] - mu * acc[k]);
-                    }
+                    nesterov_step(w + c, v + c, g, mu, NV);
                 } else {
                     for (int k = 0; k < NV; k++) acc[k] = mu * load(v + c + 8 * k);
                     for (int64_t b = 0; b < B; b++) {
@@ -486,11 +494,7 @@ int64_t train_steps(const Net *net, const Model *m, const float *restrict scale,
                 for (int k = 0; k < NV; k++) g[k] = (v8){0};
                 for (int64_t b = 0; b < B; b++)
                     for (int k = 0; k < NV; k++) g[k] += load(layer_out(net, hs, 0, b) + c + 8 * k);
-                for (int k = 0; k < NV; k++) {
-                    acc[k] = mu * load(v + c + 8 * k) + g[k];
-                    store(v + c + 8 * k, acc[k]);
-                    store(w + c + 8 * k, load(w + c + 8 * k) - g[k] - mu * acc[k]);
-                }
+                nesterov_step(w + c, v + c, g, mu, NV);
             } else {
                 for (int k = 0; k < NV; k++) acc[k] = mu * load(v + c + 8 * k);
                 for (int64_t b = 0; b < B; b++)

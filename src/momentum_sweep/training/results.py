@@ -19,13 +19,14 @@ Two places hold folders:
 """
 
 import hashlib
+import io
 import json
 import os
 import shutil
 import tempfile
 from pathlib import Path
 
-from ..atomic import fsync, json_text, umask
+from ..atomic import fsync, json_text, no_space, umask
 from ..errors import SweepError
 from .arms import Arm, ModelKey
 
@@ -146,16 +147,23 @@ def _put_in_place(staging: Path, target: Path):
 
 def write_folder(target, state_dict, record, timing, checkpoints):
     """Write a model folder atomically: files, then the seal, then the rename."""
+    target = Path(target)
+    with no_space(target):
+        _write_folder(target, state_dict, record, timing, checkpoints)
+
+
+def _write_folder(target, state_dict, record, timing, checkpoints):
     import torch  # here, not above: the analysis stages read folders without loading torch
 
-    target = Path(target)
     staging = _stage_folder(target.parent, target.name)
     try:
-        # Through a file object: given a path, torch.save names the archive inside after the
-        # file, and the temporary name would make the bytes differ from run to run.
+        # Into memory, then the file: given a path, torch.save names the archive inside after
+        # the file (the temporary name would make the bytes differ from run to run), and a full
+        # disk is then an ordinary OSError rather than torch's RuntimeError.
         for name, content in (("model.pt", state_dict), ("checkpoints.pt", checkpoints)):
-            with open(staging / name, "wb") as f:
-                torch.save(content, f)
+            buffer = io.BytesIO()
+            torch.save(content, buffer)
+            (staging / name).write_bytes(buffer.getvalue())
         (staging / "record.json").write_text(json_text(record))
         (staging / "timing.json").write_text(json_text(timing))
         seal = {"fingerprint": record["fingerprint"],
@@ -172,6 +180,11 @@ def write_folder(target, state_dict, record, timing, checkpoints):
 def copy_folder(source, target):
     """Copy a sealed folder atomically (byte for byte: reuse is retraining's exact result)."""
     target = Path(target)
+    with no_space(target):
+        _copy_folder(source, target)
+
+
+def _copy_folder(source, target):
     staging = _stage_folder(target.parent, target.name)
     try:
         for name in (*FILES, SEAL):

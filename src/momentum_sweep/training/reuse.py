@@ -100,8 +100,9 @@ def from_cache(cache, fp, otherwise):
     """(found, why): the cache's sealed folder for ``fp``, or why it must be trained:
     ``otherwise``, and what is wrong with the cache's entry if there is a damaged one."""
     found, damage = cache.lookup(fp)
-    if found is not None:
-        return found, "reused from .model-cache"
+    if found is not None:  # and why models/ did not hold it, unless it was simply not there
+        return found, "reused from .model-cache" + ("" if otherwise == "new" else
+                                                    f" (models/ held none: {otherwise})")
     if damage == "missing":
         return None, otherwise
     cached = f".model-cache entry damaged: {damage}"
