@@ -9,7 +9,8 @@
   native K=k this project's native CPU step, k models in the train stage's passes (the path on
              the CPU);
   ... batch b the same at batch size b (1024 and 8192: where momentum starts to matter), so that
-             the step ``train.step: auto`` picks on the CPU is shown to be the faster there.
+             the step ``train.step: auto`` picks on the CPU is shown to be the faster there
+             (with --device cuda, the PyTorch step's variants run on the GPU).
 
 The k models are the default params.yaml's arms, replicate after replicate (K = 45 is the
 default sweep: 9 arms x 5 replicates; K = 400 is 20 arms x 20 replicates, four learning rates'
@@ -375,6 +376,9 @@ def main():
         print("  vmap / native: " + ", ".join(
             f"K = {k}: {results[f'vmap-{k}']['seconds'] / results[f'native-{k}']['seconds']:.1f}x"
             for k in VMAP_K if f"native-{k}" in results))
+    if default:
+        print(f"  evaluating an image / training on one (native step, K = {DEFAULT_K}): "
+              f"{evaluation_cost(max(args.epochs, 2)):.2f}")
     for batch in LARGE_BATCHES:
         native = results.get(f"native-{DEFAULT_K}-batch-{batch}", {}).get("seconds")
         pytorch = results.get(f"torch-{DEFAULT_K}-batch-{batch}", {}).get("seconds")
@@ -388,8 +392,6 @@ def main():
               f"{results['plain']['seconds'] / default:.1f}x, PyTorch step / native = "
               f"{results[f'torch-{DEFAULT_K}']['seconds'] / default:.1f}x; native / sparse "
               f"floor = {default / sparse:.1f}x")
-        print(f"  evaluating an image / training on one (native step, K = {DEFAULT_K}): "
-              f"{evaluation_cost(max(args.epochs, 2)):.2f}")
         quiet, busy = under_load(f"native-{DEFAULT_K}", args.epochs, args.repeats)
         print(f"\nnative step, K = {DEFAULT_K}, with one busy process beside it: {busy:.3f} s "
               f"against {quiet:.3f} s quiet = {busy / quiet:.2f}x")

@@ -147,16 +147,19 @@ def test_ci_runs_the_readme_test_command():
 def test_the_readme_quotes_the_committed_results():
     """Every block scripts/results-tables prints (from results/summary.json, docs/tuned/,
     docs/batch/, results/surface.json and docs/saddle/surface.json) is in the README or its
-    detail, docs/surface.md, as printed."""
+    details, docs/batch.md and docs/surface.md, as printed."""
     printed = subprocess.run([sys.executable, str(ROOT / "scripts" / "results-tables")],
                              capture_output=True, text=True, check=True).stdout.strip()
-    readme = (ROOT / "README.md").read_text() + (ROOT / "docs" / "surface.md").read_text()
+    readme = "".join((ROOT / name).read_text() for name in ("README.md", "docs/batch.md",
+                                                            "docs/surface.md"))
     blocks = printed.split("\n\n")
     assert "| momentum 0.0 at lr 0.1, batch 20 |" in blocks[0]
     assert "| momentum 0.4 at lr 0.1, batch 20 |" in blocks[1]
     assert "| 0.4 |" in blocks[2] and "400 models" in blocks[3]
-    assert "| 8192 | nesterov 0.9 |" in blocks[4] and "minutes in all" in blocks[5]
-    assert blocks[6].startswith("| measure") and len(blocks) == 11
+    assert blocks[4].startswith("| batch | tuned plain SGD") and "775 models" in blocks[5]
+    assert blocks[6].startswith("| batch | tuned plain SGD") and blocks[6] != blocks[4]
+    assert "| 8192 | nesterov 0.9 |" in blocks[7]
+    assert blocks[8].startswith("| measure") and len(blocks) == 13
     for block in blocks:
         assert block in readme, block
 

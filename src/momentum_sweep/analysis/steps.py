@@ -277,9 +277,3 @@ def headline(summary) -> dict:
             found[f"b{batch}"] = {"vs_zero": words("vs_zero", batch),
                                   "vs_ctrl": words("vs_control", batch)}
     return found
-
-
-def mean_steps(entry) -> float:
-    """An arm's mean steps counted (the budget where not reached): what the figures draw."""
-    return entry["steps_counted"]["mean"] if entry["steps_counted"]["mean"] is not None \
-        else math.nan
