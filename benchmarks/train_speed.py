@@ -20,8 +20,8 @@ own; the variants take turns, --repeats times, and the median is printed, since 
 machine's speed drifts. Also printed: the arithmetic floors of one model-epoch at this machine's
 measured multiply rate, dense and counting only the pixels that are non-zero; what evaluating an
 image costs against training on one (it sets how often a target run may evaluate); the native
-step at the default K with one busy process beside it; with --stage, the train stage itself; and with
---memory, the train stage's peak resident memory as train.replicates grows.
+step at the default K with one busy process beside it; with --stage, the train stage itself; and
+with --memory, the train stage's peak resident memory as train.replicates grows.
 
 Run from the repository root after `dvc repro flatten`:  python benchmarks/train_speed.py
 """
@@ -220,7 +220,7 @@ def variants():
                 lambda epochs, i=implementation, k=k: project_step(i, k, epochs))
     for batch in LARGE_BATCHES:
         for implementation in K_VALUES:
-            found[f"{implementation}-{DEFAULT_K}-batch-{batch}"] = (
+            found[f"{implementation}-batch-{batch}"] = (
                 f"{'PyTorch' if implementation == 'torch' else 'native'} step, K = {DEFAULT_K}, "
                 f"batch {batch}",
                 lambda epochs, i=implementation, b=batch: project_step(i, DEFAULT_K, epochs, b))
@@ -380,8 +380,8 @@ def main():
         print(f"  evaluating an image / training on one (native step, K = {DEFAULT_K}): "
               f"{evaluation_cost(max(args.epochs, 2)):.2f}")
     for batch in LARGE_BATCHES:
-        native = results.get(f"native-{DEFAULT_K}-batch-{batch}", {}).get("seconds")
-        pytorch = results.get(f"torch-{DEFAULT_K}-batch-{batch}", {}).get("seconds")
+        native = results.get(f"native-batch-{batch}", {}).get("seconds")
+        pytorch = results.get(f"torch-batch-{batch}", {}).get("seconds")
         if native and pytorch:
             print(f"  at batch {batch}, K = {DEFAULT_K}: PyTorch step / native = "
                   f"{pytorch / native:.1f}x; native / dense floor = {native / dense:.1f}x, "

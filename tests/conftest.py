@@ -7,9 +7,35 @@ per run, for every pytest-xdist worker (``built_once``).
 
 import momentum_sweep  # noqa: F401  first: sets MKL's reproducibility mode before torch computes
 
+import os
+
 import pytest
+import torch
 
 from clones import ROOT, SMALL, Clone, built_once, clone_repository
+
+
+def pytest_configure(config):
+    """With one pytest-xdist worker per core, each worker and everything it starts (dvc, the
+    stages, their threads) stays on its own core: two workers' thread pools on two shared cores
+    spin against each other and take several times as long. Results do not depend on the number
+    of threads (tests/test_native_step.py holds them equal)."""
+    worker = os.environ.get("PYTEST_XDIST_WORKER", "")
+    cores = sorted(os.sched_getaffinity(0))
+    if worker and int(os.environ["PYTEST_XDIST_WORKER_COUNT"]) == len(cores) > 1:
+        os.sched_setaffinity(0, {cores[int(worker.removeprefix("gw"))]})
+        torch.set_num_threads(1)
+
+
+def pytest_collection_modifyitems(items):
+    """The longest tests first, then the other dvc tests, then the unit tests: each worker takes
+    the next test when it frees up, so the long ones run side by side from the start and the
+    short ones fill in around them."""
+    def cost(item):
+        return 0 if item.get_closest_marker("long") else 1 if item.get_closest_marker("dvc") \
+            else 2
+
+    items.sort(key=cost)
 
 
 @pytest.fixture(scope="session")

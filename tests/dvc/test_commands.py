@@ -78,6 +78,7 @@ def readme_commands() -> list:
     return [line.split("  #")[0].strip() for line in block.splitlines() if line.strip()]
 
 
+@pytest.mark.long
 def test_every_command_the_readme_shows_runs_as_written(repo):
     """On the small config, in order, each exactly as the README writes it (the shell splits
     it), each experiment from the committed params; what each says it does, it does."""
@@ -154,9 +155,9 @@ def test_the_results_tables_print_any_run_keyed_by_arm(repo):
 def test_the_benchmarks_run(repo):
     """Each benchmark, shortest settings, on the small config: they cannot rot unseen."""
     speed = repo.run("python", "benchmarks/train_speed.py", "--epochs", "1", "--repeats", "1",
-                     "--only", "native-5", "torch-5", "native-45-batch-1024",
-                     "torch-45-batch-1024").stdout
-    assert "at batch 1024, K = 45: PyTorch step / native =" in speed
+                     "--only", "native-5", "torch-5", "native-batch-1024",
+                     "torch-batch-1024").stdout
+    assert re.search(r"at batch 1024, K = \d+: PyTorch step / native = [\d.]+x", speed)
     surface = repo.run("python", "benchmarks/surface_cost.py", "--repeats", "1").stdout
     assert "product     ours" in surface and "per model" in surface
 

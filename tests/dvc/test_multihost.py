@@ -26,6 +26,7 @@ def experiments(clone):
     return {e["name"]: e["revs"][0] for commit in shown for e in (commit.get("experiments") or [])}
 
 
+@pytest.mark.long
 def test_two_hosts_share_a_sweep_through_git_and_dvc_remotes(template, tmp_path):
     origin, storage = tmp_path / "origin.git", tmp_path / "storage"
     main = template.copy(tmp_path / "main")

@@ -48,7 +48,7 @@ def reference(template, tmp_path_factory):
     def build(folder):
         repo = template.copy(folder / "repo")
         repo.set_params(KILL_CONFIG)
-        repo.dvc("repro")
+        repo.dvc("repro", "summarize")
 
     return deterministic_outputs(Clone(built_once(tmp_path_factory, "reference", build) / "repo"))
 
@@ -57,18 +57,18 @@ def reference(template, tmp_path_factory):
     "download: data/raw/train-images",              # during download: one file of four done
     "flatten: data/flat/train.pt",                  # during flatten: one split of two written
     "model(s) together",                            # as the first epoch starts
-    "step    700",                                  # between epochs (350 steps each)
-    "step   1050",                                  # while saving models
+    "step   1150",                                  # between epochs (575 steps each)
+    "step   1725",                                  # while saving models
 ])
 def test_kill_at_any_moment_then_rerun_gives_the_uninterrupted_result(repo, reference, marker):
     repo.set_params(KILL_CONFIG)
     # --force: download and flatten really run, instead of being restored from DVC's cache.
     early = marker.startswith(("download", "flatten"))
     code, log = run_until(repo, marker, args=("repro", "--force") if early else ("repro",))
-    assert code != 0 or "1050" in marker, log  # the kill landed (a finished run is fine)
+    assert code != 0 or "1725" in marker, log  # the kill landed (a finished run is fine)
     # A kill mid-write can leave a file under its temporary name (nothing can clean up after
     # SIGKILL); no run trusts it, and the next one removes it.
-    repo.dvc("repro")
+    repo.dvc("repro", "summarize")  # up to what deterministic_outputs reads
     for path in (repo / "data").rglob("*"):
         assert ".tmp" not in path.name, f"temporary file left behind: {path}"
     assert deterministic_outputs(repo) == reference
@@ -78,15 +78,15 @@ def test_ctrl_c_keeps_every_finished_model_even_after_narrowing_the_list(repo):
     """Ctrl-C as a terminal sends it: SIGINT to the foreground process group, whose processes
     have its default action (see Clone.start)."""
     repo.set_params(KILL_CONFIG)
-    repo.dvc("repro")
+    repo.dvc("repro", "summarize")
     before, summary = repo.model_files(), repo.summary()
     repo.set_params({**CTRL_C_CONFIG, "momentum": [0.3]})  # 0.3 must train; the rest is unlisted
-    code, log = run_until(repo, "step    350", sig=signal.SIGINT)
-    assert code != 0 and "step  14000" not in log, log  # it stopped training
+    code, log = run_until(repo, "step    575", sig=signal.SIGINT)
+    assert code != 0 and "step  23000" not in log, log  # it stopped before its 40 epochs
     assert "interrupted: finished results are kept" in log and "Traceback" not in log
     assert repo.model_files() == before and repo.summary() == summary  # nothing lost or changed
     repo.set_params(KILL_CONFIG)  # back to the list: nothing to train, nothing was lost
-    log = repo.dvc("repro").stdout
+    log = repo.dvc("repro", "summarize").stdout
     assert set(statuses(log).values()) <= {"reused"} and repo.model_files() == before
 
 
@@ -197,7 +197,7 @@ def test_a_full_disk_is_one_line_naming_the_file_and_loses_nothing(repo, stage):
 def test_models_that_is_not_a_folder_is_a_clear_error(repo, tmp_path, make):
     target = repo / "models"
     if make == "model folder file":
-        target = target / "momentum_0.4_lr_0.1" / "replicate_0"
+        target = target / "momentum_0.4_lr_0.1_batch_20" / "replicate_0"
     shutil.rmtree(target)
     if make == "symlink":
         (tmp_path / "elsewhere").mkdir()

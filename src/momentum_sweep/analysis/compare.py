@@ -17,7 +17,7 @@ the answer the whole grid would.
 
 Writes <out>/summary.json (as results/summary.json), <out>/headline.json (as
 metrics/summary.json), <out>/arms.tsv (one row per arm), <out>/experiments.tsv (one row per
-experiment, with whether and why it was left out) and the plot stage's figures.
+experiment, with whether and why it was left out) and the summarize stage's figures.
 """
 
 import argparse

@@ -1,6 +1,6 @@
 """What every figure of the project shares: matplotlib without a display, each line's colour and
 marker, the one way intervals are drawn (``draw_band``, ``draw_interval``, from
-``statistics.band`` and ``statistics.describe``), and an atomic PNG write. The plot stage, the
+``statistics.band`` and ``statistics.describe``), and an atomic PNG write. The summarize stage, the
 surface stage, the toy landscapes and the cross-experiment comparison import this module, not
 each other; it computes nothing, so a change to the statistics reruns none of the figures that do
 not use them (the toy landscapes).
@@ -55,6 +55,13 @@ def draw_interval(ax, x, description, colour, marker="_", size=12, hollow=False,
     ax.errorbar([x], [mean], yerr=[[mean - low], [high - mean]], fmt=marker, color=colour,
                 markersize=size, capsize=4, markerfacecolor="white" if hollow else colour,
                 label=label)
+
+
+def legend(ax, **style):
+    """The axes' legend, if anything drawn on it has a label (a run where every model diverged
+    draws none)."""
+    if ax.get_legend_handles_labels()[0]:
+        ax.legend(frameon=False, **style)
 
 
 def save(fig, path):

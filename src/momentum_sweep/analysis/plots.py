@@ -31,7 +31,7 @@ from matplotlib.ticker import FixedLocator, NullFormatter, NullLocator
 
 from ..training.arms import Arm, line_name, pairs
 from . import epochs, statistics
-from .figures import LINESTYLES, draw_band, draw_interval, line_styles, note, plt
+from .figures import LINESTYLES, draw_band, draw_interval, legend, line_styles, note, plt
 
 PANEL_COLUMNS = 4  # curve panels across, before they wrap
 CURVES = {
@@ -135,7 +135,7 @@ def draw_curves(ax, table, column, panel, styles, x):
             ax.plot([point], [np.nanmin(rows[column]) if len(rows) else 0], marker="x",
                     markersize=11, mew=2.5, color=colour, linestyle="none")
     ax.grid(alpha=0.3)
-    ax.legend(fontsize=7, frameon=False)
+    legend(ax, fontsize=7)
 
 
 def curves_figure(table, summary, rows, styles):
@@ -156,13 +156,13 @@ def curves_figure(table, summary, rows, styles):
                     ax.axhline(summary["measure"]["target"], color="k", lw=0.8, ls=":")
             ax.set_title(f"{title}: {name}", fontsize=9)
             ax.set(xlabel="training steps (log)" if steps else "epoch", ylabel=title)
-    legend = ["mean over replicates with 95% interval"]
+    captions = ["mean over replicates with 95% interval"]
     if steps:
-        legend.append("dotted: the target; models stop there, so later points are those "
+        captions.append("dotted: the target; models stop there, so later points are those "
                       "still training")
     else:
-        legend += ["dashed: plain SGD at lr/(1 - momentum)", "grey: momentum 0 at the same lr"]
-    fig.suptitle("; ".join(legend), fontsize=9)
+        captions += ["dashed: plain SGD at lr/(1 - momentum)", "grey: momentum 0 at the same lr"]
+    fig.suptitle("; ".join(captions), fontsize=9)
     return fig
 
 
@@ -235,7 +235,7 @@ def ratio_figure(summary, styles):
         ax.set(title=names[family], xlabel="batch size (log)",
                ylabel="ratio of steps (log; above 1: the line needs fewer)")
         ax.grid(alpha=0.3, which="both")
-        ax.legend(frameon=False, fontsize=8)
+        legend(ax, fontsize=8)
     fig.suptitle("steps to the target, paired by replicate: geometric mean ratio with 95% "
                  "interval", fontsize=10)
     return fig
@@ -280,7 +280,7 @@ def draw_differences(ax, rows, styles, title):
     ax.set_xlim(-0.6, max(len(lines), 2) - 0.4)
     ax.set(title=title, xlabel="line", ylabel="difference (percentage points)")
     ax.grid(alpha=0.3)
-    ax.legend(frameon=False, fontsize=8)
+    legend(ax, fontsize=8)
 
 
 def differences_figure(summary, styles):
@@ -310,6 +310,8 @@ def measure_label(summary) -> str:
 def draw_points(ax, x, found, colour, marker, dash, label):
     """Means with their 95% interval as a band, at ``x`` (one point: an error bar): ``found``,
     describe() dicts."""
+    if all(d["mean"] is None for d in found):  # nothing measured: every model diverged
+        return
     if len(found) == 1:
         draw_interval(ax, x[0], found[0], colour, marker=marker, size=6, label=label)
         return
@@ -343,7 +345,7 @@ def effective_step_figure(summary, styles):
         ax.set(title=f"batch {batch}", xlabel="effective step lr / (1 - momentum) (log)",
                ylabel=measure_label(summary) if ax is axes[0] else None)
         ax.grid(alpha=0.3, which="both")
-        ax.legend(frameon=False, fontsize=7)
+        legend(ax, fontsize=7)
     fig.suptitle("momentum as a larger step: one curve if that is all it is (mean over "
                  "replicates, 95% band"
                  + ("; a model that does not reach the target counts as its budget)" if steps
@@ -422,7 +424,7 @@ def batch_figure(summary, styles):
     ax.set(xlabel="batch size (log)", ylabel=measure_label(summary),
            title="each line at its tuned lr (mean over replicates, 95% band)")
     ax.grid(alpha=0.3, which="both")
-    ax.legend(frameon=False, fontsize=8)
+    legend(ax, fontsize=8)
     return fig
 
 
@@ -441,7 +443,7 @@ def costs_figure(table, panels):
         ax.set(title=title, xlabel="epoch", ylabel=title)
         ax.set_ylim(bottom=0)
         ax.grid(alpha=0.3)
-        ax.legend(frameon=False, fontsize=8)
+        legend(ax, fontsize=8)
     return fig
 
 

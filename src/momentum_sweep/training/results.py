@@ -108,7 +108,8 @@ def check_weights(folder, hidden):
 
     from .model import MLP
 
-    expected = {name: (tuple(t.shape), t.dtype) for name, t in MLP(hidden).state_dict().items()}
+    with torch.device("meta"):  # shapes and dtypes only: nothing allocated, whatever the size
+        expected = {name: (tuple(t.shape), t.dtype) for name, t in MLP(hidden).state_dict().items()}
     try:
         final = torch.load(Path(folder) / "model.pt", weights_only=True)
         kept = torch.load(Path(folder) / "checkpoints.pt", weights_only=True)
