@@ -11,6 +11,7 @@ import os
 
 import pytest
 import torch
+from threadpoolctl import threadpool_limits
 
 from clones import ROOT, SMALL, Clone, built_once, clone_repository
 
@@ -19,12 +20,14 @@ def pytest_configure(config):
     """With one pytest-xdist worker per core, each worker and everything it starts (dvc, the
     stages, their threads) stays on its own core: two workers' thread pools on two shared cores
     spin against each other and take several times as long. Results do not depend on the number
-    of threads (tests/test_native_step.py holds them equal)."""
+    of threads (tests/test_native_step.py holds them equal). BLAS (numpy's, scipy's) sized its
+    pool when it was imported, before the pinning: it is cut to one thread too."""
     worker = os.environ.get("PYTEST_XDIST_WORKER", "")
     cores = sorted(os.sched_getaffinity(0))
     if worker and int(os.environ["PYTEST_XDIST_WORKER_COUNT"]) == len(cores) > 1:
         os.sched_setaffinity(0, {cores[int(worker.removeprefix("gw"))]})
         torch.set_num_threads(1)
+        threadpool_limits(1)
 
 
 def pytest_collection_modifyitems(items):

@@ -56,7 +56,6 @@ def reference(template, tmp_path_factory):
 @pytest.mark.parametrize("marker", [
     "download: data/raw/train-images",              # during download: one file of four done
     "flatten: data/flat/train.pt",                  # during flatten: one split of two written
-    "model(s) together",                            # as the first epoch starts
     "step   1150",                                  # between epochs (575 steps each)
     "step   1725",                                  # while saving models
 ])
