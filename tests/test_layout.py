@@ -147,11 +147,11 @@ def test_ci_runs_the_readme_test_command():
 def test_the_readme_quotes_the_committed_results():
     """Every block scripts/results-tables prints (from results/summary.json, docs/tuned/,
     docs/batch/, results/surface.json and docs/saddle/surface.json) is in the README or its
-    details, docs/batch.md and docs/surface.md, as printed."""
+    details, docs/answer.md, docs/batch.md and docs/surface.md, as printed."""
     printed = subprocess.run([sys.executable, str(ROOT / "scripts" / "results-tables")],
                              capture_output=True, text=True, check=True).stdout.strip()
-    readme = "".join((ROOT / name).read_text() for name in ("README.md", "docs/batch.md",
-                                                            "docs/surface.md"))
+    readme = "".join((ROOT / name).read_text()
+                     for name in ("README.md", "docs/answer.md", "docs/batch.md", "docs/surface.md"))
     blocks = printed.split("\n\n")
     assert "| momentum 0.0 at lr 0.1, batch 20 |" in blocks[0]
     assert "| momentum 0.4 at lr 0.1, batch 20 |" in blocks[1]
