@@ -21,7 +21,6 @@ experiment, with whether and why it was left out) and the summarize stage's figu
 """
 
 import argparse
-import io
 import sys
 from pathlib import Path
 

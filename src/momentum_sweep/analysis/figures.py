@@ -14,7 +14,6 @@ drawn dash-dotted, a control (plain SGD at a momentum's step) dashed in its mome
 from pathlib import Path
 
 import matplotlib
-import numpy as np
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
