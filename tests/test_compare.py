@@ -124,3 +124,22 @@ def test_an_experiment_with_other_settings_is_left_out_with_its_values_as_writte
                                       reference) == ""  # momentum is what a sweep varies
     assert compare.different_settings({**common, "train.epochs": 3.0}, reference) == (
         "different settings: train.epochs=3 (most have 10)")
+
+
+def git_repository(path):
+    Clone(path).git("init", "-q")
+    return path
+
+
+@pytest.mark.parametrize("make, expected", [
+    (lambda path: path / "nonexistent", "no such folder"),
+    (lambda path: path, "not a git repository (no .git)"),
+    (git_repository, "not a DVC repository (no .dvc)"),
+])
+def test_a_repository_that_is_not_one_is_one_line(tmp_path, make, expected):
+    repo = make(tmp_path)
+    result = Clone(tmp_path).run("momentum-sweep-compare", "--repo", repo, "--out",
+                                 tmp_path / "out", check=False)
+    assert result.returncode == 1 and "Traceback" not in result.stdout
+    assert result.stdout.startswith(f"error: --repo {repo}: {expected}")
+    assert len(result.stdout.strip().splitlines()) == 1

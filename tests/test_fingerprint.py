@@ -31,7 +31,7 @@ def inputs(p=None, key=KEY, data="d", code="c", device="cpu", implementation="na
     (dict(key=arms.ModelKey(arms.Arm(0.4, 0.1, 20), 2)), "parameters changed"),
     (dict(data="other"), "data changed"),
     (dict(code="other"), "code changed"),
-    (dict(implementation="torch"), "C compiler changed, code changed"),  # no compiler
+    (dict(implementation="torch"), "train.step changed: native to torch"),
     (dict(device="cuda"), "torch version or device changed"),
 ])
 def test_a_change_gives_a_new_fingerprint_and_names_its_reason(change, reason):

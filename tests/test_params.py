@@ -113,6 +113,25 @@ def test_a_control_whose_learning_rate_overflows_float32_is_refused():
     assert params.parse(raw).train.lr == 3e38
 
 
+def test_with_effective_lr_the_lr_each_momentum_trains_at_is_checked():
+    raw = with_change("train.lr", 1.2e-38)  # a normal float32 as a step, not as lr*(1 - mu)
+    raw["train"]["effective_lr"] = True
+    raw["momentum"] = [0.0, 0.99999994]
+    with pytest.raises(SweepError, match=r"train.lr = 1.2e-38 with train.effective_lr = true "
+                                         r"and momentum 0.99999994: .* trains at lr"):
+        params.parse(raw)
+    raw["train"]["lr"] = 0.1
+    assert params.parse(raw).train.effective_lr
+
+
+def test_duplicate_integers_are_not_said_to_be_equal_in_float32():
+    with pytest.raises(SweepError) as error:
+        params.parse(with_change("train.batch_size", [20, 20]))
+    assert "float32" not in str(error.value)
+    with pytest.raises(SweepError, match="equal in float32"):
+        params.parse(with_change("train.lr", [0.1, 0.1]))
+
+
 @pytest.mark.parametrize("text, expected", [
     ("", "empty"),
     ("momentum: [0.1\n", "not valid YAML"),

@@ -33,6 +33,29 @@ def test_paired_is_scipys_paired_t_test():
     assert c["mean_difference"] == pytest.approx(np.mean(np.subtract(A, B)))
 
 
+def test_ties_give_no_p_value_and_identical_models_p_1():
+    tied = statistics.paired([0.8, 0.9], [0.6, 0.7])
+    assert tied["tied"] and tied["p"] is None and tied["ci"] is None
+    same = statistics.paired([0.8, 0.9], [0.8, 0.9])
+    assert not same["tied"] and same["p"] == 1.0 and same["ci"] == [0.0, 0.0]
+
+
+def test_an_interval_within_brackets_holds_the_t_interval_and_every_mean_they_allow():
+    a, b = [10.0, 12.0, 11.0], [7.0, 8.0, 9.0]
+    found = statistics.within_brackets(statistics.paired(a, b), [1.0, 2.0, 0.0],
+                                       [5.0, 6.0, 4.0])
+    test = stats.ttest_rel(a, b).confidence_interval(0.95)
+    assert found["ci"] == pytest.approx([min(test.low, 1.0), max(test.high, 5.0)])
+    assert found["bound"] is None
+    open_above = statistics.within_brackets(statistics.paired(a, b), [1.0, 2.0, 0.0],
+                                            [5.0, np.inf, 4.0])
+    assert open_above["ci"][1] is None and open_above["bound"] == "at least"
+    ratio = statistics.within_brackets(statistics.paired_ratio(a, b), [-np.inf, 0.1, 0.1],
+                                       [0.5, 0.5, 0.5])
+    assert ratio["bound"] == "at most" and ratio["ratio_ci"][0] is None
+    assert ratio["ratio_ci"][1] == pytest.approx(max(np.exp(0.5), ratio["ratio_ci"][1]))
+
+
 def test_holm_is_statsmodels_holm():
     p = [0.01, 0.04, 0.03, 0.5]
     assert statistics.holm(p) == pytest.approx(list(multipletests(p, method="holm")[1]))
@@ -155,7 +178,8 @@ def planted_grid(replicates=6):
 def test_a_planted_grid_gives_the_planted_tuned_choice_and_verdict():
     summary = summarize.summary(planted_grid())
     headline = summarize.headline(summary)
-    assert headline == {"best": {"momentum": 0.5, "lr": 0.1}, "tuned": "0: 0.05, 0.5: 0.1",
+    assert headline == {"best": {"momentum": 0.5, "lr": 0.1},
+                        "tuned": "0: 0.05 (smallest listed), 0.5: 0.1",
                         "vs_tuned_zero": "better: 0.5"}
     tuned = comparison(summary, "tuned_vs_zero", "momentum_0.5_lr_0.1_batch_20")
     assert tuned["against"] == "momentum_0.0_lr_0.05_batch_20"
@@ -173,3 +197,21 @@ def test_the_tuned_lr_is_chosen_on_validation_never_on_test():
     table.loc[at_01, "test_accuracy"] -= 0.05  # worse on test only: still chosen
     chosen = [a["arm"] for a in summarize.summary(table)["arms"] if a["best_lr_of_line"]]
     assert Arm(0.5, 0.1, 20).name in chosen
+
+
+def test_a_tuned_lr_is_chosen_on_the_replicates_every_lr_has():
+    """An lr grid on replicates 0-1 joined with more replicates of one lr (as
+    momentum-sweep-compare joins experiments): lr 0.2 is better on the replicates both lrs
+    have; lr 0.1's extra replicates, better still, take no part in the choice, and a note
+    says so."""
+    effects = {Arm(0.0, 0.1, 20): 0.0, Arm(0.0, 0.2, 20): 0.002, Arm(0.5, 0.1, 20): 0.0,
+               Arm(0.5, 0.2, 20): 0.002}
+    table = synthetic_table(effects, replicates=4)
+    extra = (table["replicate"] >= 2) & (table["arm"] != Arm(0.0, 0.1, 20).name)
+    table = table[~extra]
+    table.loc[table["replicate"] >= 2, "val_accuracy"] += 0.02
+    summary = summarize.summary(table)
+    tuned = {a["momentum"]: a["lr"] for a in summary["arms"] if a["best_lr_of_line"]}
+    assert tuned == {0.0: 0.2, 0.5: 0.2}
+    assert any(note.startswith("the lr of momentum 0.0 at batch 20: chosen on replicate(s) "
+                               "0, 1") for note in summary["notes"])

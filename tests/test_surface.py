@@ -120,37 +120,53 @@ def test_init_scale_one_is_pytorchs_default_init_bit_for_bit():
         assert torch.equal(scaled[name], default[name] * 0.1)
 
 
-def planted_model(key, escape, lambda_max, epochs=(0, 1)):
+def planted_model(key, escape, lambda_max, epochs=(0, 1), loss_every=25):
     return key, {"arm": key.arm.name, "line": line_key(key.arm.line),
-        "escape_steps": escape,
+        "escape_steps": escape, "train_loss_every": loss_every,
         "line_from_initial": {"largest_rise": 0.0},
         "curvature": [{"epoch": e, "lambda_max": lambda_max, "lambda_min": -0.1, "ratio": -0.1,
                        "grad_norm": 0.2, "sharpness_over_threshold": 0.1} for e in epochs]}
 
 
 def test_escape_verdicts_and_never_escaped_on_planted_measurements():
-    """Momentum 0.5 escapes 40 steps sooner than momentum 0 in every replicate but one model
+    """Momentum 0.5 escapes 40 or 15 steps sooner than momentum 0 (30 on average) but one model
     never escapes; its control is as fast as it (on average)."""
     zero, half, control = Arm(0.0, 0.1, 20), Arm(0.5, 0.1, 20), Arm(0.5, 0.1, 20, control=True)
     measured = []
     for r in range(6):
         measured += [planted_model(ModelKey(zero, r), 200 + 10 * r, 1.0),
-                     planted_model(ModelKey(half, r), None if r == 5 else 160 + 10 * r, 1.0),
+                     planted_model(ModelKey(half, r),
+                                   None if r == 5 else 160 + 25 * (r % 2) + 10 * r, 1.0),
                      planted_model(ModelKey(control, r), 150 + 20 * (r % 2) + 10 * r, 1.0)]
     found = summary.summary(measured, [], [zero, half, control], 0.05)
     assert found["headline"]["escape"] == "faster: 0.5"
     assert next(c for c in found["comparisons"] if c["figure"] == "escape_steps"
                 and c["family"] == "vs_control")["verdict"] == "no diff"
     entry = next(a for a in found["arms"] if a["arm"] == "momentum_0.5_lr_0.1_batch_20")
-    assert entry["escape_steps"]["mean"] == np.mean([160, 170, 180, 190, 200])
+    assert entry["escape_steps"]["mean"] == np.mean([160, 195, 180, 215, 200])
     assert entry["never_escaped"] == 1 and entry["escape_steps"]["n"] == 5
     row = next(c for c in found["comparisons"] if c["figure"] == "escape_steps"
                and c["family"] == "vs_zero")
-    assert row["n"] == 5 and row["mean_difference"] == -40
+    assert row["n"] == 5 and row["mean_difference"] == -30
+    # each escape is known to its curve's 25 steps: the interval holds -30 - 25 to -30 + 25
+    assert row["ci"][0] <= -55 and row["ci"][1] >= -5
     # Epoch 0 is never compared: every arm of a replicate starts from the same weights.
     assert {c["figure"] for c in found["comparisons"]} == {
         "escape_steps", "rise_from_initial", "lambda_max_epoch_1", "lambda_min_epoch_1",
         "grad_norm_epoch_1", "sharpness_over_threshold_epoch_1"}
+
+
+def test_escape_steps_tied_by_the_curves_resolution_give_no_verdict():
+    """Every replicate escapes 50 steps sooner, read off a curve of 25-step points: no spread to
+    test against (no p of 0), and an interval as wide as the points resolve."""
+    zero, half = Arm(0.0, 0.1, 20), Arm(0.5, 0.1, 20)
+    measured = [m for r in range(3) for m in (planted_model(ModelKey(zero, r), 200, 1.0),
+                                              planted_model(ModelKey(half, r), 150, 1.0))]
+    found = summary.summary(measured, [], [zero, half], 0.05)
+    row = next(c for c in found["comparisons"] if c["figure"] == "escape_steps")
+    assert row["tied"] and row["p"] is None and row["verdict"] == "cannot tell"
+    assert row["ci"] == [-75, -25]
+    assert found["headline"]["escape"] == "cannot tell: 0.5"
 
 
 def test_comparisons_are_holm_adjusted_per_figure_and_reference():

@@ -9,8 +9,9 @@ writes `lr: 1e-05`, a number in YAML 1.2 and a string in YAML 1.1.
 momentum 0.4" (momentum 0, the reference every momentum is compared with, is always trained). That
 is why training is one stage rather than a DVC foreach/matrix, which cannot expand over a number.
 
-Run as the `params` stage, this module only validates: the stage depends on the whole file, so
-an edit of any key (a misspelled one included) makes DVC run it, and the error stops the run.
+Every stage loads (and so validates) the whole file before it works. The `params` stage
+(``preflight``) depends on the whole file, so an edit of any key (a misspelled one included)
+makes DVC run it first, and an error stops the run.
 """
 
 import math
@@ -62,8 +63,9 @@ def one_or_list(value, check, what, empty=False):
     rounded = [np.float32(v) for v in checked]
     duplicates = sorted({v for v, r in zip(checked, rounded) if rounded.count(r) > 1})
     if duplicates:
-        raise ValueError(f"{duplicates} listed more than once (equal in float32, the precision "
-                         f"training uses); list each {what} once")
+        why = "" if all(isinstance(v, int) for v in checked) else \
+            " (equal in float32, the precision training uses)"
+        raise ValueError(f"{duplicates} listed more than once{why}; list each {what} once")
     return checked if isinstance(value, list) else checked[0]
 
 
@@ -307,6 +309,15 @@ class Params(Section):
                              f"hold only one fold of that size; cross-validation needs at least "
                              f"2 (validation_size at most {t.images_used // 2}), or set "
                              f"train.cross_validation: false")
+        if t.effective_lr:  # each listed value is a step: momentum mu trains at step*(1 - mu)
+            for lr, m in ((lr, m) for lr in t.lrs for m in self.momenta):
+                trained = float(np.float32(lr * (1 - m)))
+                if trained < FLOAT32_TINY:
+                    raise SweepError(
+                        f"{source}: train.lr = {lr!r} with train.effective_lr = true and "
+                        f"momentum {m!r}: momentum {m!r} trains at lr step*(1 - momentum) = "
+                        f"{lr * (1 - m):.4g}, below {FLOAT32_TINY:.4g}, the smallest float32 "
+                        f"that keeps its precision; raise train.lr or lower that momentum")
         if t.lr_control and not t.effective_lr:
             for lr, m in ((lr, m) for lr in t.lrs for m in self.momenta):
                 if not fits_float32(lr / (1 - m)):
@@ -359,10 +370,3 @@ def read_yaml(path=PARAMS_FILE):
 
 def load(path=PARAMS_FILE) -> Params:
     return parse(read_yaml(path), path)
-
-
-def run(p: Params):
-    """Stage `params`: loading has validated every key; say so."""
-    print(f"params: {PARAMS_FILE} is valid ({len(p.momenta)} momentum value(s), "
-          f"{len(p.train.lrs)} learning rate(s), {len(p.train.batch_sizes)} batch size(s), "
-          f"{p.train.replicates} replicate(s))", flush=True)

@@ -14,7 +14,7 @@ from .errors import SweepError
 
 # Stage name (as in dvc.yaml) -> the module whose ``run(params)`` carries it out.
 STAGES = {
-    "params": "momentum_sweep.params",
+    "params": "momentum_sweep.preflight",
     "download": "momentum_sweep.data.download",
     "flatten": "momentum_sweep.data.flatten",
     "train": "momentum_sweep.training.train",

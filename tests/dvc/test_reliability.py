@@ -237,6 +237,10 @@ def test_a_network_too_large_for_memory_is_refused_before_allocating(repo):
     ("momentun", 0.4, "momentun: unknown key"),
     ("train.lr", 1.0e308, "train.lr = 1e+308: 1e+308 is too large"),
     ("momentum", 0.99999999, "momentum = 0.99999999: 0.99999999 rounds to 1.0 in float32"),
+    # checks that need the device: made by the params stage, before DVC clears train's outputs
+    ("train.min_steps", 10 ** 12, "train.min_steps = 1000000000000, train.epochs = 2: a budget"),
+    pytest.param("train.device", "cuda", "train.device = 'cuda', but no CUDA GPU",
+                 marks=pytest.mark.skipif(torch.cuda.is_available(), reason="a GPU is here")),
 ])
 def test_bad_params_stop_the_run_before_any_work_and_keep_the_outputs(repo, key, value,
                                                                       expected):
@@ -251,8 +255,9 @@ def test_bad_params_stop_the_run_before_any_work_and_keep_the_outputs(repo, key,
     result = repo.dvc("repro", check=False)
     assert result.returncode != 0 and expected in result.stdout and "Traceback" not in result.stdout
     assert "Running stage 'train'" not in result.stdout or "epoch" not in result.stdout
-    after = {p: p.read_bytes() for p in before}
+    after = {p: p.read_bytes() if p.exists() else None for p in before}
     assert {p for p in before if after[p] != before[p]} == {repo / "params.yaml"}
+    assert "Running stage 'train'" not in result.stdout
 
 
 def test_minus_zero_is_momentum_zero(repo):

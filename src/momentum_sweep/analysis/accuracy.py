@@ -8,7 +8,8 @@ paired by replicate on test accuracy (the winner's curse of choosing on one seed
 accuracy. Holm within each family; words for the headline.
 """
 
-from ..training.arms import Arm, line_key, line_label, pairs
+from ..errors import SweepError
+from ..training.arms import Arm, line_key, line_label, line_name, pairs
 from . import statistics
 
 SELECTION_RULE = ("best: the largest mean final validation accuracy over replicates, among "
@@ -38,6 +39,20 @@ def arm_entry(arm) -> dict:
             "line": line_key(arm.line)}
 
 
+def edge(arm, arms_of_group) -> str | None:
+    """Where a tuned lr sits on its (batch size, line)'s grid: "smallest" or "largest" listed
+    (the best may lie beyond it: widen the grid), "one lr" (nothing was tuned), or None
+    (inside)."""
+    lrs = sorted(a.lr for a in arms_of_group)
+    if len(lrs) == 1:
+        return "one lr"
+    return "smallest" if arm.lr == lrs[0] else "largest" if arm.lr == lrs[-1] else None
+
+
+def on_edge(entry) -> bool:
+    return entry.get("edge") in ("smallest", "largest")
+
+
 def arm_statistics(finals, arm) -> dict:
     rows = finals[finals["arm"] == arm.name]
     entry = {**arm_entry(arm), "replicates": len(rows), "diverged": int(rows["diverged"].sum())}
@@ -51,13 +66,43 @@ def order_of_choice(entry) -> tuple:
     return (entry["momentum"], entry["nesterov"], entry["lr"])
 
 
-def choose(entries):
-    """The entry SELECTION_RULE picks among ``entries``; None if none qualifies."""
+def shared_replicates(replicates_of) -> list:
+    """The replicates every candidate has ({candidate: its replicates}): a choice compares
+    candidates on the same replicates only (experiments joined by momentum-sweep-compare may
+    hold more of some arms)."""
+    found = set.intersection(*map(set, replicates_of.values())) if replicates_of else set()
+    return sorted(found)
+
+
+def unequal_note(what, replicates_of, shared) -> list:
+    """A note where a choice among candidates was made on fewer replicates than some hold."""
+    if all(len(r) == len(shared) for r in replicates_of.values()):
+        return []
+    most = ", ".join(f"{name} has {len(r)}" for name, r in replicates_of.items())
+    return [f"{what}: chosen on replicate(s) {', '.join(map(str, shared)) or 'none'}, those "
+            f"every candidate has ({most})"]
+
+
+def choose(finals, entries, what="best", notes=None):
+    """The entry SELECTION_RULE picks among ``entries``, on the replicates every candidate has
+    (a note for ``notes`` when some have more); None if none qualifies."""
     candidates = [a for a in entries if not a["control"] and not a["diverged"]
                   and a["val_accuracy"]["mean"] is not None]
     if not candidates:
         return None
-    return min(candidates, key=lambda a: (-a["val_accuracy"]["mean"], *order_of_choice(a)))
+    values = {a["arm"]: by_replicate(finals, Arm.from_name(a["arm"]), "val_accuracy")
+              for a in candidates}
+    shared = shared_replicates({name: v.keys() for name, v in values.items()})
+    if not shared:
+        raise SweepError(f"{what}: the arms {', '.join(values)} share no replicate, so none can "
+                         f"be chosen on the same replicates; run the missing ones")
+    if notes is not None:
+        notes += unequal_note(what, {name: sorted(v) for name, v in values.items()}, shared)
+
+    def mean(a):
+        return statistics.describe([values[a["arm"]][r] for r in shared])["mean"]
+
+    return min(candidates, key=lambda a: (-mean(a), *order_of_choice(a)))
 
 
 def groups(entries) -> dict:
@@ -142,13 +187,22 @@ def analyse(finals, arms) -> dict:
     """The summary of the final-accuracy measure: rules, arms, choices, comparisons."""
     arms_by_name = {a.name: a for a in arms}
     entries = [arm_statistics(finals, arm) for arm in arms]
-    best = choose(entries)
+    notes = []
+    best = choose(finals, entries, "the best arm", notes)
     several = several_lrs(entries)
-    tuned = {group: arms_by_name[choose(found)["arm"]]
-             for group, found in groups(entries).items() if several and choose(found)}
+    tuned = {}
+    for (batch, line), found in groups(entries).items():
+        chosen = several and choose(finals, found, f"the lr of {line_name(line)} at batch "
+                                                   f"{batch}", notes)
+        if chosen:
+            tuned[(batch, line)] = arms_by_name[chosen["arm"]]
+    listed = {group: [arms_by_name[a["arm"]] for a in found]
+              for group, found in groups(entries).items()}
     for a in entries:
-        a["best_lr_of_line"] = tuned.get((a["batch_size"], (a["momentum"], a["nesterov"]))) \
-            == arms_by_name[a["arm"]] and not a["control"]
+        group = (a["batch_size"], (a["momentum"], a["nesterov"]))
+        a["best_lr_of_line"] = tuned.get(group) == arms_by_name[a["arm"]] and not a["control"]
+        if a["best_lr_of_line"]:
+            a["edge"] = edge(tuned[group], listed[group])
     found = comparisons(finals, families(arms, arms_by_name[best["arm"]] if best else None,
                                          tuned))
     for c in found:
@@ -161,7 +215,7 @@ def analyse(finals, arms) -> dict:
                                                    "batch_size")},
             "winner_per_replicate": winner_per_replicate(finals),
             **({"lr_wins": lr_wins(finals)} if several else {}),
-            "arms": entries, "comparisons": found}
+            "arms": entries, "comparisons": found, **({"notes": notes} if notes else {})}
 
 
 def label(comparison, batches) -> str:
@@ -174,8 +228,9 @@ def label(comparison, batches) -> str:
 def headline(summary) -> dict:
     """The decisions, a number or a few words each (see summarize.headline): the best arm; with
     one lr, which lines differ from momentum 0 (``vs_zero``) and from their control
-    (``vs_ctrl``); with several, each line's tuned lr (``tuned``) and which lines at it differ
-    from tuned plain SGD (``vs_tuned_zero``)."""
+    (``vs_ctrl``); with several, each line's tuned lr (``tuned``, "(largest listed)" where it is
+    on its grid's edge) and which lines at it differ from tuned plain SGD
+    (``vs_tuned_zero``)."""
     rows = summary["comparisons"]
     batches = sorted({a["batch_size"] for a in summary["arms"]})
     several = several_lrs(summary["arms"])
@@ -194,8 +249,9 @@ def headline(summary) -> dict:
                                 if c["family"] == family])
 
     if several:
-        found["tuned"] = ", ".join(f"{label(a, batches)}: {a['lr']:g}" for a in summary["arms"]
-                                   if a["best_lr_of_line"])
+        found["tuned"] = ", ".join(f"{label(a, batches)}: {a['lr']:g}"
+                                   + (f" ({a['edge']} listed)" if on_edge(a) else "")
+                                   for a in summary["arms"] if a["best_lr_of_line"])
         found["vs_tuned_zero"] = words("tuned_vs_zero")
     else:
         found["vs_zero"] = words("vs_zero")

@@ -80,12 +80,37 @@ def reference_settings(rows) -> dict:
     return dict(tied[0])
 
 
+def check_repository(repo):
+    """A SweepError naming ``repo`` unless it is a folder holding a git and DVC repository
+    with a commit (what DVC's experiments need)."""
+    path = Path(repo)
+    if not path.is_dir():
+        raise SweepError(f"--repo {repo}: no such folder; give the repository the experiments "
+                         f"ran in")
+    for folder, what in ((".git", "git"), (".dvc", "DVC")):
+        if not (path / folder).exists():
+            raise SweepError(f"--repo {repo}: not a {what} repository (no {folder}); give the "
+                             f"repository the experiments ran in (its root)")
+
+
+def exp_show(repo) -> list:
+    """dvc.api.exp_show's rows; DVC's own errors (a repository without commits, ...) as one
+    SweepError."""
+    import dvc.api
+    from dvc.exceptions import DvcException
+
+    try:
+        return dvc.api.exp_show(repo=repo)
+    except DvcException as error:
+        raise SweepError(f"--repo {repo}: DVC cannot list its experiments "
+                         f"({type(error).__name__}: {error})") from None
+
+
 def experiments(repo, names=None):
     """exp_show's rows for experiments (not the workspace or their baselines); only those named
     in ``names`` when given (a SweepError names any that is not there)."""
-    import dvc.api
-
-    rows = [row for row in dvc.api.exp_show(repo=repo) if row.get("Experiment")]
+    check_repository(repo)
+    rows = [row for row in exp_show(repo) if row.get("Experiment")]
     if names is None:
         return rows
     missing = sorted(set(names) - {row["Experiment"] for row in rows})
@@ -193,6 +218,8 @@ def main(argv=None):
           f"experiments.tsv and the figures")
     for entry in report[~report["included"]].itertuples():
         print(f"  left out {entry.experiment}: {entry.why}")
+    for line in summary.get("notes", []):
+        print(f"  {line}")
     for c in summary["comparisons"]:
         if c["family"].startswith("tuned"):
             print(f"  {c['family']} {c['arm']}: {c['verdict']}")

@@ -30,7 +30,7 @@ import numpy as np
 from matplotlib.ticker import FixedLocator, NullFormatter, NullLocator
 
 from ..training.arms import Arm, line_name, pairs
-from . import epochs, statistics
+from . import accuracy, epochs, statistics
 from .figures import LINESTYLES, draw_band, draw_interval, legend, line_styles, note, plt
 
 PANEL_COLUMNS = 4  # curve panels across, before they wrap
@@ -206,6 +206,16 @@ def arm_of(entry) -> Arm:
     return Arm.from_name(entry["arm"])
 
 
+# A ratio that is a bound: the arrowhead points to its open side.
+BOUND_MARKERS = {"at least": "^", "at most": "v"}
+
+
+def end(row, side, open_value):
+    """One end of a ratio's interval: ``open_value`` where it is open or missing."""
+    ci = row["ratio_ci"]
+    return np.nan if ci is None else open_value if ci[side] is None else ci[side]
+
+
 def ratio_figure(summary, styles):
     """With steps: each family's ratios against batch size, a panel per family."""
     names = {"tuned_vs_zero": "tuned plain SGD's steps / the line's (each at its tuned lr)",
@@ -223,11 +233,17 @@ def ratio_figure(summary, styles):
             colour, marker = styles[line]
             x = [r["batch_size"] for r in mine]
             ratio = np.array([r["ratio"] for r in mine])
-            low = np.array([r["ratio_ci"][0] if r["ratio_ci"] else np.nan for r in mine])
-            high = np.array([r["ratio_ci"][1] if r["ratio_ci"] else np.nan for r in mine])
+            # an open end (a model that did not reach the target) is drawn as no bar on that
+            # side, and the point as an arrowhead pointing to it: a bound, not a measurement
+            low = np.array([end(r, 0, r["ratio"]) for r in mine])
+            high = np.array([end(r, 1, r["ratio"]) for r in mine])
             ax.errorbar(x, ratio, yerr=[ratio - low, high - ratio], color=colour, marker=marker,
                         capsize=4, linestyle=LINESTYLES["nesterov" if line[1] else "momentum"],
                         label=line_name(line))
+            for r in mine:
+                if r.get("bound") in BOUND_MARKERS:
+                    ax.plot([r["batch_size"]], [r["ratio"]], linestyle="none", markersize=11,
+                            marker=BOUND_MARKERS[r["bound"]], color=colour)
         ax.axhline(1, color="grey", linewidth=1)
         batch_axis(ax, {r["batch_size"] for r in rows})
         ax.set_yscale("log")
@@ -237,7 +253,8 @@ def ratio_figure(summary, styles):
         ax.grid(alpha=0.3, which="both")
         legend(ax, fontsize=8)
     fig.suptitle("steps to the target, paired by replicate: geometric mean ratio with 95% "
-                 "interval", fontsize=10)
+                 "interval, never narrower than the evaluations resolve; arrowhead: a bound "
+                 "(up: at least, down: at most), as models did not reach the target", fontsize=9)
     return fig
 
 
@@ -297,7 +314,8 @@ def differences_figure(summary, styles):
 
 
 def measure_of(entry, steps):
-    """What the figures draw of an arm: mean steps counted (steps) or validation accuracy."""
+    """What the figures draw of an arm: the geometric mean of its steps, a model not reached
+    counted as its budget (steps), or its mean validation accuracy."""
     return entry["steps_counted"] if steps else entry["val_accuracy"]
 
 
@@ -384,9 +402,8 @@ def lr_momentum_figure(summary):
             ax.text(j, i, text, ha="center", va="center", fontsize=7,
                     color="white" if dark != steps else "black")
             if a["best_lr_of_line"]:
-                on_edge = a.get("edge") in ("smallest", "largest")
                 ax.add_patch(plt.Rectangle((j - 0.5, i - 0.5), 1, 1, fill=False,
-                                           edgecolor="orange" if on_edge else "red",
+                                           edgecolor="orange" if accuracy.on_edge(a) else "red",
                                            linewidth=2))
         ax.set_xticks(range(len(lines)), [line_name(line).replace(" ", "\n") for line in lines],
                       fontsize=8)
@@ -411,6 +428,10 @@ def batch_figure(summary, styles):
         draw_points(ax, [a["batch_size"] for a in mine], [measure_of(a, steps) for a in mine],
                     colour, marker, LINESTYLES["nesterov" if line[1] else "momentum"],
                     line_name(line))
+        for a in mine:  # a mean that counts models not reached as their budget: a lower bound
+            if steps and a["not_reached"] and a["steps_counted"]["mean"] is not None:
+                ax.plot([a["batch_size"]], [a["steps_counted"]["mean"]], linestyle="none",
+                        marker="^", markersize=11, color=colour)
     batch_axis(ax, {a["batch_size"] for a in chosen})
     if steps:
         sgd = sorted((a for a in chosen if arm_of(a).line == (0.0, False)),
@@ -421,8 +442,11 @@ def batch_figure(summary, styles):
             ax.plot(batches, s0 * b0 / batches, color="grey", linestyle=":",
                     label="perfect scaling from plain SGD's smallest batch")
         ax.set_yscale("log")
+    tuned = "its tuned lr" if accuracy.several_lrs(summary["arms"]) else "its lr"
     ax.set(xlabel="batch size (log)", ylabel=measure_label(summary),
-           title="each line at its tuned lr (mean over replicates, 95% band)")
+           title=f"each line at {tuned} (mean over replicates, 95% band"
+                 + ("; arrowhead: at least, as models did not reach the target)" if steps
+                    else ")"))
     ax.grid(alpha=0.3, which="both")
     legend(ax, fontsize=8)
     return fig

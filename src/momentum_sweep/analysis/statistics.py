@@ -1,8 +1,9 @@
 """Statistics over replicates, for every stage that summarises (summarize, surface, compare):
-means with confidence intervals, paired t-tests (of differences, or of ratios on the log scale),
-Holm's correction within a family of comparisons, the smallest detectable difference, and the
-verdict rule and its words. scipy and statsmodels compute; this module only decides what to
-compute and says it in words.
+means with confidence intervals (arithmetic, or geometric for counts of steps), paired t-tests
+(of differences, or of ratios on the log scale), intervals widened to what a measurement known
+only within brackets can resolve (``within_brackets``), Holm's correction within a family of
+comparisons, the smallest detectable difference, and the verdict rule and its words. scipy and
+statsmodels compute; this module only decides what to compute and says it in words.
 """
 
 import gc
@@ -23,9 +24,12 @@ ALPHA = 1 - CONFIDENCE
 POWER = 0.8
 VERDICT_RULE = (f"paired t-test over replicates; a verdict (better/worse, faster/slower, "
                 f"fewer/more steps, higher/lower) only where the Holm-adjusted p (over one family: "
-                f"the comparisons of one kind, on one figure) is below {ALPHA:.2f}, otherwise "
-                f"'no detectable difference', with the smallest difference this run detects with "
-                f"{POWER:.0%} power at the Bonferroni level")
+                f"the comparisons of one kind, on one figure) is below {ALPHA:.2f} and the "
+                f"reported interval lies wholly on that side, otherwise 'no detectable "
+                f"difference', with the smallest difference this run detects with {POWER:.0%} "
+                f"power at the Bonferroni level; 'cannot tell' where every pair differs by the "
+                f"same nonzero amount (ties of a coarse measurement: no spread, so no test) or "
+                f"where the interval is open on both sides")
 
 
 def describe(values) -> dict:
@@ -42,6 +46,15 @@ def describe(values) -> dict:
         return {"n": n, "mean": mean, "sd": 0.0, "ci": [mean, mean]}
     low, high = stats.t.interval(CONFIDENCE, n - 1, loc=mean, scale=stats.sem(values))
     return {"n": n, "mean": mean, "sd": sd, "ci": [float(low), float(high)]}
+
+
+def describe_geometric(values) -> dict:
+    """``describe`` on the log scale, back-transformed: the geometric mean and its 95% interval
+    (positive quantities such as steps, compared as ratios; an interval never below zero)."""
+    logs = describe([math.log(v) for v in finite(values) if v > 0])
+    exp = (lambda v: None if v is None else math.exp(v))
+    return {"n": logs["n"], "mean": exp(logs["mean"]), "sd_log": logs["sd"],
+            "ci": None if logs["ci"] is None else [exp(c) for c in logs["ci"]]}
 
 
 def band(groups):
@@ -65,9 +78,11 @@ def paired(a, b) -> dict:
     d = x - y
     sd = float(d.std(ddof=1))
     mean = float(d.mean())
-    if sd == 0:  # every pair differs by the same amount: the difference is exact
-        return {"n": n, "mean_difference": mean, "sd_difference": 0.0, "ci": [mean, mean],
-                "p": 1.0 if mean == 0 else 0.0}
+    if sd == 0:  # every pair differs by the same amount: identical models (exact, p = 1), or
+        # ties of a coarse measurement, which show no spread to test against (no p, never 0)
+        return {"n": n, "mean_difference": mean, "sd_difference": 0.0,
+                "ci": [mean, mean] if mean == 0 else None, "p": 1.0 if mean == 0 else None,
+                "tied": mean != 0}
     with warnings.catch_warnings():
         # Arms that differ by a few float roundings (a momentum and its control can) make scipy
         # warn of "catastrophic cancellation"; its result is still the right one here.
@@ -86,6 +101,24 @@ def paired_ratio(a, b) -> dict:
     exp = (lambda v: None if v is None else math.exp(v))
     return {**found, "ratio": exp(found["mean_difference"]),
             "ratio_ci": None if found["ci"] is None else [exp(c) for c in found["ci"]]}
+
+
+def within_brackets(comparison, lows, highs) -> dict:
+    """A paired comparison (from ``paired`` or ``paired_ratio``) of values each known only
+    within a bracket: ``lows`` and ``highs`` are each pair's smallest and largest difference the
+    brackets allow (-inf or inf where a bracket is open: a model that never reached a target).
+    The interval becomes the hull of the t-interval and the mean's range over the brackets
+    (mean of lows to mean of highs), so it is never narrower than the measurement resolves;
+    ``bound`` says which side is open ("at least", "at most", "open" for both, None)."""
+    low, high = float(np.mean(lows)), float(np.mean(highs))
+    ci = comparison["ci"] or [low, high]
+    widened = [min(ci[0], low), max(ci[1], high)]
+    bound = {(False, True): "at least", (True, False): "at most",
+             (True, True): "open"}.get((widened[0] == -math.inf, widened[1] == math.inf))
+    found = {**comparison, "ci": [None if math.isinf(c) else c for c in widened], "bound": bound}
+    if "ratio" in comparison:
+        found["ratio_ci"] = [None if math.isinf(c) else math.exp(c) for c in widened]
+    return found
 
 
 def holm(pvalues) -> list:
@@ -135,15 +168,27 @@ def pp(fraction) -> str:
     return f"{100 * fraction:+.2f} pp"
 
 
+def excludes_zero(ci, positive) -> bool:
+    """Whether an interval (None at an open end) lies wholly above zero (``positive``) or
+    wholly below it."""
+    low, high = ci or (None, None)
+    return (low is not None and low > 0) if positive else (high is not None and high < 0)
+
+
 def outcome(comparison) -> str:
-    """better, worse, no detectable difference, cannot tell (one pair) or diverged."""
+    """better, worse, no detectable difference, cannot tell (one pair, ties, or an interval
+    open on both sides), not reached (``none_reached``: no model of either arm reached its
+    target) or diverged (no pair)."""
     n, p = comparison["n"], comparison["p_holm"]
     if n == 0:
         return "diverged"
-    if n < 2:
+    if comparison.get("none_reached"):
+        return "not reached"
+    if n < 2 or comparison.get("tied") or comparison.get("bound") == "open":
         return "cannot tell"
-    if p is not None and p < ALPHA:
-        return "better" if comparison["mean_difference"] > 0 else "worse"
+    positive = comparison["mean_difference"] > 0
+    if p is not None and p < ALPHA and excludes_zero(comparison["ci"], positive):
+        return "better" if positive else "worse"
     return "no detectable difference"
 
 
@@ -151,7 +196,8 @@ def word(comparison, higher="better", lower="worse", none="diverged") -> str:
     """``outcome`` as a table cell, a word or two: ``higher`` or ``lower`` (the direction of a
     detected difference), "no diff", "cannot tell" (one pair), or ``none`` (no pair at all)."""
     return {"better": higher, "worse": lower, "no detectable difference": "no diff",
-            "diverged": none}.get(outcome(comparison), "cannot tell")
+            "diverged": none, "not reached": "not reached"}.get(outcome(comparison),
+                                                                "cannot tell")
 
 
 def cell(labelled, null="no diff") -> str:
@@ -177,9 +223,16 @@ def verdict(comparison, against, estimate, interval, words=WORDS, note="") -> st
     result = outcome(comparison)
     if result == "diverged":
         return f"no result: no pair of models with figures to compare with {against}{note}"
-    if result == "cannot tell":
+    if result == "not reached":
+        return f"not reached: neither this arm nor {against} reached the target{note}"
+    if result == "cannot tell" and comparison["n"] < 2:
         return (f"cannot tell from {against} ({estimate}): one replicate gives no interval; "
                 f"{FEWEST_REPLICATES_ADVICE}{note}")
+    if result == "cannot tell":
+        why = ("every pair differs by the same amount (ties of the measurement's resolution), "
+               "so there is no spread to test against; add replicates" if comparison.get("tied")
+               else "models that did not reach the target on both sides leave it open")
+        return f"cannot tell from {against} ({estimate} [{interval}]): {why}{note}"
     return f"{words[result]} {against}: {estimate} [{interval}]{note}"
 
 

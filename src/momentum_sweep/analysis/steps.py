@@ -2,28 +2,38 @@
 validation accuracy (Shallue et al. 2019's "steps to result"; AlgoPerf's time to target, counted
 in steps), and the training images it saw by then.
 
-- A model's steps to the target are the first evaluated step at which its validation accuracy
-  (on its replicate's fold) is at or above the target; the evaluation before brackets it
-  (``before``). A model that ends its budget, or diverges, without reaching it is "not reached":
-  counted, never dropped. In means and comparisons it counts as its whole budget, a lower bound
-  of its steps (so its arm looks faster than it is).
+- Steps are interval-censored. A model's validation accuracy is evaluated on a schedule (steps
+  about 10% apart), so where it first reaches the target is known only between the evaluation
+  that first found it at or above the target (``steps``) and the one before (``before``); the
+  crossing is estimated between them, interpolating the accuracy linearly in log steps
+  (``estimate``; at the first evaluation, with nothing before, the evaluated step). A model that
+  ends its budget, or diverges, without reaching it is "not reached": counted, never dropped;
+  its steps are known only to be above its budget (right-censored), and its estimate is the
+  budget.
+- An arm's steps: the geometric mean and 95% interval of its reached models' estimates.
 - Tuned at every batch size: for each (batch size, line), the lr with the most replicates
-  reaching the target, then the fewest mean steps (ties: the smaller lr). Chosen on the
-  validation folds, never on test. Each comparison takes, for replicate r, the lrs chosen on the
-  other replicates (leave one replicate out), so no replicate's steps choose its own lr. A best
-  lr at the edge of its grid is flagged: the grid should then be widened.
-- Comparisons, paired by replicate, as ratios (a paired t-test of log steps): at each batch size
-  each line at its tuned lr against plain SGD at its tuned lr (``tuned_vs_zero``: tuned SGD's
-  steps over the line's, above 1 where the line needs fewer) and against its control, plain SGD
-  at its step lr/(1 - mu) (``tuned_vs_control``: still just a larger step?). With one lr, each
-  line against momentum 0 and its control at that lr. Holm within each family.
+  reaching the target, then the fewest steps (geometric mean of the estimates), ties to the
+  smaller lr. Chosen on the validation folds, never on test. Each comparison takes, for
+  replicate r, the lrs chosen on the other replicates (leave one replicate out), so no
+  replicate's steps choose its own lr. A best lr at the edge of its grid is flagged: the grid
+  should then be widened.
+- Comparisons, paired by replicate, as ratios (a paired t-test of log estimates), the interval
+  widened to every ratio the brackets allow (``statistics.within_brackets``): never narrower
+  than the schedule resolves, and open on the side a model that did not reach the target leaves
+  open, so that such a ratio is a bound (at least, or at most). At each batch size each line at
+  its tuned lr against plain SGD at its tuned lr (``tuned_vs_zero``: tuned SGD's steps over the
+  line's, above 1 where the line needs fewer) and against its control, plain SGD at its step
+  lr/(1 - mu) (``tuned_vs_control``: still just a larger step?). With one lr, each line against
+  momentum 0 and its control at that lr. Holm within each family.
 """
 
 import math
 
+import numpy as np
 import pandas as pd
 
-from ..training.arms import Arm, control_of, line_key, line_label, pairs
+from ..errors import SweepError
+from ..training.arms import Arm, control_of, line_key, line_label, line_name, pairs
 from . import accuracy, statistics
 
 MEASURE = {"name": "steps to the target validation accuracy", "figure": "steps", "unit": "x",
@@ -33,17 +43,38 @@ TUNING_RULE = ("tuned lr: at each batch size, for each line (momentum and update
                "that does not reach it counts as its whole budget), ties to the smaller lr; "
                "chosen on validation; each replicate's comparison uses the lrs chosen on the "
                "other replicates (leave one out)")
-STEPS_RULE = ("steps to the target: the first evaluated step whose validation accuracy is at "
-              "or above the target; a model that never gets there (its budget ended, or it "
-              "diverged) is counted as not reached and, in means and ratios, as its budget")
+STEPS_RULE = ("steps to the target: known between the evaluation that first finds the "
+              "validation accuracy at or above the target and the one before; estimated "
+              "between them by interpolating the accuracy linearly in log steps; an arm's steps "
+              "are the geometric mean and 95% interval of its reached models' estimates. A "
+              "model that never gets there (its budget ended, or it diverged) is not reached: "
+              "counted, its steps known only to exceed its budget")
 RATIO_RULE = ("ratio: the other arm's steps over this arm's (above 1: this arm needs fewer), "
-              "the geometric mean over replicates with its 95% interval, from a paired t-test "
-              "of log steps")
+              "the geometric mean over replicates of the estimates (a model not reached counts "
+              "as its budget) with its 95% interval from a paired t-test of log estimates, "
+              "widened to every ratio the evaluations allow: never narrower than the schedule "
+              "resolves, and open where a model did not reach the target, so the ratio is a "
+              "bound (>=: the other arm's models did not all reach it; <=: this arm's did not). "
+              "Counting a model that did not reach the target as its budget can only move the "
+              "ratio towards its own arm, so a verdict is given only where the open interval "
+              "still lies on one side of 1: 'fewer steps' stands when only the other arm has "
+              "models not reached, 'more steps' when only this arm has")
+
+
+def crossing(before, at, target) -> float:
+    """The step where the validation accuracy reaches ``target``, between the evaluation
+    ``before`` (step, accuracy; None: there was none) and the first at or above it (``at``):
+    linear in log steps, as the schedule is geometric."""
+    if before is None:
+        return float(at[0])
+    fraction = (target - before[1]) / (at[1] - before[1])
+    return float(math.exp(math.log(before[0]) + fraction * math.log(at[0] / before[0])))
 
 
 def per_model(table) -> pd.DataFrame:
     """One row per model: its arm, replicate, whether and where it reached the target (steps,
-    the evaluation before, examples), why it stopped, and its budget."""
+    the evaluation before, the estimated crossing, examples), its bracket (``low`` to ``high``:
+    0 where nothing was evaluated before, inf where not reached), why it stopped, its budget."""
     rows = []
     for (name, replicate), found in table.groupby(["arm", "replicate"], sort=False):
         found = found.sort_values("step")
@@ -51,13 +82,20 @@ def per_model(table) -> pd.DataFrame:
         hits = found[found["val_accuracy"] >= target]
         first = hits.iloc[0] if len(hits) else None
         earlier = found[found["step"] < first["step"]] if first is not None else found.iloc[:0]
+        last = earlier.iloc[-1] if len(earlier) else None
         budget = int(found["budget_steps"].iloc[0])
         steps = None if first is None else int(first["step"])
+        estimate = budget if first is None else crossing(
+            None if last is None else (int(last["step"]), float(last["val_accuracy"])),
+            (steps, float(first["val_accuracy"])), target)
         rows.append({"arm": name, "replicate": int(replicate),
                      "reached": first is not None, "steps": steps,
-                     "before": int(earlier["step"].iloc[-1]) if len(earlier) else 0,
+                     "before": 0 if last is None else int(last["step"]),
+                     "estimate": estimate,
+                     "low": budget if first is None else 0 if last is None else int(last["step"]),
+                     "high": math.inf if first is None else steps,
                      "examples": None if first is None else int(first["examples"]),
-                     "counted": budget if steps is None else steps, "budget": budget,
+                     "budget": budget,
                      "stopped": found["stopped"].dropna().iloc[-1]
                      if found["stopped"].notna().any() else None,
                      "final_val_accuracy": found["val_accuracy"].dropna().iloc[-1]
@@ -65,10 +103,10 @@ def per_model(table) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-def counted(models, arm, replicates=None) -> dict:
-    """{replicate: steps counted (the budget where not reached)} of an arm's models."""
+def estimates(models, arm, replicates=None) -> dict:
+    """{replicate: estimated steps (the budget where not reached)} of an arm's models."""
     rows = models[models["arm"] == arm.name]
-    found = dict(zip(rows["replicate"], rows["counted"]))
+    found = dict(zip(rows["replicate"], rows["estimate"]))
     return {r: v for r, v in found.items() if replicates is None or r in replicates}
 
 
@@ -78,26 +116,38 @@ def arm_statistics(models, arm) -> dict:
     return {**accuracy.arm_entry(arm), "replicates": len(rows), "reached": len(reached),
             "not_reached": int((~rows["reached"]).sum()),
             "diverged": int((rows["stopped"] == "diverged").sum()),
-            "steps": statistics.describe(reached["steps"]),
-            "steps_counted": statistics.describe(rows["counted"]),
-            "examples": statistics.describe(reached["examples"]),
+            "steps": statistics.describe_geometric(reached["estimate"]),
+            "steps_counted": statistics.describe_geometric(rows["estimate"]),
+            "examples": statistics.describe_geometric(reached["examples"]),
             "resolution": None if reached.empty else
             float((1 - reached["before"] / reached["steps"]).max()),
             "final_val_accuracy": statistics.describe(rows["final_val_accuracy"])}
 
 
-def choose(models, arms_of_group, replicates=None):
+def choose(models, arms_of_group, replicates=None, notes=None):
     """The arm TUNING_RULE picks among one (batch size, line)'s arms, on ``replicates`` (all:
-    None); None if no arm has a model there."""
-    def rank(arm):
-        found = counted(models, arm, replicates)
-        reached = models[(models["arm"] == arm.name) & models["reached"]]
-        if replicates is not None:
-            reached = reached[reached["replicate"].isin(replicates)]
-        return (-len(reached), sum(found.values()) / len(found), arm.lr)
+    None) that every candidate has (a note for ``notes`` when some have more); None if no arm
+    has a model there."""
+    held = {arm: estimates(models, arm, replicates) for arm in arms_of_group}
+    held = {arm: found for arm, found in held.items() if found}
+    if not held:
+        return None
+    shared = accuracy.shared_replicates({arm: found.keys() for arm, found in held.items()})
+    if not shared:
+        raise SweepError(f"the lrs of {line_name(arms_of_group[0].line)} at batch "
+                         f"{arms_of_group[0].batch_size} share no replicate, so none can be "
+                         f"chosen on the same replicates; run the missing ones")
+    if notes is not None:
+        notes += accuracy.unequal_note(
+            f"the lr of {line_name(arms_of_group[0].line)} at batch "
+            f"{arms_of_group[0].batch_size}", {a.name: sorted(f) for a, f in held.items()},
+            shared)
 
-    candidates = [a for a in arms_of_group if counted(models, a, replicates)]
-    return min(candidates, key=rank) if candidates else None
+    def rank(arm):
+        rows = models[(models["arm"] == arm.name) & models["replicate"].isin(shared)]
+        return (-int(rows["reached"].sum()), float(np.mean(np.log(rows["estimate"]))), arm.lr)
+
+    return min(held, key=rank)
 
 
 def groups(arms) -> dict:
@@ -109,15 +159,6 @@ def groups(arms) -> dict:
     return found
 
 
-def edge(arm, arms_of_group) -> str | None:
-    """Where a tuned lr sits on its grid: "smallest" or "largest" listed (widen it), "one lr"
-    (nothing was tuned), or None (inside)."""
-    lrs = sorted(a.lr for a in arms_of_group)
-    if len(lrs) == 1:
-        return "one lr"
-    return "smallest" if arm.lr == lrs[0] else "largest" if arm.lr == lrs[-1] else None
-
-
 def leave_one_out(models, arms_of_group, replicates) -> dict:
     """{replicate: the arm chosen on the other replicates (on all, if it is the only one)}."""
     return {r: choose(models, arms_of_group, [o for o in replicates if o != r] or [r])
@@ -125,20 +166,35 @@ def leave_one_out(models, arms_of_group, replicates) -> dict:
 
 
 def ratio_row(family, arm, other, ours, theirs) -> dict:
-    """A paired ratio of steps: {replicate: (steps counted, reached)} of this arm (``ours``) and
-    the one compared (``theirs``); the row names the arms their replicates used most."""
+    """A paired ratio of steps, the other arm's over this one's: {replicate: its model's row of
+    ``per_model``} of this arm (``ours``) and of the one compared (``theirs``); the row names
+    the arms their replicates used most."""
     shared = sorted(ours.keys() & theirs.keys())
-    result = statistics.paired_ratio([theirs[r][0] for r in shared], [ours[r][0] for r in shared])
+    result = statistics.paired_ratio([theirs[r]["estimate"] for r in shared],
+                                     [ours[r]["estimate"] for r in shared])
+    if shared:
+        logs = (lambda v: -math.inf if v == 0 else math.log(v))
+        result = statistics.within_brackets(
+            result, [logs(theirs[r]["low"]) - logs(ours[r]["high"]) for r in shared],
+            [logs(theirs[r]["high"]) - logs(ours[r]["low"]) for r in shared])
     return {"family": family, "arm": arm.name, "against": other.name, "line": line_key(arm.line),
             "momentum": arm.momentum, "nesterov": arm.nesterov, "lr": arm.lr,
             "batch_size": arm.batch_size, "metric": "steps",
-            "not_reached": sum(not ours[r][1] for r in shared),
-            "other_not_reached": sum(not theirs[r][1] for r in shared), **result}
+            "not_reached": sum(not ours[r]["reached"] for r in shared),
+            "other_not_reached": sum(not theirs[r]["reached"] for r in shared),
+            "none_reached": bool(shared) and not any(ours[r]["reached"] or theirs[r]["reached"]
+                                                     for r in shared), **result}
 
 
-def steps_and_reached(models, arm, replicate):
-    rows = models[(models["arm"] == arm.name) & (models["replicate"] == replicate)]
-    return int(rows["counted"].iloc[0]), bool(rows["reached"].iloc[0])
+def models_of(models, chosen) -> dict:
+    """{replicate: the ``per_model`` row of its chosen arm's model} ({replicate: arm}), for the
+    replicates where that arm has a model."""
+    found = {}
+    for replicate, arm in chosen.items():
+        rows = models[(models["arm"] == arm.name) & (models["replicate"] == replicate)]
+        if len(rows):
+            found[replicate] = rows.iloc[0].to_dict()
+    return found
 
 
 def most_common(chosen) -> Arm:
@@ -155,14 +211,13 @@ def tuned_comparisons(models, arms, tuned_lrs) -> list:
         if line == (0.0, False) or (batch, (0.0, False)) not in tuned_lrs:
             continue
         zero = tuned_lrs[(batch, (0.0, False))]
-        mine = {r: steps_and_reached(models, arm, r) for r, arm in chosen.items()}
-        theirs = {r: steps_and_reached(models, zero[r], r) for r in chosen if r in zero}
+        mine = models_of(models, chosen)
+        theirs = models_of(models, {r: zero[r] for r in chosen if r in zero})
         rows.append(ratio_row("tuned_vs_zero", most_common(chosen), most_common(zero), mine,
                               theirs))
         controls = {r: control_of(arm, every) for r, arm in chosen.items()}
         if all(c is not None for c in controls.values()):
-            theirs = {r: steps_and_reached(models, c, r) for r, c in controls.items()
-                      if counted(models, c, [r])}
+            theirs = models_of(models, controls)
             rows.append(ratio_row("tuned_vs_control", most_common(chosen),
                                   most_common(controls), mine, theirs))
     return rows
@@ -173,15 +228,34 @@ def listed_comparisons(models, arms) -> list:
     rows = []
     for family, compared in pairs(arms).items():
         for arm, other in compared:
-            replicates = sorted(counted(models, arm).keys() & counted(models, other).keys())
+            replicates = sorted(estimates(models, arm).keys() & estimates(models, other).keys())
             rows.append(ratio_row(family, arm, other,
-                                  {r: steps_and_reached(models, arm, r) for r in replicates},
-                                  {r: steps_and_reached(models, other, r) for r in replicates}))
+                                  models_of(models, dict.fromkeys(replicates, arm)),
+                                  models_of(models, dict.fromkeys(replicates, other))))
     return rows
 
 
 WORDS = {"better": "fewer steps than", "worse": "more steps than",
          "no detectable difference": "no detectable difference in steps from"}
+
+
+def ratio_text(row) -> str:
+    """A ratio as every reader writes it: x1.33 [1.21, 1.47]; with its bound sign where a model
+    did not reach the target (>= x4.37 [3.81, inf], <= x0.50 [0, 0.62]); "-" without one."""
+    if row["ratio"] is None:
+        return "-"
+    sign = {"at least": ">= ", "at most": "<= "}.get(row.get("bound"), "")
+    if row["ratio_ci"] is None:
+        return f"{sign}x{row['ratio']:.2f}"
+    low, high = row["ratio_ci"]
+    return (f"{sign}x{row['ratio']:.2f} [{'0' if low is None else f'{low:.2f}'}, "
+            f"{'inf' if high is None else f'{high:.2f}'}]")
+
+
+def missing_text(row) -> str:
+    """How many of the compared models did not reach the target, "" when all did."""
+    missing = row["not_reached"] + row["other_not_reached"]
+    return f" ({missing} not reached)" if missing else ""
 
 
 def verdict(row, arms_by_name) -> str:
@@ -191,10 +265,10 @@ def verdict(row, arms_by_name) -> str:
                 if row["not_reached"] else "")
                + (f"; {row['other_not_reached']} of the other's did not"
                   if row["other_not_reached"] else ""))
-    low, high = row["ratio_ci"] or (None, None)
-    return statistics.verdict(row, arms_by_name[row["against"]].label,
-                              "-" if row["ratio"] is None else f"x{row['ratio']:.2f}",
-                              "-" if low is None else f"{low:.2f}, {high:.2f}", WORDS, missing)
+    text = ratio_text(row)
+    estimate, _, interval = text.partition(" [")
+    return statistics.verdict(row, arms_by_name[row["against"]].label, estimate,
+                              interval.rstrip("]") or "-", WORDS, missing)
 
 
 def analyse(table, arms) -> dict:
@@ -205,12 +279,13 @@ def analyse(table, arms) -> dict:
     by_name = {a["arm"]: a for a in entries}
     replicates = sorted(models["replicate"].unique().tolist())
     tuned = {}
+    notes = []
     for group, found in groups(arms).items():
-        best = choose(models, found)
+        best = choose(models, found, notes=notes)
         if best is None:
             continue
         by_name[best.name]["best_lr_of_line"] = True
-        by_name[best.name]["edge"] = edge(best, found)
+        by_name[best.name]["edge"] = accuracy.edge(best, found)
         tuned[group] = leave_one_out(models, found, replicates)
     for a in entries:
         a.setdefault("best_lr_of_line", False)
@@ -226,8 +301,8 @@ def analyse(table, arms) -> dict:
             "rules": [STEPS_RULE, *([TUNING_RULE] if several else []), RATIO_RULE,
                       statistics.VERDICT_RULE,
                       f"intervals: {statistics.CONFIDENCE:.0%} t-intervals over replicates"],
-            "arms": entries, "comparisons": rows,
-            "models": [{k: (None if isinstance(v, float) and math.isnan(v) else v)
+            "arms": entries, "comparisons": rows, **({"notes": notes} if notes else {}),
+            "models": [{k: (None if isinstance(v, float) and not math.isfinite(v) else v)
                         for k, v in row.items()} for row in models.to_dict("records")]}
 
 
@@ -268,8 +343,7 @@ def headline(summary) -> dict:
         found["faster_from"] = ", ".join(
             f"{line_label(line)}: {'never' if batch is None else batch}"
             for line, batch in faster_from(tuned, batches).items())
-        found["lrs_on_edge"] = sum(a.get("edge") in ("smallest", "largest")
-                                   for a in summary["arms"])
+        found["lrs_on_edge"] = sum(accuracy.on_edge(a) for a in summary["arms"])
     for batch in batches:
         if tuned:
             found[f"b{batch}"] = words("tuned_vs_zero", batch)

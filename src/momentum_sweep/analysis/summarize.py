@@ -58,7 +58,14 @@ def run(p, models_dir=results.MODELS_DIR, plots_dir=PLOTS_DIR):
         save(fig, Path(plots_dir) / f"{name}.png")
     if "warning" in found:
         print(f"summarize: {found['warning']}", flush=True)
+    for line in found.get("notes", []):
+        print(f"summarize: {line}", flush=True)
     print(f"summarize: {found['measure']['name']}; {SUMMARY_FILE}, {HEADLINE_FILE}, "
           f"{len(drawn)} figures in {plots_dir}/", flush=True)
+    for a in found["arms"]:
+        if a["best_lr_of_line"] and a.get("edge") != "one lr":
+            edge = (f": on the {a['edge']} end of its grid, the best may lie beyond it; widen "
+                    f"train.lr" if accuracy.on_edge(a) else "")
+            print(f"  {'tuned lr':>16} {a['arm']:>36}{edge}", flush=True)
     for c in found["comparisons"]:
         print(f"  {c['family']:>16} {c['arm']:>36}: {c['verdict']}", flush=True)

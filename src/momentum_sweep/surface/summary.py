@@ -23,8 +23,11 @@ BASIN_WORDS = {"same basin": "same", "separate minima": "separate", "cannot tell
 COMPARISON_RULE = (f"paired t-test over replicates (pairs where both models have the figure); "
                    f"a direction word (faster/slower, higher/lower) only where the Holm-adjusted "
                    f"p, over the arms compared on one figure against one reference, is below "
-                   f"{statistics.ALPHA:.2f}; otherwise 'no diff'. Arms share their initial "
-                   f"weights, so epoch 0 is never compared")
+                   f"{statistics.ALPHA:.2f} and the interval lies on that side; otherwise 'no "
+                   f"diff', or 'cannot tell' where every pair differs by the same amount (no "
+                   f"spread to test). Escape steps are known to train.loss_every steps: their "
+                   f"intervals are widened to every difference that resolution allows. Arms "
+                   f"share their initial weights, so epoch 0 is never compared")
 
 
 def barrier_rule(tolerance) -> str:
@@ -73,8 +76,21 @@ def arm_entry(arm, values_by_replicate) -> dict:
     return entry
 
 
-def comparisons(values, arms) -> list:
-    """``values``: {arm: {replicate: figures}}. One row per (figure, kind, arm)."""
+def within_resolution(row, a, b, every_a, every_b) -> dict:
+    """Escape steps are known only to their fine curve's resolution: a value v, the end of the
+    first run of ``every`` steps whose mean loss is below the threshold, means somewhere in
+    (v - every, v]. The comparison's interval is widened to what those brackets allow."""
+    shared = [(x, y, ex, ey) for x, y, ex, ey in zip(a, b, every_a, every_b)
+              if x is not None and y is not None]
+    if not shared:
+        return row
+    return statistics.within_brackets(row, [x - ex - y for x, y, ex, _ in shared],
+                                      [x - y + ey for x, y, _, ey in shared])
+
+
+def comparisons(values, arms, loss_every) -> list:
+    """``values``: {arm: {replicate: figures}}; ``loss_every``: {arm: {replicate: its fine
+    curve's steps per point}}. One row per (figure, kind, arm)."""
     every = sorted({f for found in values.values() for v in found.values() for f in v
                     if compared(f)}, key=lambda f: (f != "escape_steps", f))
     rows = []
@@ -83,8 +99,13 @@ def comparisons(values, arms) -> list:
             family = []
             for arm, other in arm_pairs:
                 shared = sorted(values[arm].keys() & values[other].keys())
-                result = statistics.paired([values[arm][r].get(figure) for r in shared],
-                                           [values[other][r].get(figure) for r in shared])
+                mine = [values[arm][r].get(figure) for r in shared]
+                theirs = [values[other][r].get(figure) for r in shared]
+                result = statistics.paired(mine, theirs)
+                if figure == "escape_steps":
+                    result = within_resolution(result, mine, theirs,
+                                               [loss_every[arm][r] for r in shared],
+                                               [loss_every[other][r] for r in shared])
                 family.append({"figure": figure, "family": kind, "arm": arm.name,
                                "line": line_key(arm.line), "momentum": arm.momentum,
                                "lr": arm.lr, "batch_size": arm.batch_size,
@@ -153,9 +174,11 @@ def summary(measured, lines, arms, tolerance) -> dict:
     """``measured``: [(model key, its measurements)]; ``lines``: the lines between final
     weights."""
     values = {arm: {} for arm in arms}
+    loss_every = {arm: {} for arm in arms}
     for model_key, model in measured:
         values[model_key.arm][model_key.replicate] = figures_of(model)
-    rows = comparisons(values, arms)
+        loss_every[model_key.arm][model_key.replicate] = model["train_loss_every"]
+    rows = comparisons(values, arms, loss_every)
     barrier_rows = barriers(lines, tolerance)
     return {"headline": headline(rows, barrier_rows),
             "rules": [COMPARISON_RULE, barrier_rule(tolerance),

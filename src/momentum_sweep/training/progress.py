@@ -1,12 +1,14 @@
 """Progress of the train stage: a bar on the terminal, and a live log for DVC's tools.
 
-The live log is written with DVCLive after every epoch of every pass, so that `dvc plots show`,
-`dvc exp show` and the VS Code extension show the figures so far while a long stage runs in the
-workspace (checked: neither command waits for the running stage). A queued experiment runs in a
-copy of the repository; `dvc queue logs -f <task>` follows its epochs.
+The live log is written with DVCLive after every evaluation of every pass (each epoch's end;
+with train.target, each step of its schedule), so that `dvc plots show`, `dvc exp show` and the
+VS Code extension show the figures so far while a long stage runs in the workspace (checked:
+neither command waits for the running stage). A queued experiment runs in a copy of the
+repository; `dvc queue logs -f <task>` follows its evaluations.
 
 results/live/metrics.json holds the epoch and the mean validation accuracy of the models
-evaluated last; results/live/plots/ its history and each arm's mean curve. Reused models appear
+evaluated last; results/live/plots/ its history and each arm's mean curve (with the columns
+plots/templates/momentum.json draws by: the arm's kind, its step and the target). Reused models appear
 with their recorded figures, so the log covers every listed model. It is progress only: nothing
 reads it back, so an interrupted run's partial log is never trusted.
 """
@@ -57,11 +59,12 @@ class Progress:
 
 
 class LiveLog:
-    def __init__(self, live_dir=LIVE_DIR):
+    def __init__(self, target=None, live_dir=LIVE_DIR):
         from dvclive import Live
 
         self.live = Live(dir=str(live_dir), resume=False, report=None, save_dvc_exp=False,
                          dvcyaml=None)
+        self.target = target  # train.target: the template draws against steps where it is set
         self.rows = {}  # {(epoch, arm): {replicate: its row}}
 
     def add(self, rows):
@@ -71,8 +74,10 @@ class LiveLog:
             return
         for key, row in rows:
             self.rows.setdefault((row["epoch"], key.arm), {})[key.replicate] = row
-        points = [{"epoch": epoch, "arm": arm.name, "momentum": arm.momentum, "lr": arm.lr,
+        points = [{"epoch": epoch, "step": next(iter(found.values()))["step"], "arm": arm.name,
+                   "kind": arm.kind, "momentum": arm.momentum, "lr": arm.lr,
                    "batch_size": arm.batch_size, "control": int(arm.control),
+                   "target": self.target,
                    "val_accuracy": mean(r["val_accuracy"] for r in found.values()),
                    "train_loss": mean(r["train_loss"] for r in found.values())}
                   for (epoch, arm), found in sorted(self.rows.items(),

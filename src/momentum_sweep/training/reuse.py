@@ -27,7 +27,7 @@ REASONS = {"method": "parameters changed", "replicate": "parameters changed",
            "fold": "parameters changed", "budget": "parameters changed",
            "checkpoints": "parameters changed",
            "model": "parameters changed", "train": "parameters changed",
-           "data": "data changed", "code": "code changed", "implementation": "code changed",
+           "data": "data changed", "code": "code changed",
            "torch": "torch version or device changed", "compiler": "C compiler changed",
            "device_type": "torch version or device changed"}
 # train.* keys that are not in the fingerprint as they are written: the device is in it as its
@@ -91,9 +91,14 @@ def fingerprint(inputs) -> str:
 
 
 def why_changed(old_inputs, new_inputs) -> str:
-    reasons = sorted({REASONS.get(k, "parameters changed") for k in new_inputs.keys() | old_inputs
-                      if old_inputs.get(k) != new_inputs.get(k)})
-    return ", ".join(reasons) or "fingerprint changed"
+    changed = {k for k in new_inputs.keys() | old_inputs if old_inputs.get(k) != new_inputs.get(k)}
+    reasons = set()
+    if "implementation" in changed:  # the C compiler is an input of the native step only
+        changed -= {"implementation", "compiler"}
+        reasons.add(f"train.step changed: {old_inputs.get('implementation')} to "
+                    f"{new_inputs.get('implementation')}")
+    reasons |= {REASONS.get(k, "parameters changed") for k in changed}
+    return ", ".join(sorted(reasons)) or "fingerprint changed"
 
 
 def from_cache(cache, fp, otherwise):

@@ -59,6 +59,15 @@ def check_memory(implementation, keys, p, device):
     available = devices.available_bytes(device)
     if needed(p.model.hidden) <= available:
         return
+    batch = keys[0].arm.batch_size
+    if needed([1] * len(p.model.hidden)) > available:  # not the network: the budget's tables
+        t = p.train
+        raise SweepError(
+            f"train.min_steps = {t.min_steps}, train.epochs = {t.epochs}: a budget of "
+            f"{t.total_steps(batch)} steps at batch size {batch} needs about "
+            f"{needed(p.model.hidden) / GIB:.1f} GiB for {len(keys)} model(s) at once (the "
+            f"step keeps tables of one entry per step), but {available / GIB:.1f} GiB is "
+            f"available on {device.type}; lower train.min_steps or train.epochs")
     width = p.model.hidden[0]
     while width > 1 and needed([width, *p.model.hidden[1:]]) > available:
         width //= 2
@@ -164,9 +173,19 @@ def rebuild_models_dir(keys, fingerprints, cache, models_dir):
     results.remove_all_but({key.name for key in keys}, models_dir)
 
 
-def run(p, models_dir=results.MODELS_DIR, cache_dir=results.CACHE_DIR):
+def preflight(p):
+    """(device, step implementation) after every check that can be made before training: the
+    device exists, and each pass fits in memory were every model to train. The params stage
+    runs it, so that such a setting stops `dvc repro` before DVC clears this stage's outputs."""
     device = devices.resolve(p.train.device)
     implementation = trainer.implementation_for(device, p.train.step)
+    for keys_of_pass in passes(arms.models(p), implementation, p):
+        check_memory(implementation, keys_of_pass, p, device)
+    return device, implementation
+
+
+def run(p, models_dir=results.MODELS_DIR, cache_dir=results.CACHE_DIR):
+    device, implementation = preflight(p)
     keys = arms.models(p)
     check_paths(keys, models_dir, cache_dir)
     cache = results.ModelCache(cache_dir, p.model.hidden)
@@ -196,7 +215,7 @@ def run(p, models_dir=results.MODELS_DIR, cache_dir=results.CACHE_DIR):
     for keys_of_pass in planned:
         check_memory(implementation, keys_of_pass, p, device)
     found = {key: decisions[key][0] for key in keys if decisions[key][0] is not None}
-    live = LiveLog()
+    live = LiveLog(p.train.target)
     live.add([(key, row) for key, (record, _) in found.items() for row in record["evaluations"]])
     if planned:
         folds = data_splits.load_folds(p.train, device)
