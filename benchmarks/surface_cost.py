@@ -31,7 +31,9 @@ from threadpoolctl import threadpool_limits
 from momentum_sweep import params as parameters
 from momentum_sweep.data import splits
 from momentum_sweep.surface import measures
-from momentum_sweep.training import arms, results
+from momentum_sweep.vocabulary import arms
+from momentum_sweep.vocabulary.schedule import Schedule
+from momentum_sweep.training import results
 
 P = parameters.load()
 BATCH = P.train.batch_sizes[0]
@@ -100,14 +102,15 @@ def main():
     line_seconds = median_seconds(lambda: measures.line(start, final, P.model.hidden,
                                                         P.surface.line_points, images, labels,
                                                         "cpu"), repeats)
-    epochs = [e for e in P.train.checkpoint_epochs(BATCH) if e > 0]
+    checkpoints = Schedule.of(P.train, BATCH).checkpoints
+    epochs = [e for e in checkpoints if e > 0]
     # A model's share of the lines between final weights: one per listed arm above momentum 0
     # against momentum 0 and one against its control, among the replicate's arms.
     per_replicate = len(arms.arms(P))
     lines = 2 * len([a for a in arms.arms(P) if not a.control and a.momentum > 0])
     share = lines / per_replicate
     per_model = len(epochs) * one + (1 + share) * line_seconds
-    shared = one / per_replicate if 0 in P.train.checkpoint_epochs(BATCH) else 0.0  # epoch 0
+    shared = one / per_replicate if 0 in checkpoints else 0.0  # epoch 0
     models = len(arms.models(P))
     print(f"per model   {len(epochs)} curvature measurement(s) ({', '.join(map(str, epochs))}) "
           f"+ {1 + share:.2f} lines of {P.surface.line_points} points ({line_seconds:.3f} s "

@@ -44,7 +44,9 @@ import torch
 from momentum_sweep import params as parameters
 from momentum_sweep.data.mnist import PIXELS
 from momentum_sweep.data.splits import Folds, Split, load_folds, scaled, split_indices
-from momentum_sweep.training import arms, batches, model, train, trainer
+from momentum_sweep.vocabulary import arms
+from momentum_sweep.vocabulary.schedule import Schedule
+from momentum_sweep.training import batches, model, train, trainer
 from momentum_sweep.training.device import peak_rss_mib
 
 P = parameters.load()
@@ -122,8 +124,9 @@ def device_of(implementation):
 
 
 def one_pass(implementation, keys_of_pass, train_params, folds):
+    schedule = Schedule.of(train_params, keys_of_pass[0].arm.batch_size)
     return trainer.make_trainer(implementation, keys_of_pass, P.model.hidden, train_params,
-                                folds, device_of(implementation))
+                                schedule, folds, device_of(implementation))
 
 
 def project_step(implementation, k, epochs, batch=BATCH):
@@ -135,13 +138,15 @@ def project_step(implementation, k, epochs, batch=BATCH):
     tiny = train_params.model_copy(update={"max_train_images": 2 * batch,
                                            "validation_size": batch, "epochs": 1})
     warm = one_pass(implementation, keys(1, batch), tiny, Folds(few, batch, 1, few))
-    warm.train_until(tiny.steps_per_epoch(batch))
+    warm.train_until(warm.schedule.steps_per_epoch)
     warm.close()
     # the native step as the stage runs it, in passes; the PyTorch step in one (as on CUDA)
     chosen = keys(k, batch)
-    planned = (train.passes(chosen, implementation, P.model_copy(
-        update={"train": train_params})) if implementation == "native" else [chosen])
-    per_epoch = train_params.steps_per_epoch(batch)
+    p = P.model_copy(update={"train": train_params})
+    planned = ([each.keys for each in train.passes(chosen, implementation, p,
+                                                    train.schedules_of(p))]
+               if implementation == "native" else [chosen])
+    per_epoch = Schedule.of(train_params, batch).steps_per_epoch
     started = time.perf_counter()
     for keys_of_pass in planned:
         t = one_pass(implementation, keys_of_pass, train_params, folds)
@@ -158,7 +163,7 @@ def evaluation_cost(epochs):
     folds = load_folds(P.train, torch.device("cpu"))
     train_params = P.train.model_copy(update={"epochs": epochs})
     t = one_pass("native", keys(DEFAULT_K), train_params, folds)
-    per_epoch = train_params.steps_per_epoch(BATCH)
+    per_epoch = t.schedule.steps_per_epoch
     t.train_until(per_epoch)  # the first epoch builds its batches before training
     started = time.perf_counter()
     t.train_until(2 * per_epoch)

@@ -5,8 +5,10 @@ import math
 import torch
 
 from momentum_sweep.data.splits import Folds, Split, load_folds, scaled
-from momentum_sweep.training import arms, batches
+from momentum_sweep.vocabulary import arms
+from momentum_sweep.training import batches
 from momentum_sweep.training.model import MLP, initial_state
+from momentum_sweep.vocabulary.schedule import Schedule
 
 
 def sgd(state, hidden, momentum, lr, split, order, batch_size, nesterov=False):
@@ -109,9 +111,14 @@ def splits_of(train_params, flat_dir) -> dict:
             "val": folds.validation(0), "test": folds.test}
 
 
-def epochs_of(trainer, epochs, train_params):
+def schedule_of(train_params, keys) -> Schedule:
+    """The schedule of a pass of ``keys`` (one batch size)."""
+    return Schedule.of(train_params, keys[0].arm.batch_size)
+
+
+def epochs_of(trainer, epochs):
     """Train ``trainer`` for whole epochs; each epoch's Trained figures."""
-    per_epoch = train_params.steps_per_epoch(trainer.batch_size)
+    per_epoch = trainer.schedule.steps_per_epoch
     return [trainer.train_until(e * per_epoch) for e in range(1, epochs + 1)]
 
 
@@ -124,6 +131,6 @@ def assert_states_equal(actual, expected):
 def identity_columns(arm, replicate, budget_steps=1000, target=None) -> dict:
     """The identity columns of results/epochs.tsv for a model of ``arm`` in ``replicate`` (which
     validates on fold ``replicate``)."""
-    from momentum_sweep.analysis.epochs import identity
+    from momentum_sweep.vocabulary.schema import identity
 
     return identity(arm, replicate, replicate, {"steps": budget_steps, "target": target})

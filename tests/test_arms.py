@@ -7,11 +7,12 @@ import torch
 from momentum_sweep import params
 from momentum_sweep.data import splits
 from momentum_sweep.data.splits import split_indices
-from momentum_sweep.training import arms, batches, model, train, trainer
-from momentum_sweep.training.arms import Arm
+from momentum_sweep.vocabulary import arms
+from momentum_sweep.training import batches, model, train, trainer
+from momentum_sweep.vocabulary.arms import Arm
 
 from reference import (assert_states_equal, assert_steps_agree, epochs_of, fitted, folds_of,
-                       sgd_of, subset)
+                       schedule_of, sgd_of, subset)
 from good_params import parsed, with_change
 
 
@@ -201,14 +202,14 @@ def test_every_arm_of_a_replicate_trains_from_its_weights_on_its_batches(small_s
     tp = fitted(train_params, found, train_rows).model_copy(update={"epochs": 1})
     keys = [arms.ModelKey(arm, r) for r in (0, 1)
             for arm in (Arm(0.4, 0.1, 20), Arm(0.4, 0.1, 20, control=True))]
-    t = trainer.make_trainer(implementation, keys, [50, 50], tp,
+    t = trainer.make_trainer(implementation, keys, [50, 50], tp, schedule_of(tp, keys),
                              folds_of(found, train_rows), torch.device("cpu"))
-    epochs_of(t, 1, tp)
+    epochs_of(t, 1)
     for k, key in enumerate(keys):
         start, expected = sgd_of(key, (50, 50), tp.seed, train_rows, 20, epochs=1)
         assert_steps_agree(t.state_dict(k), expected, start, steps=len(train_rows) // 20)
     if implementation == "torch":  # same start: before training, every arm of a replicate
-        fresh = trainer.make_trainer(implementation, keys, [50, 50], tp,
+        fresh = trainer.make_trainer(implementation, keys, [50, 50], tp, schedule_of(tp, keys),
                                      folds_of(found, train_rows), torch.device("cpu"))
         assert_states_equal(fresh.state_dict(0), fresh.state_dict(1))
 
@@ -223,15 +224,17 @@ def test_models_are_trained_in_passes_of_whole_replicates_whose_memory_is_bounde
     p = p.model_copy(update={"train": p.train.model_copy(update={"replicates": 20,
                                                                  "lr_control": False})})
     keys = arms.models(p)
-    planned = train.passes(keys, implementation, p)
+    planned = train.passes(keys, implementation, p, train.schedules_of(p))
     assert len(keys) == 400 and len(planned) > 1
-    assert [k for keys_of_pass in planned for k in keys_of_pass] == keys
-    for keys_of_pass in planned:
-        replicates = {k.replicate for k in keys_of_pass}
-        assert len(keys_of_pass) == 20 * len(replicates)                  # whole replicates
-        assert train.pass_bytes(implementation, keys_of_pass, p.model.hidden,
-                                p.train) <= train.PASS_BYTES
-    assert len(train.passes(arms.models(parsed()), implementation, parsed())) == 1
+    assert [k for each in planned for k in each.keys] == keys
+    for each in planned:
+        replicates = {k.replicate for k in each.keys}
+        assert len(each.keys) == 20 * len(replicates)                     # whole replicates
+        assert each.bytes(implementation, p.model.hidden, p.train) <= train.PASS_BYTES
+    default = parsed()
+    assert len(train.passes(arms.models(default), implementation, default,
+                            train.schedules_of(default))) == 1
     two = params.parse(with_change("train.batch_size", [20, 200]))
-    planned = train.passes(arms.models(two), implementation, two)
-    assert [{k.arm.batch_size for k in keys_of_pass} for keys_of_pass in planned] == [{20}, {200}]
+    planned = train.passes(arms.models(two), implementation, two, train.schedules_of(two))
+    assert [({k.arm.batch_size for k in each.keys}, each.schedule.batch_size)
+            for each in planned] == [({20}, 20), ({200}, 200)]

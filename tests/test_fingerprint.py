@@ -8,7 +8,9 @@ import stat
 import pytest
 
 from momentum_sweep import sources
-from momentum_sweep.training import arms, results, reuse
+from momentum_sweep.vocabulary import arms
+from momentum_sweep.training import results, reuse
+from momentum_sweep.vocabulary.schedule import Schedule
 
 from good_params import parsed
 
@@ -16,7 +18,9 @@ KEY = arms.ModelKey(arms.Arm(0.4, 0.1, 20), 1)
 
 
 def inputs(p=None, key=KEY, data="d", code="c", device="cpu", implementation="native"):
-    return reuse.fingerprint_inputs(key, p or parsed(), data, code, device, implementation)
+    p = p or parsed()
+    return reuse.fingerprint_inputs(key, p, Schedule.of(p.train, key.arm.batch_size), data, code,
+                                    device, implementation)
 
 
 @pytest.mark.parametrize("change, reason", [

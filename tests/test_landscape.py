@@ -8,7 +8,7 @@ import torch
 
 from clones import ROOT
 from momentum_sweep import landscape, params
-from momentum_sweep.training.arms import momentum_name
+from momentum_sweep.vocabulary.arms import momentum_name
 
 DEFAULT = params.load(ROOT / "params.yaml")
 

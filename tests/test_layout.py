@@ -4,6 +4,7 @@ files, and the repository's independence from anything outside it."""
 import ast
 import json
 import importlib.metadata
+import inspect
 import re
 import subprocess
 import sys
@@ -203,3 +204,29 @@ def test_the_batch_experiment_spans_batch_sizes_20_to_8192_with_every_tuned_step
     assert len(tuned) == len(sizes) * len(lines)
     assert [a["arm"] for a in tuned if a["edge"]] == []
 
+
+
+def test_every_test_that_drives_dvc_lives_under_tests_dvc():
+    """The docs say tests/ holds the unit tests and tests/dvc/ those that run `dvc`."""
+    outside = [p.name for p in (ROOT / "tests").glob("test_*.py")
+               if re.search(r"pytest\.mark\.dvc|\.dvc\(|\"dvc\", \"exp\"", p.read_text())]
+    assert outside == []
+
+
+def test_the_vocabulary_is_a_floor_that_imports_nothing_of_the_package():
+    for path in (ROOT / "src" / "momentum_sweep" / "vocabulary").glob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.ImportFrom):
+                assert node.level <= 1 and not (node.module or "").startswith("momentum_sweep"), \
+                    f"{path.name} imports {node.module}"
+
+
+def test_both_trainers_have_the_interface_the_pass_asks_for():
+    from momentum_sweep.training import trainer
+
+    for cls in trainer.TRAINERS.values():
+        assert all(callable(getattr(cls, m, None)) for m in
+                   trainer.TRAINER_INTERFACE["methods"]), cls
+        source = inspect.getsource(cls)
+        assert all(f"self.{a} =" in source or f"self.{a}, " in source
+                   for a in trainer.TRAINER_INTERFACE["attributes"]), cls

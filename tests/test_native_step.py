@@ -13,11 +13,11 @@ import shutil
 import subprocess
 
 from momentum_sweep.training import model, native_kernels, trainer
-from momentum_sweep.training.batches import segment_ends
+from momentum_sweep.vocabulary.schedule import Schedule
 from momentum_sweep.training.native_step import NativeTrainer
 
 from reference import (assert_states_equal, assert_steps_agree, epochs_of, fitted, folds_of,
-                       keys_for, sgd_of, splits_of, subset)
+                       keys_for, schedule_of, sgd_of, splits_of, subset)
 
 
 def native(keys, hidden, train_params, splits, epochs, threads=None, kernels=None, **settings):
@@ -25,9 +25,9 @@ def native(keys, hidden, train_params, splits, epochs, threads=None, kernels=Non
     change), and each epoch's Trained figures."""
     train_params = fitted(train_params, splits).model_copy(update={"epochs": epochs,
                                                                    **settings})
-    t = NativeTrainer(keys, hidden, train_params, folds_of(splits), threads=threads,
-                      kernels=kernels)
-    return t, epochs_of(t, epochs, train_params)
+    t = NativeTrainer(keys, hidden, train_params, schedule_of(train_params, keys),
+                      folds_of(splits), threads=threads, kernels=kernels)
+    return t, epochs_of(t, epochs)
 
 
 SPECS = [(0.0, 0.1, False), (0.5, 0.1, False), (0.9, 0.05, False), (0.5, 0.2, True)]
@@ -59,9 +59,10 @@ def test_segments_and_a_stop_mid_epoch_agree_with_torch_optim_sgd(small_splits):
     train = subset(splits["train"], 300)
     tp = train_params.model_copy(update={"epochs": 1, "max_train_images": 350,
                                          "validation_size": 50, "target": 0.99})
-    assert segment_ends(tp, 20) == [5, 10, 15]  # evaluations inside the epoch of 15 steps
+    assert Schedule.of(tp, 20).segment_ends == [5, 10, 15]  # evaluations inside an epoch of 15
     keys = keys_for([(0.9, 0.05), (0.5, 0.1)], nesterov=True) + keys_for([(0.9, 0.05)])
-    t = NativeTrainer(keys, [50, 50], tp, folds_of({**splits, "train": train}))
+    t = NativeTrainer(keys, [50, 50], tp, schedule_of(tp, keys),
+                      folds_of({**splits, "train": train}))
     t.train_until(5)
     t.stop(1)
     t.train_until(10)
@@ -88,9 +89,10 @@ def test_a_whole_epoch_of_real_mnist_agrees_with_the_pytorch_step_in_distributio
     specs = [(0.0, 0.1, False), (0.5, 0.1, False)]
     keys = keys_for(specs, replicates)
     t_native, _ = native(keys, [50, 50], train_params, splits, epochs=1)
-    t_torch = trainer.TorchTrainer(keys, [50, 50], train_params, folds_of(splits),
+    t_torch = trainer.TorchTrainer(keys, [50, 50], train_params, schedule_of(train_params, keys),
+                                   folds_of(splits),
                                    torch.device("cpu"))
-    epochs_of(t_torch, 1, train_params)
+    epochs_of(t_torch, 1)
     figures = {name: np.array(t.evaluate(splits["val"], range(len(keys))))
                .reshape(2, len(replicates), len(specs))
                for name, t in (("native", t_native), ("torch", t_torch))}  # [figure, R, arm]
@@ -148,9 +150,9 @@ def test_an_epochs_batches_are_freed_when_it_ends(small_splits):
     until the cyclic garbage collector happened to run, and the train stage grew by a gigabyte."""
     train_params, splits = small_splits
     tp = train_params.model_copy(update={"epochs": 3})
-    t = NativeTrainer(keys_for([(0.5, 0.1, False), (0.0, 0.1, False)]), [50, 50], tp,
-                      folds_of(splits))
-    per_epoch = tp.steps_per_epoch(20)
+    keys = keys_for([(0.5, 0.1, False), (0.0, 0.1, False)])
+    t = NativeTrainer(keys, [50, 50], tp, schedule_of(tp, keys), folds_of(splits))
+    per_epoch = t.schedule.steps_per_epoch
     gc.disable()
     try:
         t.train_until(per_epoch)
@@ -168,7 +170,9 @@ def test_the_kernels_vector_rows_start_on_cache_lines(small_splits):
     """numpy aligns small arrays to 16 bytes only; then half the kernels' 32-byte vector loads
     straddle two cache lines, about 10% slower (results are the same)."""
     train_params, splits = small_splits
-    t = NativeTrainer(keys_for([(0.5, 0.1, False)]), [50, 30], train_params, folds_of(splits))
+    keys = keys_for([(0.5, 0.1, False)])
+    t = NativeTrainer(keys, [50, 30], train_params, schedule_of(train_params, keys),
+                      folds_of(splits))
     m = t.models[0]
     arrays = {name: getattr(m, name) for name in ("w1", "v1", "W", "V", "Wt", "hs")}
     assert {name: a.ctypes.data % 64 for name, a in arrays.items()} == dict.fromkeys(arrays, 0)
@@ -215,9 +219,10 @@ def test_step_losses_are_each_batchs_loss_before_its_step(small_splits):
     assert step_losses.shape == (2, -(-len(splits["train"]) // 20))
     for k in range(2):
         assert step_losses[k].sum() == pytest.approx(figures.loss[k], rel=1e-12)
-    reference = trainer.TorchTrainer(keys, [50, 50], train_params, folds_of(splits),
+    reference = trainer.TorchTrainer(keys, [50, 50], train_params, schedule_of(train_params, keys),
+                                   folds_of(splits),
                                      torch.device("cpu"))
-    first = epochs_of(reference, 1, train_params)[0].step_losses[:, 0]
+    first = epochs_of(reference, 1)[0].step_losses[:, 0]
     assert step_losses[:, 0] == pytest.approx(first, rel=1e-5)
     assert step_losses[0, 0] == step_losses[1, 0]  # same weights, same batch: same loss
     # The first update is lr * gradient for any momentum, so the losses part at the third batch.

@@ -188,15 +188,6 @@ def test_defaults_are_the_notebooks_setup_with_replicates_and_controls():
     assert p.train.replicates == 5 and p.train.lr_control is True
 
 
-def test_the_final_checkpoint_follows_the_budget_at_each_batch_size():
-    raw = with_change("train.epochs", 3)
-    assert params.parse(raw).train.checkpoint_epochs(20) == [0, 1, 3]
-    raw["train"]["checkpoints"] = ["final", 2]
-    assert params.parse(raw).train.checkpoint_epochs(20) == [2, 3]
-    raw["train"]["min_steps"] = 1000
-    assert params.parse(raw).train.checkpoint_epochs(1000) == [2, 19]  # 55 steps an epoch
-
-
 def test_a_target_run_whose_budget_ends_before_its_first_evaluation_is_refused():
     raw = with_change("train.target", 0.96)
     raw["train"].update({"max_train_images": 3000, "validation_size": 2000,
@@ -204,28 +195,6 @@ def test_a_target_run_whose_budget_ends_before_its_first_evaluation_is_refused()
     with pytest.raises(SweepError, match=r"train.target = 0.96 .* at batch size\(s\) \[20, 500\] "
                                          r"the budget ends before the first evaluation"):
         params.parse(raw)
-
-
-@pytest.mark.parametrize("batch", [20, 128, 1024, 8192])
-def test_the_budget_holds_every_batch_size_and_the_schedule_resolves_steps_within_10_percent(
-        batch):
-    """train.epochs at small batch, train.min_steps steps at large; with a target, evaluations
-    at most 10% of the steps apart once past the spacing that bounds their cost (two
-    validation folds' worth of training images), and the budget's last step evaluated."""
-    raw = with_change("train.target", 0.96)
-    raw["train"].update({"epochs": 5, "min_steps": 2000})
-    t = params.parse(raw).train
-    per_epoch = -(-55_000 // batch)
-    assert t.epochs_at(batch) == max(5, -(-2000 // per_epoch))
-    assert t.total_steps(batch) >= max(2000, 5 * per_epoch)
-    steps = t.evaluation_steps(batch)
-    spacing = -(-2 * 5000 // batch)
-    assert steps[0] == spacing and steps[-1] == t.total_steps(batch)
-    for before, after in zip(steps, steps[1:]):
-        assert after - before >= min(spacing, t.total_steps(batch) - before)
-        assert after <= max(math.ceil(1.1 * before), before + spacing)
-    assert t.model_copy(update={"target": None}).evaluation_steps(batch) == list(
-        range(per_epoch, t.total_steps(batch) + 1, per_epoch))
 
 
 def test_the_learning_rate_and_batch_size_are_lists_or_one_number_as_momentum_is():

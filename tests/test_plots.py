@@ -10,9 +10,11 @@ import pandas as pd
 import pytest
 from matplotlib.patches import Rectangle
 
-from momentum_sweep.analysis import epochs, plots, summarize
+from momentum_sweep.analysis import plots, summarize
 from momentum_sweep.analysis.figures import line_styles, save
-from momentum_sweep.training.arms import Arm, control_of
+from momentum_sweep.vocabulary import schema
+from momentum_sweep.vocabulary.arms import Arm, control_of
+from momentum_sweep.vocabulary.measure import Measure
 
 from reference import identity_columns
 from test_steps import planted_table
@@ -46,7 +48,7 @@ def synthetic_epochs(momenta, replicates=3, n_epochs=4, diverged=None, controls=
                              "train_seconds": 1.5, "evaluation_seconds": 0.2,
                              "samples_per_second": 1000.0,
                              "models_in_pass": len(arms) * replicates, "cpu_peak_rss_mib": 900.0})
-    return pd.DataFrame(rows, columns=epochs.COLUMNS)
+    return pd.DataFrame(rows, columns=schema.COLUMNS)
 
 
 def drawn(table):
@@ -71,7 +73,7 @@ def test_the_curves_draw_one_line_and_band_per_arm_of_each_panel(momenta, diverg
     table = synthetic_epochs(momenta, diverged=diverged, lrs=lrs)
     summary, figures = drawn(table)
     assert set(figures) == set(plots.FIGURES)
-    panels = plots.curve_panels(table, summary)
+    panels = plots.curve_panels(table, summary, Measure(None))
     fig = figures["accuracy"]
     assert len(fig.axes) == 2 * len(panels)  # validation, then test accuracy
     for ax, (title, panel) in zip(fig.axes, panels):
@@ -149,7 +151,8 @@ def test_forty_momenta_wrap_into_panels_of_a_readable_size():
     styles = line_styles([Arm.from_name(a).line for a in table["arm"].unique()])
     with warnings.catch_warnings():
         warnings.simplefilter("error")  # e.g. matplotlib's "constrained_layout not applied"
-        figures = [plots.curves_figure(table, summary, plots.CURVES["accuracy"][:1], styles),
+        figures = [plots.curves_figure(table, summary, Measure(None),
+                                       plots.CURVES["accuracy"][:1], styles),
                    plots.final_figure(table, styles)]
         for fig in figures:
             fig.get_layout_engine().execute(fig)
@@ -165,6 +168,6 @@ def test_forty_momenta_wrap_into_panels_of_a_readable_size():
 def test_one_momentum_without_momentum_0_is_drawn_with_its_control():
     """An experiment on one momentum whose momentum 0 is not in the table: its control is."""
     table = synthetic_epochs([0.4])
-    assert plots.curve_panels(table, summarize.summary(table)) == [
+    assert plots.curve_panels(table, summarize.summary(table), Measure(None)) == [
         (Arm(0.4, 0.1, 20).label, [(Arm(0.4, 0.1, 20), "arm"),
                                     (Arm(0.4, 0.1, 20, control=True), "control")])]

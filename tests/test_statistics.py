@@ -6,8 +6,9 @@ import pytest
 from scipy import stats
 from statsmodels.stats.multitest import multipletests
 
-from momentum_sweep.analysis import epochs, statistics, summarize
-from momentum_sweep.training.arms import Arm
+from momentum_sweep.analysis import statistics, summarize
+from momentum_sweep.vocabulary import schema
+from momentum_sweep.vocabulary.arms import Arm
 
 from reference import identity_columns
 
@@ -101,7 +102,7 @@ def synthetic_table(effects, replicates=5, noise=0.002, seed=0):
                          "examples": 20_000, "train_loss": 0.1, "train_accuracy": 0.98,
                          "val_loss": 0.1, "val_accuracy": accuracy, "test_loss": 0.1,
                          "test_accuracy": accuracy, "diverged": 0, "stopped": "budget"})
-    return pd.DataFrame(rows, columns=epochs.COLUMNS)
+    return pd.DataFrame(rows, columns=schema.COLUMNS)
 
 
 def comparison(summary, family, arm):

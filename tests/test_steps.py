@@ -14,8 +14,9 @@ import pandas as pd
 import pytest
 from scipy import stats
 
-from momentum_sweep.analysis import epochs, steps, summarize
-from momentum_sweep.training.arms import Arm
+from momentum_sweep.analysis import steps, summarize
+from momentum_sweep.vocabulary import schema
+from momentum_sweep.vocabulary.arms import Arm
 
 from clones import ROOT
 from reference import identity_columns
@@ -52,7 +53,7 @@ def planted_table(replicates=5, seed=0):
                              "test_loss": None, "test_accuracy": None, "diverged": 0,
                              "stopped": ("target" if reached else "budget")
                              if i == len(at) - 1 else None})
-    return pd.DataFrame(rows, columns=epochs.COLUMNS)
+    return pd.DataFrame(rows, columns=schema.COLUMNS)
 
 
 def arm_entry(summary, arm):
@@ -155,7 +156,7 @@ def two_arms(zero, fast, budget=2000, no_control=True) -> pd.DataFrame:
     for arm, found in ((ZERO, zero), (FAST, fast)):
         for r, evaluations in found.items():
             rows += model_rows(arm, r, evaluations, budget)
-    return pd.DataFrame(rows, columns=epochs.COLUMNS)
+    return pd.DataFrame(rows, columns=schema.COLUMNS)
 
 
 def vs_zero(table) -> dict:

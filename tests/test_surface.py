@@ -12,7 +12,7 @@ from momentum_sweep.analysis import statistics
 from momentum_sweep.data import splits as data_splits
 from momentum_sweep.surface import figures, measures, summary
 from momentum_sweep.surface.cache import SurfaceCache, seal
-from momentum_sweep.training.arms import Arm, ModelKey, line_key
+from momentum_sweep.vocabulary.arms import Arm, ModelKey, line_key
 from momentum_sweep.training.model import MLP, initial_state
 
 TINY = [3]  # 784-3-10: 2,395 parameters, small enough for the explicit Hessian

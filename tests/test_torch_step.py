@@ -7,7 +7,7 @@ from momentum_sweep.training import model, trainer
 from momentum_sweep.training.torch_step import TorchStep, neg_onehot, with_ones
 
 from reference import (assert_states_equal, assert_steps_agree, epochs_of, folds_of, keys_for,
-                       sgd, subset)
+                       schedule_of, sgd, subset)
 
 # (momentum, Nesterov's update, lr) per model, in two replicate groups that see different
 # batches.
@@ -39,9 +39,9 @@ def test_steps_agree_with_torch_optim_sgd(small_splits, hidden):
 def train_torch(keys, splits_and_params, epochs=2):
     train_params, splits = splits_and_params
     train_params = train_params.model_copy(update={"epochs": epochs})
-    t = trainer.TorchTrainer(keys, [50, 50], train_params, folds_of(splits),
-                             torch.device("cpu"))
-    epochs_of(t, epochs, train_params)
+    t = trainer.TorchTrainer(keys, [50, 50], train_params, schedule_of(train_params, keys),
+                             folds_of(splits), torch.device("cpu"))
+    epochs_of(t, epochs)
     return t
 
 
@@ -81,9 +81,10 @@ def test_saved_state_holds_only_this_model():
 
 def test_training_figures_are_epoch_means_not_the_last_batch(small_splits):
     train_params, splits = small_splits
-    t = trainer.TorchTrainer(keys_for([(0.0, 0.1)]), [50, 50], train_params, folds_of(splits),
-                             torch.device("cpu"))
-    [figures] = epochs_of(t, 1, train_params)
+    keys = keys_for([(0.0, 0.1)])
+    t = trainer.TorchTrainer(keys, [50, 50], train_params, schedule_of(train_params, keys),
+                             folds_of(splits), torch.device("cpu"))
+    [figures] = epochs_of(t, 1)
     loss, accuracy = figures.loss / figures.images, figures.correct / figures.images
     assert 0.3 < accuracy[0] < 0.99 and 0.05 < loss[0] < 2.3  # the notebook's "accuracy" was 1.0
     assert figures.step_losses.shape == (1, -(-len(splits["train"]) // 20))

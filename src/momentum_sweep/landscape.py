@@ -18,9 +18,9 @@ from typing import Callable
 
 import numpy as np
 
-from .analysis.figures import PLOTS_DIR, line_styles, plt, save
+from .analysis.figures import PLOTS_DIR, legend, line_styles, plt, save
 from .atomic import write_json
-from .training.arms import momentum_name
+from .vocabulary.arms import momentum_name
 
 LANDSCAPE_FILE = Path("results/landscape.json")
 ESCAPE_LOSS = -0.1      # the saddle is at f = 0, the minima at -0.25: below -0.1 means "left it"
@@ -132,7 +132,7 @@ def draw(runs, loss, extent, title, outcome_text, path):
     loss_ax.set(xlabel="step", ylabel="loss f(x, y)", title="loss along each trajectory")
     loss_ax.set_yscale("symlog", linthresh=1)  # linear near the minima, compressed above
     loss_ax.grid(alpha=0.3)
-    loss_ax.legend(fontsize=8, loc="upper right")
+    legend(loss_ax, fontsize=8, loc="upper right")
     fig.set_layout_engine("constrained")
     save(fig, path)
 

@@ -26,6 +26,7 @@ from ruamel.yaml.error import YAMLError
 
 from .data.mnist import TRAIN_IMAGES
 from .errors import SweepError
+from .vocabulary.schedule import Schedule
 
 PARAMS_FILE = Path("params.yaml")
 FLOAT32_MAX = float(np.finfo(np.float32).max)
@@ -160,16 +161,6 @@ class TrainParams(Section):
     def nesterov_momenta(self) -> list[float]:
         return as_list(self.nesterov)
 
-    def steps_per_epoch(self, batch_size) -> int:
-        """Steps in an epoch: batches are consecutive runs of the epoch's order, the last one
-        shorter when batch_size does not divide the training images."""
-        return -(-self.train_size // batch_size)
-
-    def epochs_at(self, batch_size) -> int:
-        """The budget at a batch size, in whole epochs: train.epochs, or more where that is
-        fewer than train.min_steps steps (see docs/design.md, "The budget")."""
-        return max(self.epochs, -(-self.min_steps // self.steps_per_epoch(batch_size)))
-
     @property
     def folds(self) -> int:
         """How many validation folds of validation_size images the used images hold when
@@ -184,30 +175,6 @@ class TrainParams(Section):
             raise ValueError(f"{duplicates} listed more than once; list each epoch once")
         return value
 
-    def total_steps(self, batch_size) -> int:
-        return self.epochs_at(batch_size) * self.steps_per_epoch(batch_size)
-
-    def evaluation_steps(self, batch_size) -> list[int]:
-        """The steps (counted from the start, 1 = after the first step) after which a model's
-        figures are evaluated: each epoch's end; with a target, a schedule geometric in steps
-        instead (EVALUATION_RATIO, EVALUATION_SPACING), ending with the budget's last step.
-        Empty when the budget ends before the first evaluation."""
-        per_epoch, total = self.steps_per_epoch(batch_size), self.total_steps(batch_size)
-        if self.target is None:
-            return list(range(per_epoch, total + 1, per_epoch))
-        gap = -(-EVALUATION_SPACING * self.validation_size // batch_size)
-        found, step = [], gap
-        while step < total:
-            found.append(step)
-            step = max(step + gap, math.ceil(step * EVALUATION_RATIO))
-        return found + [total] if total >= gap else []
-
-    def checkpoint_epochs(self, batch_size) -> list[int]:
-        """train.checkpoints as epoch numbers, ascending, at a batch size ("final" is its last
-        epoch, ``epochs_at``)."""
-        last = self.epochs_at(batch_size)
-        return sorted({last if e == "final" else e for e in self.checkpoints})
-
     @property
     def images_used(self) -> int:
         """MNIST training images used, the validation split included."""
@@ -217,14 +184,6 @@ class TrainParams(Section):
     def train_size(self) -> int:
         return self.images_used - self.validation_size
 
-
-# With a target, validation accuracy is evaluated at most this factor of steps after the last
-# evaluation (so steps to the target are known within 10%)...
-EVALUATION_RATIO = 1.1
-# ...and at least this many validation folds' worth of training images after it: an evaluation
-# costs about half of training on as many images (docs/performance.md), so evaluating costs at
-# most a quarter of training.
-EVALUATION_SPACING = 2
 
 Point = Annotated[list[Annotated[float, Field(allow_inf_nan=False)]],
                   Field(min_length=2, max_length=2)]
@@ -287,7 +246,7 @@ class Params(Section):
                              f"momentum above 0; each must be one of {self.momenta[1:]} (the "
                              f"momenta also trained with Nesterov's update), or [] for none")
         if t.target is not None:
-            few = [b for b in t.batch_sizes if not t.evaluation_steps(b)]
+            few = [b for b in t.batch_sizes if not Schedule.of(t, b).evaluations]
             if few:
                 raise SweepError(
                     f"{source}: train.target = {t.target} with train.epochs = {t.epochs} and "

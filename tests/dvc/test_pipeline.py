@@ -11,7 +11,8 @@ from clones import statuses, wait_for_queue
 from momentum_sweep import params
 from momentum_sweep.data import flatten
 from momentum_sweep.data.splits import split_indices
-from momentum_sweep.training import arms, model
+from momentum_sweep.vocabulary import arms
+from momentum_sweep.training import model
 
 pytestmark = pytest.mark.dvc
 

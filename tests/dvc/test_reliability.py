@@ -156,9 +156,9 @@ def test_a_sealed_folder_at_another_arms_path_is_refused_by_the_stages_that_read
     before = repo.summary(), repo.surface()
     result = repo.dvc("repro", "--single-item", stage, check=False)
     assert result.returncode != 0 and "Traceback" not in result.stdout
-    assert (f"error: models/momentum_0.4_lr_0.1_batch_20/replicate_0: holds a model trained "
-            f"with {{'lr': 0.1, 'momentum': 0.0, 'nesterov': False, 'batch_size': 20}} in "
-            f"replicate 0, not momentum 0.4 at lr 0.1, batch 20 replicate 0") in result.stdout
+    assert ("error: models/momentum_0.4_lr_0.1_batch_20/replicate_0: holds a model trained "
+            "with {'lr': 0.1, 'momentum': 0.0, 'nesterov': False, 'batch_size': 20} in "
+            "replicate 0, not momentum 0.4 at lr 0.1, batch 20 replicate 0") in result.stdout
     assert (repo.summary(), repo.surface()) == before  # nothing written
     log = repo.dvc("repro", "train").stdout  # the train stage puts the right model back
     assert statuses(log)["momentum 0.4 at lr 0.1, batch 20 replicate 0"].startswith("reused from")

@@ -9,7 +9,7 @@ accuracy. Holm within each family; words for the headline.
 """
 
 from ..errors import SweepError
-from ..training.arms import Arm, line_key, line_label, line_name, pairs
+from ..vocabulary.arms import Arm, arm_of, cell_label, line_key, line_name, pairs
 from . import statistics
 
 SELECTION_RULE = ("best: the largest mean final validation accuracy over replicates, among "
@@ -175,7 +175,7 @@ def comparisons(finals, compared) -> list:
 def against_name(comparison, arms_by_name) -> str:
     other = arms_by_name[comparison["against"]]
     if other.control:
-        return f"its lr control ({other.rule})"
+        return f"its lr control ({other.sgd_rule})"
     if comparison["family"] == "tuned_vs_zero":
         return f"{other.label} (its best lr)"
     if comparison["family"] == "vs_control":
@@ -218,13 +218,6 @@ def analyse(finals, arms) -> dict:
             "arms": entries, "comparisons": found, **({"notes": notes} if notes else {})}
 
 
-def label(comparison, batches) -> str:
-    """A compared arm in a headline cell: its line (0.4, n0.9), and its batch size (b1024)
-    where several are listed."""
-    arm = Arm.from_name(comparison["arm"])
-    return line_label(arm.line) + (f" b{arm.batch_size}" if len(batches) > 1 else "")
-
-
 def headline(summary) -> dict:
     """The decisions, a number or a few words each (see summarize.headline): the best arm; with
     one lr, which lines differ from momentum 0 (``vs_zero``) and from their control
@@ -245,11 +238,12 @@ def headline(summary) -> dict:
             found["best"]["batch_size"] = best["batch_size"]
 
     def words(family):
-        return statistics.cell([(label(c, batches), statistics.word(c)) for c in rows
+        return statistics.cell([(cell_label(arm_of(c), batches=batches), statistics.word(c))
+                                for c in rows
                                 if c["family"] == family])
 
     if several:
-        found["tuned"] = ", ".join(f"{label(a, batches)}: {a['lr']:g}"
+        found["tuned"] = ", ".join(f"{cell_label(arm_of(a), batches=batches)}: {a['lr']:g}"
                                    + (f" ({a['edge']} listed)" if on_edge(a) else "")
                                    for a in summary["arms"] if a["best_lr_of_line"])
         found["vs_tuned_zero"] = words("tuned_vs_zero")

@@ -28,9 +28,10 @@ import pandas as pd
 
 from ..atomic import check_writable_folder, write_json
 from ..errors import SweepError
+from ..vocabulary.measure import Measure
 from . import epochs, plots, summarize
 from .figures import save
-from .files import EPOCHS_FILE
+from ..vocabulary.files import EPOCHS_FILE
 
 SWEPT = ("momentum", "train.lr", "train.batch_size", "train.nesterov", "train.replicates",
          "train.lr_control", "train.device")
@@ -120,7 +121,7 @@ def experiments(repo, names=None):
     return [row for row in rows if row["Experiment"] in names]
 
 
-def epochs_at(repo, rev) -> pd.DataFrame:
+def epochs_table_at(repo, rev) -> pd.DataFrame:
     """results/epochs.tsv of the experiment at ``rev``."""
     import dvc.api
 
@@ -154,7 +155,7 @@ def collect(repo=".", names=None):
         if entry["why"]:
             continue
         try:
-            table = epochs_at(repo, row["rev"])
+            table = epochs_table_at(repo, row["rev"])
         except SweepError as error:
             entry["why"] = str(error)
             continue
@@ -173,7 +174,7 @@ def flatten(name, figure):
 
 def arms_table(summary) -> pd.DataFrame:
     """One row per arm of a summary: its grid point, its replicates, its measure."""
-    figures = ["steps_counted"] if "target" in summary["measure"] else \
+    figures = ["steps_counted"] if Measure.of_summary(summary).by_steps else \
         ["val_accuracy", "test_accuracy"]
     return pd.DataFrame([{k: a[k] for k in ("arm", "kind", "momentum", "lr", "batch_size",
                                             "control", "sgd_lr", "replicates", "diverged")}

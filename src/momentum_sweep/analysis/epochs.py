@@ -1,21 +1,5 @@
-"""results/epochs.tsv: one row per (arm, replicate, evaluation), in long format for DVC's plots
-and every reader. An evaluation is each epoch's end, or, with ``train.target``, each step of the
-evaluation schedule (and the step where a model stops).
-
-Columns: ``arm`` (its folder name: momentum_0.4_lr_0.1_batch_20, control_0.4_lr_0.1_batch_20,
-nesterov_0.9_step_0.1_batch_1024; ``Arm.from_name`` reads it back), then, for DVC's templates and
-for grouping, ``kind`` (momentum, nesterov or control), ``momentum``, ``lr`` (as listed: the step
-lr/(1 - momentum) for an arm named with ``step``), ``batch_size``, ``control``, ``effective_lr``
-(lr/(1 - momentum), the same for an arm and its control); ``replicate``, ``fold`` (the validation
-fold it held out), ``budget_steps`` (the steps of its budget) and ``target`` (train.target, empty
-without one); ``step``, ``epoch`` (steps over steps per epoch) and ``examples`` (training
-images seen) at the evaluation; the losses and accuracies (fractions; training figures are the
-means over the batches since the previous evaluation; with a target, test figures only where a
-model stops); ``diverged`` (1 where a model's figures stopped being finite; its figures are then
-empty); ``stopped`` (on a model's last row: target, diverged or budget); and the cost of the pass
-that trained the model since the previous evaluation (seconds training and evaluating, samples
-per second, which pass and how many models it held, peak memory).
-"""
+"""results/epochs.tsv (its columns: ``vocabulary.schema``): written from the models' records,
+read back by the readers of a run or of several (compare)."""
 
 import io
 
@@ -24,24 +8,9 @@ import pandas as pd
 from ..atomic import write_text
 from ..errors import SweepError
 from ..training import results
-from ..training.arms import Arm, in_order
-from .files import EPOCHS_FILE
-
-IDENTITY = ["arm", "kind", "momentum", "lr", "batch_size", "control", "effective_lr",
-            "replicate", "fold", "budget_steps", "target"]
-POSITION = ["step", "epoch", "examples"]
-QUALITY = results.QUALITY
-COST = ["train_seconds", "evaluation_seconds", "samples_per_second", "pass", "models_in_pass",
-        "cpu_peak_rss_mib", "cuda_peak_allocated_mib", "cuda_peak_reserved_mib"]
-COLUMNS = [*IDENTITY, *POSITION, *QUALITY, "diverged", "stopped", *COST]
-
-
-def identity(arm, replicate, fold, budget) -> dict:
-    """The identity columns of a model of ``arm`` (``budget``: its record's)."""
-    return {"arm": arm.name, "kind": arm.kind, "momentum": arm.momentum, "lr": arm.lr,
-            "batch_size": arm.batch_size, "control": int(arm.control),
-            "effective_lr": arm.effective_lr, "replicate": replicate, "fold": fold,
-            "budget_steps": budget["steps"], "target": budget["target"]}
+from ..vocabulary.arms import Arm, in_order
+from ..vocabulary.files import EPOCHS_FILE
+from ..vocabulary.schema import COLUMNS, COST, IDENTITY, POSITION, QUALITY, identity
 
 
 def model_rows(key, record, timing) -> list[dict]:
@@ -59,14 +28,12 @@ def model_rows(key, record, timing) -> list[dict]:
     return rows
 
 
-def read_models(models_dir=results.MODELS_DIR) -> pd.DataFrame:
+def table_of_models(models_dir=results.MODELS_DIR) -> pd.DataFrame:
     """The epochs table of every model folder below models/, each checked against its seal and
     its path."""
     rows = []
-    for folder in results.model_folders(models_dir):
+    for folder in results.trained_folders(models_dir):
         rows += model_rows(*results.read_trained(folder))
-    if not rows:
-        raise SweepError(f"{models_dir}: no trained models; run `dvc repro train`")
     table = pd.DataFrame(rows, columns=COLUMNS)
     table["order"] = [in_order(Arm.from_name(name)) for name in table["arm"]]
     table = table.sort_values(["order", "replicate", "step"], kind="stable", ignore_index=True)

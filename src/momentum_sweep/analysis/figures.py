@@ -1,9 +1,10 @@
 """What every figure of the project shares: matplotlib without a display, each line's colour and
 marker, the one way intervals are drawn (``draw_band``, ``draw_interval``, from
 ``statistics.band`` and ``statistics.describe``), and an atomic PNG write. The summarize stage, the
-surface stage, the toy landscapes and the cross-experiment comparison import this module, not
-each other; it computes nothing, so a change to the statistics reruns none of the figures that do
-not use them (the toy landscapes).
+surface stage, the toy landscapes and the cross-experiment comparison all draw through it (the
+surface stage and the toy landscapes import no other analysis figure module); it computes
+nothing, so a change to the statistics reruns none of the figures that do not use them (the toy
+landscapes).
 
 A *line* is an update whatever its lr and batch size: (momentum, nesterov). Momentum is an
 ordered quantity, so each momentum gets its colour from a sequential, colour-blind-safe map
@@ -33,6 +34,13 @@ def line_styles(lines):
     spread = max(len(momenta) - 1, 1)
     return {line: (cmap(0.9 * momenta.index(line[0]) / spread), MARKERS[i % len(MARKERS)])
             for i, line in enumerate(ordered)}
+
+
+def arm_style(arm, styles):
+    """(colour, marker, linestyle) of an arm: its momentum's colour and marker (a control's are
+    its momentum's: it is that momentum's step), its kind's dash."""
+    colour, marker = styles[(arm.momentum, arm.nesterov)]
+    return colour, marker, LINESTYLES[arm.kind]
 
 
 def draw_band(ax, x, found, colour, label, linestyle="-", marker=None, alpha=0.2):

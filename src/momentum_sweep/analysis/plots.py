@@ -29,9 +29,11 @@ Colours, markers, bands and the PNG write are shared with every figure (``figure
 import numpy as np
 from matplotlib.ticker import FixedLocator, NullFormatter, NullLocator
 
-from ..training.arms import Arm, line_name, pairs
+from ..vocabulary.arms import Arm, arm_of, line_name, pairs
+from ..vocabulary.measure import Measure
 from . import accuracy, epochs, statistics
-from .figures import LINESTYLES, draw_band, draw_interval, legend, line_styles, note, plt
+from .figures import (LINESTYLES, arm_style, draw_band, draw_interval, legend, line_styles, note,
+                      plt)
 
 PANEL_COLUMNS = 4  # curve panels across, before they wrap
 CURVES = {
@@ -52,16 +54,6 @@ COSTS = {
 }
 FIGURES = [*CURVES, "final_accuracy", "differences", "effective_step", "lr_momentum",
            "batch_size", *COSTS]
-
-
-def by_steps(summary) -> bool:
-    return "target" in summary["measure"]
-
-
-def styled(arm, styles):
-    """(colour, marker, linestyle) of an arm: its line's colour and marker, its kind's dash."""
-    colour, marker = styles[(arm.momentum, arm.nesterov) if arm.control else arm.line]
-    return colour, marker, LINESTYLES[arm.kind]
 
 
 def batch_axis(ax, batches):
@@ -99,12 +91,12 @@ def arm_label(arm, rows=None):
     return label
 
 
-def curve_panels(table, summary):
+def curve_panels(table, summary, measure):
     """[(title, [(arm, role)])]: with steps, per batch size each line at its tuned lr; else per
     listed arm with mu > 0: the arm, its control ("control") and momentum 0 at its lr and batch
     size ("reference")."""
     arms = epochs.arms_of(table)
-    if by_steps(summary):
+    if measure.by_steps:
         tuned = [Arm.from_name(a["arm"]) for a in summary["arms"] if a["best_lr_of_line"]]
         return [(f"batch {b}, each line at its tuned lr",
                  [(a, "arm") for a in tuned if a.batch_size == b])
@@ -120,11 +112,11 @@ def curve_panels(table, summary):
 def draw_curves(ax, table, column, panel, styles, x):
     for arm, role in panel:
         rows = table[(table["arm"] == arm.name) & table[column].notna()]
-        colour, marker, dash = styled(arm, styles)
+        colour, marker, dash = arm_style(arm, styles)
         if role == "reference":
             colour, marker = "grey", "o"
         if role == "control":  # dashed in its arm's colour, a grid arm in that role too
-            colour, dash = styled(panel[0][0], styles)[0], LINESTYLES["control"]
+            colour, dash = arm_style(panel[0][0], styles)[0], LINESTYLES["control"]
         points = sorted(rows[x].unique())
         draw_band(ax, points, statistics.band(rows.loc[rows[x] == p, column] for p in points),
                   colour, arm_label(arm, table[table["arm"] == arm.name]), dash,
@@ -138,10 +130,10 @@ def draw_curves(ax, table, column, panel, styles, x):
     legend(ax, fontsize=7)
 
 
-def curves_figure(table, summary, rows, styles):
+def curves_figure(table, summary, measure, rows, styles):
     """A block of panels per (column, title) of ``rows``."""
-    steps = by_steps(summary)
-    panels = curve_panels(table, summary)
+    steps = measure.by_steps
+    panels = curve_panels(table, summary, measure)
     x = "step" if steps else "epoch"
     fig, axes = grid(len(panels) * len(rows), 4.2, 3.4)
     for r, (column, title) in enumerate(rows):
@@ -153,7 +145,7 @@ def curves_figure(table, summary, rows, styles):
             if steps:
                 ax.set_xscale("log")
                 if column == "val_accuracy":
-                    ax.axhline(summary["measure"]["target"], color="k", lw=0.8, ls=":")
+                    ax.axhline(measure.target, color="k", lw=0.8, ls=":")
             ax.set_title(f"{title}: {name}", fontsize=9)
             ax.set(xlabel="training steps (log)" if steps else "epoch", ylabel=title)
     captions = ["mean over replicates with 95% interval"]
@@ -170,7 +162,7 @@ def draw_final(ax, finals, column, title, styles, arms):
     rng = np.random.default_rng(0)  # jitter only, fixed so the figure is reproducible
     for x, arm in enumerate(arms):
         values = finals.loc[finals["arm"] == arm.name, column].dropna().to_numpy()
-        colour, marker, _ = styled(arm, styles)
+        colour, marker, _ = arm_style(arm, styles)
         ax.scatter(x + rng.uniform(-0.12, 0.12, len(values)), values, s=18, color=colour,
                    facecolors="none" if arm.control else colour, alpha=0.7, marker=marker,
                    zorder=2)
@@ -178,7 +170,7 @@ def draw_final(ax, finals, column, title, styles, arms):
     several = len({a.lr for a in arms}) > 1
     ax.set_xticks(range(len(arms)),
                   [("ctrl " if a.control else "n " if a.nesterov else "") + f"{a.momentum:g}"
-                   + (f" {a.listed} {a.lr:g}" if several else "") for a in arms],
+                   + (f" {a.listed_as} {a.lr:g}" if several else "") for a in arms],
                   rotation=0 if len(arms) <= 12 else 90)
     ax.set(title=title, xlabel="momentum (ctrl: SGD at lr/(1 - momentum); n: Nesterov)",
            ylabel=title.split(",")[0])
@@ -200,10 +192,6 @@ def final_figure(table, styles):
             draw_final(ax, finals, column, f"{title}, batch {batch} (at the end or the stop)",
                        styles, [a for a in ordered if a.batch_size == batch])
     return fig
-
-
-def arm_of(entry) -> Arm:
-    return Arm.from_name(entry["arm"])
 
 
 # A ratio that is a bound: the arrowhead points to its open side.
@@ -300,8 +288,8 @@ def draw_differences(ax, rows, styles, title):
     legend(ax, fontsize=8)
 
 
-def differences_figure(summary, styles):
-    if by_steps(summary):
+def differences_figure(summary, measure, styles):
+    if measure.by_steps:
         return ratio_figure(summary, styles)
     panels = difference_panels(summary)
     if not panels:
@@ -319,9 +307,9 @@ def measure_of(entry, steps):
     return entry["steps_counted"] if steps else entry["val_accuracy"]
 
 
-def measure_label(summary) -> str:
-    if by_steps(summary):
-        return f"steps to validation accuracy {summary['measure']['target']:g} (log)"
+def measure_label(measure) -> str:
+    if measure.by_steps:
+        return f"steps to validation accuracy {measure.target:g} (log)"
     return "mean final validation accuracy"
 
 
@@ -333,15 +321,12 @@ def draw_points(ax, x, found, colour, marker, dash, label):
     if len(found) == 1:
         draw_interval(ax, x[0], found[0], colour, marker=marker, size=6, label=label)
         return
-    draw_band(ax, x, (np.array([d["mean"] if d["mean"] is not None else np.nan for d in found]),
-                      np.array([d["ci"][0] if d["ci"] else np.nan for d in found]),
-                      np.array([d["ci"][1] if d["ci"] else np.nan for d in found])),
-              colour, label, dash, marker, alpha=0.15)
+    draw_band(ax, x, statistics.band_of(found), colour, label, dash, marker, alpha=0.15)
 
 
-def effective_step_figure(summary, styles):
+def effective_step_figure(summary, measure, styles):
     """The measure against lr/(1 - mu), one line per line, a panel per batch size."""
-    steps = by_steps(summary)
+    steps = measure.by_steps
     batches = sorted({a["batch_size"] for a in summary["arms"]})
     fig, axes = grid(len(batches), 5.6, 4.4)
     for ax, batch in zip(axes, batches):
@@ -361,7 +346,7 @@ def effective_step_figure(summary, styles):
             ax.set_yscale("log")
             plain_log(ax.yaxis)
         ax.set(title=f"batch {batch}", xlabel="effective step lr / (1 - momentum) (log)",
-               ylabel=measure_label(summary) if ax is axes[0] else None)
+               ylabel=measure_label(measure) if ax is axes[0] else None)
         ax.grid(alpha=0.3, which="both")
         legend(ax, fontsize=7)
     fig.suptitle("momentum as a larger step: one curve if that is all it is (mean over "
@@ -371,9 +356,9 @@ def effective_step_figure(summary, styles):
     return fig
 
 
-def lr_momentum_figure(summary):
+def lr_momentum_figure(summary, measure):
     """The measure over the grid, a panel per batch size, each line's best lr outlined."""
-    steps = by_steps(summary)
+    steps = measure.by_steps
     listed = [a for a in summary["arms"] if not a["control"]]
     batches = sorted({a["batch_size"] for a in listed})
     lines = sorted({arm_of(a).line for a in listed})
@@ -411,14 +396,14 @@ def lr_momentum_figure(summary):
         ax.set(xlabel="line", title=f"batch {batch}",
                ylabel="step lr/(1 - mu)" if arm_of(listed[0]).effective else "learning rate")
         fig.colorbar(image, ax=ax, label="log10 mean steps" if steps else "%")
-    fig.suptitle(f"{measure_label(summary)}; red: each line's best lr (orange: on the edge "
+    fig.suptitle(f"{measure_label(measure)}; red: each line's best lr (orange: on the edge "
                  f"of the grid)", fontsize=9)
     return fig
 
 
-def batch_figure(summary, styles):
+def batch_figure(summary, measure, styles):
     """The measure at each line's tuned lr (its one lr, if one is listed) against batch size."""
-    steps = by_steps(summary)
+    steps = measure.by_steps
     chosen = [a for a in summary["arms"] if not a["control"] and
               (a["best_lr_of_line"] or len({b["lr"] for b in summary["arms"]}) == 1)]
     fig, ax = plt.subplots(figsize=(7.5, 4.8), layout="constrained")
@@ -443,7 +428,7 @@ def batch_figure(summary, styles):
                     label="perfect scaling from plain SGD's smallest batch")
         ax.set_yscale("log")
     tuned = "its tuned lr" if accuracy.several_lrs(summary["arms"]) else "its lr"
-    ax.set(xlabel="batch size (log)", ylabel=measure_label(summary),
+    ax.set(xlabel="batch size (log)", ylabel=measure_label(measure),
            title=f"each line at {tuned} (mean over replicates, 95% band"
                  + ("; arrowhead: at least, as models did not reach the target)" if steps
                     else ")"))
@@ -476,13 +461,15 @@ def figures(table, summary) -> dict:
     styles = line_styles([*{Arm.from_name(a).line for a in table["arm"].unique()},
                           *{(Arm.from_name(a).momentum, Arm.from_name(a).nesterov)
                             for a in table["arm"].unique()}])
-    curves = STEP_CURVES if by_steps(summary) else CURVES
-    found = {name: curves_figure(table, summary, rows, styles) for name, rows in curves.items()}
+    measure = Measure.of_summary(summary)
+    curves = STEP_CURVES if measure.by_steps else CURVES
+    found = {name: curves_figure(table, summary, measure, rows, styles)
+             for name, rows in curves.items()}
     found["final_accuracy"] = final_figure(table, styles)
-    found["differences"] = differences_figure(summary, styles)
-    found["effective_step"] = effective_step_figure(summary, styles)
-    found["lr_momentum"] = lr_momentum_figure(summary)
-    found["batch_size"] = batch_figure(summary, styles)
+    found["differences"] = differences_figure(summary, measure, styles)
+    found["effective_step"] = effective_step_figure(summary, measure, styles)
+    found["lr_momentum"] = lr_momentum_figure(summary, measure)
+    found["batch_size"] = batch_figure(summary, measure, styles)
     for name, panels in COSTS.items():
         found[name] = costs_figure(table, panels)
     return found

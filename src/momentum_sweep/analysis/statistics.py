@@ -60,7 +60,12 @@ def describe_geometric(values) -> dict:
 def band(groups):
     """For each group of values (one group per point of a curve; None and non-finite left out):
     the mean and the 95% interval, as arrays, NaN where there is none."""
-    found = [describe(list(values)) for values in groups]
+    return band_of([describe(list(values)) for values in groups])
+
+
+def band_of(found):
+    """``describe``'s (or ``describe_geometric``'s) results as (mean, low, high) arrays, NaN
+    where there is none."""
     mean = np.array([np.nan if d["mean"] is None else d["mean"] for d in found])
     low = np.array([np.nan if d["ci"] is None else d["ci"][0] for d in found])
     high = np.array([np.nan if d["ci"] is None else d["ci"][1] for d in found])

@@ -33,7 +33,8 @@ import numpy as np
 import pandas as pd
 
 from ..errors import SweepError
-from ..training.arms import Arm, control_of, line_key, line_label, line_name, pairs
+from ..vocabulary.measure import reached
+from ..vocabulary.arms import Arm, control_of, line_key, line_label, line_name, pairs
 from . import accuracy, statistics
 
 MEASURE = {"name": "steps to the target validation accuracy", "figure": "steps", "unit": "x",
@@ -79,7 +80,7 @@ def per_model(table) -> pd.DataFrame:
     for (name, replicate), found in table.groupby(["arm", "replicate"], sort=False):
         found = found.sort_values("step")
         target = float(found["target"].iloc[0])
-        hits = found[found["val_accuracy"] >= target]
+        hits = found[[reached(a, target) for a in found["val_accuracy"]]]
         first = hits.iloc[0] if len(hits) else None
         earlier = found[found["step"] < first["step"]] if first is not None else found.iloc[:0]
         last = earlier.iloc[-1] if len(earlier) else None

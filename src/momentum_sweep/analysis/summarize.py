@@ -15,19 +15,16 @@ from pathlib import Path
 
 from ..atomic import check_writable_folder, write_json
 from ..training import results
+from ..vocabulary.measure import Measure
 from . import accuracy, epochs, plots, statistics, steps
 from .figures import PLOTS_DIR, save
-from .files import EPOCHS_FILE, HEADLINE_FILE, SUMMARY_FILE
-
-
-def measured_by_steps(table) -> bool:
-    return bool(table["target"].notna().any())
+from ..vocabulary.files import EPOCHS_FILE, HEADLINE_FILE, SUMMARY_FILE
 
 
 def summary(table) -> dict:
     """The whole summary of an epochs table (one run, or experiments joined)."""
     arms = epochs.arms_of(table)
-    if measured_by_steps(table):
+    if Measure.of_table(table).by_steps:
         found = steps.analyse(table, arms)
     else:
         found = accuracy.analyse(epochs.final_rows(table), arms)
@@ -39,7 +36,7 @@ def summary(table) -> dict:
 
 def headline(found) -> dict:
     """metrics/summary.json: the decisions of a summary."""
-    if "target" in found["measure"]:
+    if Measure.of_summary(found).by_steps:
         return steps.headline(found)
     return accuracy.headline(found)
 
@@ -48,7 +45,7 @@ def run(p, models_dir=results.MODELS_DIR, plots_dir=PLOTS_DIR):
     """Stage `summarize`."""
     for folder in (EPOCHS_FILE.parent, HEADLINE_FILE.parent, plots_dir):
         check_writable_folder(folder)
-    table = epochs.read_models(models_dir)
+    table = epochs.table_of_models(models_dir)
     found = summary(table)
     drawn = plots.figures(table, found)
     epochs.write_tsv(table, EPOCHS_FILE)

@@ -13,10 +13,11 @@ reported. Adding replicates or a momentum measures only the new weights.
 
 import hashlib
 import json
-import math
 from pathlib import Path
 
 from ..atomic import write_json
+from ..digest import of_json
+from ..finite import is_number
 
 CACHE_DIR = Path(".surface-cache")
 CURVATURE_FIELDS = {"lambda_max": True, "lambda_min": True, "grad_norm": False, "loss": False,
@@ -33,13 +34,7 @@ def weights_digest(state) -> str:
 
 
 def seal(key, value) -> str:
-    return hashlib.sha256(json.dumps({"key": key, "value": value}, sort_keys=True)
-                          .encode()).hexdigest()
-
-
-def is_number(value) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool) and \
-        math.isfinite(value)
+    return of_json({"key": key, "value": value})
 
 
 def well_formed(kind, value, settings) -> bool:
@@ -63,8 +58,7 @@ class SurfaceCache:
         self.computed = self.reused = self.damaged = 0
 
     def key(self, kind, weights, settings) -> str:
-        inputs = {"kind": kind, "weights": weights, "settings": settings, **self.common}
-        return hashlib.sha256(json.dumps(inputs, sort_keys=True).encode()).hexdigest()
+        return of_json({"kind": kind, "weights": weights, "settings": settings, **self.common})
 
     def trusted(self, path, key, kind, settings):
         """(True, the value) of a sealed, well-formed entry; (False, None) otherwise."""

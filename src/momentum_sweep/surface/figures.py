@@ -16,9 +16,11 @@ their 95% intervals, drawn as every figure draws them (``analysis.figures``).
 import numpy as np
 
 from ..analysis import statistics
-from ..analysis.figures import (LINESTYLES, PLOTS_DIR, draw_band, draw_interval, line_styles,
+from ..analysis.figures import (LINESTYLES, PLOTS_DIR, arm_style, draw_band, draw_interval, legend,
+                                line_styles,
                                 plt, save)
-from ..training.arms import Arm, in_order
+from ..finite import finite
+from ..vocabulary.arms import arm_of, in_order
 
 __all__ = ["PLOTS_DIR", "draw", "save"]
 
@@ -29,15 +31,6 @@ CURVATURE_PANELS = [("lambda_max", "largest Hessian eigenvalue"),
                     ("sharpness_over_threshold", "largest eigenvalue / its stability threshold")]
 
 
-def arm_of(entry) -> Arm:
-    return Arm.from_name(entry["arm"])
-
-
-def style(arm, styles):
-    """(colour, marker) of an arm: its momentum's, heavy-ball's for a control."""
-    return styles[(arm.momentum, arm.nesterov)]
-
-
 def columns(rows):
     """Replicates x points (None allowed) as one group of values per point."""
     width = max(len(r) for r in rows)
@@ -45,7 +38,7 @@ def columns(rows):
 
 
 def draw_curve(ax, x, rows, arm, styles, label):
-    colour, _ = style(arm, styles)
+    colour, _, _ = arm_style(arm, styles)
     found = statistics.band(columns(rows))
     draw_band(ax, x[:len(found[0])], found, colour, label, LINESTYLES[arm.kind], alpha=0.15)
 
@@ -59,8 +52,8 @@ def by_arm(models):
 
 def dots_and_interval(ax, position, values, description, colour, marker, hollow=False):
     """One dot per replicate, then the mean with its 95% interval."""
-    finite = [v for v in values if v is not None]
-    ax.scatter([position] * len(finite), finite, s=14, alpha=0.6, marker=marker,
+    measured = finite(values)
+    ax.scatter([position] * len(measured), measured, s=14, alpha=0.6, marker=marker,
                facecolors="none" if hollow else colour, edgecolors=colour)
     draw_interval(ax, position + 0.25, description, colour)
 
@@ -68,7 +61,7 @@ def dots_and_interval(ax, position, values, description, colour, marker, hollow=
 def escape_figure(result, styles):
     models, every = result["models"], None
     threshold = result["settings"]["surface"]["escape_loss"]
-    fig, (curves, dots) = plt.subplots(1, 2, figsize=(13, 4.8),
+    fig, (curves, dots) = plt.subplots(1, 2, figsize=(13, 4.8), layout="constrained",
                                        gridspec_kw={"width_ratios": [1.6, 1]})
     groups = by_arm(models)
     for arm, found in groups.items():
@@ -79,11 +72,11 @@ def escape_figure(result, styles):
     curves.axhline(threshold, color="k", lw=0.8, ls=":", label=f"escape: loss < {threshold:g}")
     curves.set(xlabel="training steps", ylabel=f"training loss (mean of {every} steps)",
                title="Early training loss (mean over replicates, 95% band)")
-    curves.legend(fontsize=7)
+    legend(curves, fontsize=7)
     arms = list(groups)
     for i, arm in enumerate(arms):
         entry = next(a for a in result["arms"] if arm_of(a) == arm)
-        colour, marker = style(arm, styles)
+        colour, marker, _ = arm_style(arm, styles)
         dots_and_interval(dots, i, [m["escape_steps"] for m in groups[arm]],
                           entry["escape_steps"], colour, marker, hollow=arm.control)
         if entry["never_escaped"]:
@@ -94,21 +87,21 @@ def escape_figure(result, styles):
     dots.set_xlim(-0.5, len(arms) - 0.25)  # one slot per arm, however few
     dots.set(ylabel="steps until the loss is below the threshold",
              title="Escape steps (dots: replicates; bar: mean, 95% CI)")
-    fig.tight_layout()
     return fig
 
 
 def short(arm) -> str:
-    return f"{arm.kind} {arm.momentum:g}, {arm.listed} {arm.lr:g}, batch {arm.batch_size}"
+    return f"{arm.kind} {arm.momentum:g}, {arm.listed_as} {arm.lr:g}, batch {arm.batch_size}"
 
 
 def curvature_figure(result, styles):
     epochs = sorted({c["epoch"] for m in result["models"] for c in m["curvature"]})
-    fig, axes = plt.subplots(1, len(CURVATURE_PANELS), figsize=(4 * len(CURVATURE_PANELS), 4))
+    fig, axes = plt.subplots(1, len(CURVATURE_PANELS), figsize=(4 * len(CURVATURE_PANELS), 4),
+                             layout="constrained")
     groups = by_arm(result["models"])
     for ax, (name, title) in zip(axes, CURVATURE_PANELS):
         for j, (arm, found) in enumerate(groups.items()):
-            colour, marker = style(arm, styles)
+            colour, marker, _ = arm_style(arm, styles)
             at = [{c["epoch"]: c[name] for c in m["curvature"]} for m in found]
             mean, low, high = statistics.band([[a.get(e) for a in at] for e in epochs])
             x = np.arange(len(epochs)) + 0.04 * (j - len(groups) / 2)  # side by side
@@ -119,14 +112,13 @@ def curvature_figure(result, styles):
             ax.axhline(1, color="k", lw=0.8, ls=":")
         ax.set_xticks(range(len(epochs)), [str(e) for e in epochs])
         ax.set(xlabel="epoch (0: initial weights)", title=title)
-    axes[0].legend(fontsize=6)
+    legend(axes[0], fontsize=6)
     fig.suptitle("Curvature on the probe along training (mean over replicates, 95% CI)")
-    fig.tight_layout()
     return fig
 
 
 def lines_figure(result, styles):
-    fig, axes = plt.subplots(1, 3, figsize=(14, 4.2), sharey=True)
+    fig, axes = plt.subplots(1, 3, figsize=(14, 4.2), sharey=True, layout="constrained")
     points = result["settings"]["surface"]["line_points"]
     a = np.linspace(0, 1, points)
     for arm, found in by_arm(result["models"]).items():
@@ -139,31 +131,29 @@ def lines_figure(result, styles):
     for ax, kind, title in ((axes[1], "vs_zero", "momentum 0"),
                             (axes[2], "vs_control", "its control")):
         grouped = {}
-        for line in result["lines"]:
-            if line["kind"] == kind and line["losses"] is not None:
-                grouped.setdefault(Arm.from_name(line["arm"]), []).append(line["losses"])
+        for loss_line in result["lines"]:
+            if loss_line["kind"] == kind and loss_line["losses"] is not None:
+                grouped.setdefault(arm_of(loss_line), []).append(loss_line["losses"])
         for arm, rows in sorted(grouped.items(), key=lambda g: in_order(g[0])):
             draw_curve(ax, a, rows, arm, styles, short(arm))
         ax.set(title=f"Between final weights:\nmomentum (a = 0) to {title} (a = 1)", xlabel="a",
                yscale="log")
-        if grouped:
-            ax.legend(fontsize=7)
-    axes[0].legend(fontsize=6)
+        legend(ax, fontsize=7)
+    legend(axes[0], fontsize=6)
     fig.suptitle("Probe loss along straight lines between weights (mean over replicates, 95% "
                  "band)")
-    fig.tight_layout()
     return fig
 
 
 def barriers_figure(result, styles):
     tolerance = result["settings"]["surface"]["barrier_tolerance"]
-    fig, ax = plt.subplots(figsize=(7, 4.2))
+    fig, ax = plt.subplots(figsize=(7, 4.2), layout="constrained")
     labels = []
     for i, row in enumerate(result["barriers"]):
-        values = [line["barrier"] for line in result["lines"]
-                  if (line["kind"], line["arm"]) == (row["kind"], row["arm"])]
-        arm = Arm.from_name(row["arm"])
-        colour, marker = style(arm, styles)
+        values = [loss_line["barrier"] for loss_line in result["lines"]
+                  if (loss_line["kind"], loss_line["arm"]) == (row["kind"], row["arm"])]
+        arm = arm_of(row)
+        colour, marker, _ = arm_style(arm, styles)
         dots_and_interval(ax, i, values, row["barrier"], colour, marker,
                           hollow=row["kind"] == "vs_control")
         labels.append(f"{short(arm)} vs "
@@ -173,8 +163,7 @@ def barriers_figure(result, styles):
     ax.set_xlim(-0.5, len(labels) - 0.25)  # one slot per line kind, however few
     ax.set(ylabel="barrier (probe loss)",
            title="Barriers between final weights (dots: replicates; bar: mean, 95% CI)")
-    ax.legend(fontsize=7)
-    fig.tight_layout()
+    legend(ax, fontsize=7)
     return fig
 
 

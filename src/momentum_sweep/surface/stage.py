@@ -23,22 +23,23 @@ import torch
 from tqdm import tqdm
 
 from .. import sources
-from ..analysis.files import SURFACE_FILE, SURFACE_HEADLINE_FILE
+from ..vocabulary.files import SURFACE_FILE, SURFACE_HEADLINE_FILE
 from ..atomic import check_writable_folder, write_json
 from ..data import splits as data_splits
 from ..errors import SweepError
 from ..training import device as devices, results
-from ..training.arms import ModelKey, in_order, line_key, pairs
+from ..vocabulary.arms import ModelKey, in_order, line_key, pairs
 from . import figures, measures, summary
 from .cache import CACHE_DIR, SurfaceCache, weights_digest
 
 
-class Trained:
+class ReadModel:
     """One model as this stage reads it: its key, record, checkpoints and final weights."""
 
     def __init__(self, folder, p):
         self.key, self.record, _ = results.read_trained(folder)
-        batch = self.key.arm.batch_size
+        budget = self.record["inputs"]["budget"]
+        self.steps_per_epoch = budget["steps"] // budget["epochs"]  # its schedule's, recorded
         self.fold = self.record["inputs"]["fold"]
         self.steps = self.record["stopped"]["step"]
         try:
@@ -48,8 +49,8 @@ class Trained:
         self.final = torch.load(folder / "model.pt", weights_only=True)
         self.checkpoints = torch.load(folder / "checkpoints.pt", weights_only=True)
         # the checkpoint epochs this model trained through (with a target it may stop sooner)
-        per_epoch = p.train.steps_per_epoch(batch)
-        self.epochs = [e for e in p.train.checkpoint_epochs(batch) if e * per_epoch <= self.steps]
+        self.epochs = [e for e in self.record["inputs"]["checkpoints"]
+                       if e * self.steps_per_epoch <= self.steps]
         missing = [e for e in {0, *self.epochs} if e not in self.checkpoints]
         if missing:
             raise SweepError(f"{folder}: holds no weights for epoch(s) {missing} of "
@@ -58,10 +59,8 @@ class Trained:
         self.digests["final"] = weights_digest(self.final)
 
 
-def read_models(models_dir, p) -> list[Trained]:
-    found = [Trained(folder, p) for folder in results.model_folders(models_dir)]
-    if not found:
-        raise SweepError(f"{models_dir}: no trained models; run `dvc repro train`")
+def read_models(models_dir, p) -> list[ReadModel]:
+    found = [ReadModel(folder, p) for folder in results.trained_folders(models_dir)]
     return sorted(found, key=lambda m: (*in_order(m.key.arm), m.key.replicate))
 
 
@@ -152,13 +151,13 @@ def between_finals(models, measurers) -> list:
     return found
 
 
-def early_points(measured, train_params) -> int:
+def early_points(measured, models, train_params) -> int:
     """How much of the fine curves the output keeps: half as long again as the slowest escape,
-    or a whole epoch of the largest model where some model never escaped."""
+    or a whole epoch of the longest epoch where some model never escaped."""
     every = train_params.loss_every
     steps = [m["escape_steps"] for m in measured]
     if None in steps:
-        last = max(train_params.steps_per_epoch(m["batch_size"]) for m in measured)
+        last = max(m.steps_per_epoch for m in models)
     else:
         last = 1.5 * max(steps)
     return max(8, -(-int(last) // every))
@@ -187,7 +186,7 @@ def run(p, models_dir=results.MODELS_DIR, plots_dir=figures.PLOTS_DIR, cache_dir
     with tqdm(models, desc="surface", unit="model", file=sys.stderr, mininterval=2,
               leave=False) as bar:  # closed before any message (Ctrl-C's) is printed
         measured = [(m.key, measure_model(m, measurers, p)) for m in bar]
-    shown = early_points([m for _, m in measured], p.train)
+    shown = early_points([m for _, m in measured], models, p.train)
     for model, (_, found) in zip(models, measured):
         found["early_train_loss"] = model.record["fine_train_loss"]["loss"][:shown]
     lines = between_finals(models, measurers)

@@ -9,7 +9,7 @@ means and pairs.
 """
 
 from ..analysis import statistics
-from ..training.arms import Arm, line_key, line_label, pairs
+from ..vocabulary.arms import arm_of, cell_label, line_key, pairs
 
 # Figure -> (word for a higher value, word for a lower one).
 WORDS = {"escape_steps": ("slower", "faster")}
@@ -145,27 +145,18 @@ def barriers(lines, tolerance) -> list:
     return rows
 
 
-def label(row, lrs, batches) -> str:
-    """A listed arm in a headline cell: its line (0.4, n0.9), and its lr and batch size where
-    the run lists several (0.4 lr 0.05 b1024)."""
-    found = line_label(Arm.from_name(row["arm"]).line)
-    if len(lrs) > 1:
-        found += f" lr {row['lr']:g}"
-    if len(batches) > 1:
-        found += f" b{row['batch_size']}"
-    return found
-
-
 def headline(rows, barrier_rows) -> dict:
     """metrics/surface.json: which listed arms escape the plateau faster or slower than momentum
     0 at their lr (``escape``), and which end in momentum 0's basin or in separate minima
     (``basin``)."""
     lrs = {r["lr"] for r in rows} | {b["lr"] for b in barrier_rows}
     batches = {r["batch_size"] for r in rows} | {b["batch_size"] for b in barrier_rows}
-    return {"escape": statistics.cell([(label(r, lrs, batches), r["verdict"]) for r in rows
+    return {"escape": statistics.cell([(cell_label(arm_of(r), lrs, batches), r["verdict"])
+                                       for r in rows
                                        if r["figure"] == "escape_steps"
                                        and r["family"] == "vs_zero"]),
-            "basin": statistics.cell([(label(b, lrs, batches), BASIN_WORDS[b["verdict"]])
+            "basin": statistics.cell([(cell_label(arm_of(b), lrs, batches),
+                                       BASIN_WORDS[b["verdict"]])
                                       for b in barrier_rows if b["kind"] == "vs_zero"],
                                      null="cannot tell")}
 

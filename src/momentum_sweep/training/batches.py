@@ -1,6 +1,6 @@
 """What both trainers share about the models of a pass: which models belong to which replicate,
-each replicate's initial weights, validation fold and mini-batch orders, where the pass's
-segments end, and what training a segment gives.
+each replicate's initial weights, validation fold and mini-batch orders, and what training a
+segment gives.
 
 A pass holds models of one batch size, ordered by replicate. Replicate r's models start from the
 same initial weights, hold out the same fold and see the same order of examples in each epoch,
@@ -13,7 +13,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from .arms import replicate_seeds
+from ..vocabulary.arms import replicate_seeds
 from .model import initial_state
 
 
@@ -30,22 +30,6 @@ def replicate_groups(keys) -> list[range]:
             replicates.append(key.replicate)
             groups.append(range(k, k + 1))
     return groups
-
-
-def batch_size_of(keys) -> int:
-    """The one batch size of a pass's models."""
-    sizes = {key.arm.batch_size for key in keys}
-    if len(sizes) != 1:
-        raise ValueError(f"a pass trains one batch size, not {sorted(sizes)}")
-    return sizes.pop()
-
-
-def segment_ends(train_params, batch_size) -> list[int]:
-    """The global steps where a pass's segments end: every evaluation (train.evaluation_steps)
-    and every epoch's end, ascending."""
-    per_epoch = train_params.steps_per_epoch(batch_size)
-    epochs = range(per_epoch, train_params.total_steps(batch_size) + 1, per_epoch)
-    return sorted({*train_params.evaluation_steps(batch_size), *epochs})
 
 
 @dataclass

@@ -56,7 +56,7 @@ import numpy as np
 import torch
 
 from ..data.mnist import PIXELS
-from .batches import Replicates, Trained, batch_size_of, segment_ends
+from .batches import Replicates, Trained
 from .model import layer_sizes, parameter_count
 from .native_kernels import Batches, Images, Model, Net, library
 
@@ -180,12 +180,13 @@ class Segment:
 
 
 class NativeTrainer:
-    def __init__(self, keys, hidden, train_params, folds, device=None, threads=None,
+    def __init__(self, keys, hidden, train_params, schedule, folds, device=None, threads=None,
                  kernels=None):
         """``keys``: models of one batch size, ordered by replicate; ``folds`` on the CPU (the
         ``device``). ``kernels``: the compiled library (default: built for this machine's
         CPU)."""
-        self.batch_size = batch_size_of(keys)
+        self.schedule = schedule
+        self.batch_size = schedule.batch_size
         self.sizes = np.array(layer_sizes(hidden), np.int64)
         self.widths = np.array([PIXELS] + [padded(s) for s in self.sizes[1:]], np.int64)
         self.L, self.M = len(self.sizes) - 1, int(max(self.widths[1:]))
@@ -196,17 +197,17 @@ class NativeTrainer:
         # Every used image; each replicate's orders pick its training rows among them.
         self.train = sparse_images(folds.pool.images)
         self.labels = folds.pool.labels.cpu().numpy()
-        self.steps_per_epoch = train_params.steps_per_epoch(self.batch_size)
+        self.steps_per_epoch = schedule.steps_per_epoch
         if len(folds.train_rows(0)) != train_params.train_size:
             raise ValueError(f"the folds hold {len(folds.train_rows(0))} training images, the "
                              f"parameters {train_params.train_size}")
-        self.ends = segment_ends(train_params, self.batch_size)
+        self.ends = schedule.segment_ends
         replicates = Replicates.of(keys, hidden, train_params, folds)
         self.group_models, self.group_of = replicates.groups, replicates.group_of
         self.initial = replicates.initial
         self.validation = replicates.validation                                 # [G]
         self.orders = replicates.orders
-        total = train_params.total_steps(self.batch_size)
+        total = schedule.total_steps
         self.models = [NativeModel(state, self.sizes, self.widths, key.arm.sgd_momentum,
                                    key.arm.method["nesterov"], key.arm.sgd_lr, total,
                                    self.batch_size)
@@ -217,19 +218,18 @@ class NativeTrainer:
         self.threads = threads or worker_threads()
         self.description = f"native step, {self.threads} threads"
         self.pool = ThreadPoolExecutor(self.threads, initializer=_leave_signals_to_the_main_thread)
-        self.epochs_left = train_params.epochs_at(self.batch_size)
+        self.epochs_left = schedule.epochs
         self._epoch = None
         self._ahead = None  # the next epoch's orders, being built into batch structures
         self._evaluation_sets = {}
 
     @staticmethod
-    def bytes_per_model(hidden, train_params, batch_size) -> int:
+    def bytes_per_model(hidden, train_params, schedule) -> int:
         """Weights, velocities and W transposed, the first layer's row bookkeeping, the momentum
         tables (decay, drift: one entry per step of the run) and the activations of a batch."""
         sizes = layer_sizes(hidden)
-        steps = train_params.total_steps(batch_size)
-        return 4 * (3 * parameter_count(hidden) + 2 * 16 * sizes[1] + 2 * (steps + 2)
-                    + batch_size * sum(sizes[1:]))
+        return 4 * (3 * parameter_count(hidden) + 2 * 16 * sizes[1]
+                    + 2 * (schedule.total_steps + 2) + schedule.batch_size * sum(sizes[1:]))
 
     def _collect(self, futures):
         """The futures' results, in order. Ctrl-C (or an error) cancels those not started; a

@@ -41,11 +41,9 @@ class PassRecords:
     previous one, validation and test), where and why it stopped, its kept weights, its cost;
     each model is saved into the cache the moment it stops."""
 
-    def __init__(self, keys, inputs, fingerprints, model, p, described, cache):
-        self.keys, self.model, self.p, self.cache = keys, model, p, cache
-        self.batch_size = keys[0].arm.batch_size
-        self.per_epoch = p.train.steps_per_epoch(self.batch_size)
-        self.checkpoints = p.train.checkpoint_epochs(self.batch_size)
+    def __init__(self, keys, inputs, fingerprints, trainer, p, schedule, described, cache):
+        self.keys, self.trainer, self.p, self.cache = keys, trainer, p, cache
+        self.schedule = schedule
         self.records = {key: {"fingerprint": fingerprints[key], "inputs": inputs[key],
                               "evaluations": [], "stopped": None} for key in keys}
         # a pass is named by its first model: unique, and the same whichever run trained it
@@ -53,7 +51,7 @@ class PassRecords:
                               "models_in_pass": len(keys),
                               "cuda_visible_devices": os.environ.get("CUDA_VISIBLE_DEVICES"),
                               "evaluations": []} for key in keys}
-        self.kept = {key: {0: model.initial[k]} for k, key in enumerate(keys)}
+        self.kept = {key: {0: trainer.initial[k]} for k, key in enumerate(keys)}
         self.step_losses = {key: [] for key in keys}          # per segment: [steps]
         # since the last row: loss, correct, images, seconds training, seconds evaluating
         self.since = {key: np.zeros(5) for key in keys}
@@ -69,9 +67,9 @@ class PassRecords:
             self.since[key] += (end.trained.loss[k], end.trained.correct[k], end.trained.images,
                                 end.train_seconds, end.evaluation_seconds)
             self.step_losses[key].append(end.trained.step_losses[k])
-            epoch = end.step // self.per_epoch
-            if end.epoch_ended and epoch in self.checkpoints:
-                self.kept[key][epoch] = self.model.state_dict(k)
+            epoch = end.step // self.schedule.steps_per_epoch
+            if end.epoch_ended and epoch in self.schedule.checkpoints:
+                self.kept[key][epoch] = self.trainer.state_dict(k)
             why = end.stopping.get(k)
             if end.evaluated or why:
                 self.row(key, k, end, why)
@@ -87,7 +85,7 @@ class PassRecords:
         if why == "diverged":  # not results, even the finite ones (an accuracy of NaN logits
             figures = dict.fromkeys(figures)  # is that of always answering class 0)
         self.records[key]["evaluations"].append({
-            "step": end.step, "epoch": number(end.step / self.per_epoch),
+            "step": end.step, "epoch": number(end.step / self.schedule.steps_per_epoch),
             "examples": self.examples, **figures, "diverged": why == "diverged"})
         self.timings[key]["evaluations"].append({
             "step": end.step, "train_seconds": train_seconds,
@@ -101,9 +99,9 @@ class PassRecords:
         losses = np.concatenate(self.step_losses[key])
         record["fine_train_loss"] = {
             "every": self.p.train.loss_every,
-            "loss": fine_curve(losses, step_sizes(self.p.train, self.batch_size, len(losses)),
-                               self.p.train.loss_every)}
-        results.write_folder(self.cache.path(record["fingerprint"]), self.model.state_dict(k),
+            "loss": fine_curve(losses, step_sizes(self.p.train, self.schedule.batch_size,
+                                                  len(losses)), self.p.train.loss_every)}
+        results.write_folder(self.cache.path(record["fingerprint"]), self.trainer.state_dict(k),
                              record, self.timings[key], self.kept[key])
         if record["stopped"]["reason"] == "diverged":
             print(f"{key.label}: diverged by step {record['stopped']['step']} (loss not "

@@ -28,14 +28,11 @@ from pathlib import Path
 
 from ..atomic import fsync, json_text, no_space, umask
 from ..errors import SweepError
-from .arms import Arm, ModelKey
+from ..vocabulary.arms import Arm, ModelKey
 
 MODELS_DIR = Path("models")
 CACHE_DIR = Path(".model-cache")
 FILES = ("model.pt", "checkpoints.pt", "record.json", "timing.json")
-# The figures a record holds for each epoch.
-QUALITY = ["train_loss", "train_accuracy", "val_loss", "val_accuracy", "test_loss",
-           "test_accuracy"]
 SEAL = "seal.json"
 
 
@@ -237,6 +234,15 @@ def model_folders(models_dir=MODELS_DIR):
         return []
     return sorted(p for arm in models_dir.iterdir() if arm.is_dir() and not arm.is_symlink()
                   for p in arm.iterdir() if p.name.startswith("replicate_"))
+
+
+def trained_folders(models_dir=MODELS_DIR):
+    """``model_folders`` for a stage that reads what training wrote: a SweepError when there
+    is none."""
+    found = model_folders(models_dir)
+    if not found:
+        raise SweepError(f"{models_dir}: no trained models; run `dvc repro train`")
+    return found
 
 
 def remove(path):

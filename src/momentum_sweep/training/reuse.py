@@ -13,12 +13,13 @@ they differ the log can say which changed.
 """
 
 import hashlib
-import json
+from typing import NamedTuple, Optional
 
 import torch
 
 from ..data.mnist import FLAT_DIR, FLAT_FILES, MISSING_FLAT
 from ..data.splits import fold_of
+from ..digest import of_json
 from ..errors import SweepError
 from . import results
 
@@ -59,23 +60,15 @@ def library_versions(implementation) -> dict:
     return versions
 
 
-def budget(train_params, batch_size) -> dict:
-    """How long a model at ``batch_size`` trains, and where it may stop."""
-    t = train_params
-    return {"epochs": t.epochs_at(batch_size), "steps": t.total_steps(batch_size),
-            "target": t.target,
-            "evaluations": None if t.target is None else t.evaluation_steps(batch_size)}
-
-
-def fingerprint_inputs(key, p, data, code, device_type, implementation) -> dict:
-    """Everything that decides model ``key``, as a JSON-able dict (kept in its record)."""
-    batch = key.arm.batch_size
+def fingerprint_inputs(key, p, schedule, data, code, device_type, implementation) -> dict:
+    """Everything that decides model ``key`` (trained on ``schedule``, its batch size's), as a
+    JSON-able dict (kept in its record)."""
     return {
         "method": key.arm.method,
         "replicate": key.replicate,
         "fold": fold_of(key.replicate, p.train.folds),
-        "budget": budget(p.train, batch),
-        "checkpoints": p.train.checkpoint_epochs(batch),
+        "budget": schedule.budget,
+        "checkpoints": list(schedule.checkpoints),
         "model": p.model.model_dump(),
         "train": p.train.model_dump(exclude=NOT_PER_MODEL),
         "data": data,
@@ -87,7 +80,7 @@ def fingerprint_inputs(key, p, data, code, device_type, implementation) -> dict:
 
 
 def fingerprint(inputs) -> str:
-    return hashlib.sha256(json.dumps(inputs, sort_keys=True).encode()).hexdigest()
+    return of_json(inputs)
 
 
 def why_changed(old_inputs, new_inputs) -> str:
@@ -114,8 +107,15 @@ def from_cache(cache, fp, otherwise):
     return None, cached if otherwise == "new" else f"{otherwise}; {cached}"
 
 
+class Decision(NamedTuple):
+    """What the train stage does with a model: reuse a sealed folder (``reused``: its (record,
+    timing)) or, where it is None, train it; ``why``: where it was found, or why it trains."""
+    reused: Optional[tuple]
+    why: str
+
+
 def decide(keys, inputs, fingerprints, cache, models_dir):
-    """{key: (reused (record, timing) or None, why it is trained or where it was found)}."""
+    """{key: its Decision}."""
     decisions = {}
     for key in keys:
         fp = fingerprints[key]
@@ -125,11 +125,11 @@ def decide(keys, inputs, fingerprints, cache, models_dir):
                 results.check_weights(models_dir / key.name, inputs[key]["model"]["hidden"])
         except results.Damaged as damage:
             reason = "new" if str(damage) == "missing" else f"files missing or damaged: {damage}"
-            decisions[key] = from_cache(cache, fp, reason)
+            decisions[key] = Decision(*from_cache(cache, fp, reason))
             continue
         if record["fingerprint"] == fp:
-            decisions[key] = ((record, timing), "reused")
+            decisions[key] = Decision((record, timing), "reused")
         else:
-            decisions[key] = from_cache(cache, fp,
-                                        why_changed(record.get("inputs", {}), inputs[key]))
+            decisions[key] = Decision(*from_cache(cache, fp, why_changed(record.get("inputs", {}),
+                                                                         inputs[key])))
     return decisions

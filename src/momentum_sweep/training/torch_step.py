@@ -28,8 +28,11 @@ import torch
 
 from ..data.mnist import CLASSES, PIXELS
 from ..data.splits import scaled
-from .model import layer_sizes
+from .batches import Replicates, Trained
+from .model import layer_sizes, parameter_count
 
+PROGRESS_EVERY = 100  # steps between progress reports
+EVAL_CHUNK = 10_000   # images evaluated at once
 PADDED_INPUTS = 800  # 784 pixels, the bias input, zeros up to a multiple of 16 floats
 BIAS_INPUT = PIXELS
 
@@ -157,3 +160,113 @@ def with_ones(images_uint8):
 def neg_onehot(labels):
     """[..., 10]: minus the one-hot encoding of ``labels``."""
     return -torch.nn.functional.one_hot(labels, CLASSES).float()
+
+
+class TorchTrainer:
+    """A pass's models through ``TorchStep`` (the trainer interface: ``trainer.py``)."""
+
+    def __init__(self, keys, hidden, train_params, schedule, folds, device):
+        """``keys``: models of one batch size (``schedule``'s), ordered by replicate."""
+        self.train = folds.pool
+        self.schedule = schedule
+        self.batch_size = schedule.batch_size
+        self.steps_per_epoch = schedule.steps_per_epoch
+        if len(folds.train_rows(0)) != train_params.train_size:
+            raise ValueError(f"the folds hold {len(folds.train_rows(0))} training images, the "
+                             f"parameters {train_params.train_size}")
+        self.K = len(keys)
+        replicates = Replicates.of(keys, hidden, train_params, folds)
+        self.initial = replicates.initial
+        self.validation = replicates.validation                                 # [G]
+        self.torch_step = TorchStep(hidden, replicates.initial,
+                                    [key.arm.sgd_momentum for key in keys],
+                                    [key.arm.method["nesterov"] for key in keys],
+                                    [key.arm.sgd_lr for key in keys],
+                                    [(g.start, g.stop) for g in replicates.groups], device)
+        self.orders = replicates.orders
+        self.description = "PyTorch step"
+        self.group_of_model = torch.tensor(replicates.group_of, device=device)     # [K]
+        self.step = 0
+        self._order = None                                                         # [G, N]
+        self.stopped = {}  # {k: its weights when it stopped}; the step keeps computing it
+
+    @staticmethod
+    def bytes_per_model(hidden, train_params, schedule) -> int:
+        """Weights, velocities and gradients, and the activations of a batch and of an
+        evaluation chunk."""
+        sizes = layer_sizes(hidden)
+        chunk = min(EVAL_CHUNK, train_params.validation_size)
+        return 4 * (3 * parameter_count(hidden) + 3 * sizes[1]
+                    + 2 * (chunk + schedule.batch_size) * sum(sizes[1:]))
+
+    def train_until(self, end, progress=None) -> Trained:
+        """Train every model from the current step to global step ``end``, within one epoch.
+        ``progress(images)``: model-images so far in this call."""
+        device = self.train.images.device
+        if self.step % self.steps_per_epoch == 0:
+            self._order = self.orders.next_epoch().to(device)                   # [G, N]
+        n = self._order.shape[1]
+        first = self.step % self.steps_per_epoch
+        steps = range(first, first + end - self.step)
+        step_losses = torch.zeros(len(steps), self.K, dtype=torch.float64, device=device)
+        correct = torch.zeros(self.K, dtype=torch.int64, device=device)
+        for i, step in enumerate(steps):
+            batch = self._order[:, step * self.batch_size:(step + 1) * self.batch_size]  # [G, B]
+            labels = self.train.labels[batch][self.group_of_model]     # [K, B]
+            log_probs = self.torch_step.step(with_ones(self.train.images[batch]),
+                                             neg_onehot(labels))
+            picked = log_probs.gather(2, labels.unsqueeze(2)).squeeze(2)  # [K, B]
+            step_losses[i] = -picked.double().sum(1)
+            correct += (log_probs.argmax(2) == labels).sum(1)
+            if progress is not None and (i + 1) % PROGRESS_EVERY == 0:
+                progress(self.K * (i + 1) * self.batch_size)
+        self.step = end
+        images = min(steps.stop * self.batch_size, n) - first * self.batch_size
+        step_losses = step_losses.T.cpu().numpy()                       # [K, steps]
+        return Trained(step_losses.sum(1), correct.cpu().numpy().astype(float), images,
+                       step_losses)
+
+    def _evaluate(self, split):
+        """Mean loss and accuracy of every model on a split, in chunks to bound memory."""
+        device = split.images.device
+        loss = torch.zeros(self.K, dtype=torch.float64, device=device)
+        correct = torch.zeros(self.K, dtype=torch.int64, device=device)
+        for start in range(0, len(split), EVAL_CHUNK):
+            images = scaled(split.images[start:start + EVAL_CHUNK])            # [n, 784]
+            log_probs = torch.log_softmax(self.torch_step.logits(images), -1)  # [K, n, 10]
+            labels = split.labels[start:start + EVAL_CHUNK].expand(self.K, -1)  # [K, n]
+            loss -= log_probs.gather(2, labels.unsqueeze(2)).squeeze(2).double().sum(1)
+            correct += (log_probs.argmax(2) == labels).sum(1)
+        return (loss / len(split)).tolist(), (correct.double() / len(split)).tolist()
+
+    def evaluate(self, split, models):
+        """Mean loss and accuracy of each model in ``models`` on ``split``; None for others."""
+        models = set(models)
+        if not models:
+            return [None] * self.K, [None] * self.K
+        loss, accuracy = self._evaluate(split)
+        return ([loss[k] if k in models else None for k in range(self.K)],
+                [accuracy[k] if k in models else None for k in range(self.K)])
+
+    def evaluate_validation(self, models):
+        """Mean loss and accuracy of each model in ``models`` on its replicate's validation
+        fold (one evaluation per distinct fold among them); None for the others."""
+        loss, accuracy = [None] * self.K, [None] * self.K
+        groups = self.group_of_model.tolist()
+        for split in {id(self.validation[groups[k]]): self.validation[groups[k]]
+                      for k in models}.values():
+            every_loss, every_accuracy = self._evaluate(split)
+            for k in models:
+                if self.validation[groups[k]] is split:
+                    loss[k], accuracy[k] = every_loss[k], every_accuracy[k]
+        return loss, accuracy
+
+    def stop(self, k):
+        """Model k trains no more: its weights now are the ones it keeps."""
+        self.stopped[k] = self.torch_step.state_dict(k)
+
+    def state_dict(self, k):
+        return self.stopped.get(k) or self.torch_step.state_dict(k)
+
+    def close(self):
+        """Nothing to release beyond its tensors."""

@@ -10,13 +10,16 @@ and one cache entry.
 """
 
 from collections import Counter
+from dataclasses import dataclass
 
 from .. import sources
 from ..atomic import check_folder_path, check_writable_folder
 from ..data import splits as data_splits
 from ..errors import SweepError
 from ..finite import mean
-from . import arms, device as devices, results, trainer
+from ..vocabulary import arms
+from ..vocabulary.schedule import Schedule
+from . import device as devices, results, trainer
 from .batches import replicate_groups
 from .device import GIB
 from .progress import LIVE_DIR, LiveLog, Progress
@@ -28,12 +31,26 @@ from .reuse import data_hash, decide, fingerprint, fingerprint_inputs
 PASS_BYTES = GIB
 
 
-def pass_bytes(implementation, keys, hidden, train_params) -> int:
-    return trainer.memory_needed(implementation, len(keys), len({k.replicate for k in keys}),
-                                 hidden, train_params, keys[0].arm.batch_size)
+@dataclass
+class Pass:
+    """Models trained together: one batch size (its ``schedule``), whole replicates, ``keys``
+    ordered by replicate."""
+    keys: list
+    schedule: Schedule
+
+    def bytes(self, implementation, hidden, train_params) -> int:
+        """What it is estimated to take in memory with a network of ``hidden`` layers."""
+        return trainer.memory_needed(implementation, len(self.keys),
+                                     len({k.replicate for k in self.keys}), hidden, train_params,
+                                     self.schedule)
 
 
-def passes(keys, implementation, p) -> list[list]:
+def schedules_of(p) -> dict:
+    """{batch size: its Schedule}: computed here once, and asked everywhere after."""
+    return {batch: Schedule.of(p.train, batch) for batch in p.train.batch_sizes}
+
+
+def passes(keys, implementation, p, schedules) -> list[Pass]:
     """``keys`` (ordered by replicate) cut into passes of one batch size and whole replicates,
     each as many replicates as fit in PASS_BYTES (one at least), so that memory does not grow
     with the replicates."""
@@ -43,56 +60,59 @@ def passes(keys, implementation, p) -> list[list]:
         first = len(found)
         for group in replicate_groups(of_batch):
             replicate = of_batch[group.start:group.stop]
-            if len(found) > first and pass_bytes(implementation, found[-1] + replicate,
-                                                 p.model.hidden, p.train) <= PASS_BYTES:
-                found[-1] += replicate
+            grown = Pass(found[-1].keys + replicate, schedules[batch]) if len(found) > first \
+                else None
+            if grown and grown.bytes(implementation, p.model.hidden, p.train) <= PASS_BYTES:
+                found[-1] = grown
             else:
-                found.append(replicate)
+                found.append(Pass(replicate, schedules[batch]))
     return found
 
 
-def check_memory(implementation, keys, p, device):
-    """Refuse, before allocating, a pass that cannot fit: say how wide a first layer would."""
-    def needed(hidden):
-        return pass_bytes(implementation, keys, hidden, p.train)
-
+def check_memory(implementation, planned, p, device):
+    """Refuse, before allocating, a pass that cannot fit: say which setting to change (the
+    budget, when even the narrowest network does not fit; else how wide a first layer would)."""
     available = devices.available_bytes(device)
-    if needed(p.model.hidden) <= available:
+    hidden = p.model.hidden
+    if planned.bytes(implementation, hidden, p.train) <= available:
         return
-    batch = keys[0].arm.batch_size
-    if needed([1] * len(p.model.hidden)) > available:  # not the network: the budget's tables
+    needed = planned.bytes(implementation, hidden, p.train) / GIB
+    schedule, models = planned.schedule, len(planned.keys)
+    if planned.bytes(implementation, [1] * len(hidden), p.train) > available:
         t = p.train
         raise SweepError(
             f"train.min_steps = {t.min_steps}, train.epochs = {t.epochs}: a budget of "
-            f"{t.total_steps(batch)} steps at batch size {batch} needs about "
-            f"{needed(p.model.hidden) / GIB:.1f} GiB for {len(keys)} model(s) at once (the "
-            f"step keeps tables of one entry per step), but {available / GIB:.1f} GiB is "
-            f"available on {device.type}; lower train.min_steps or train.epochs")
-    width = p.model.hidden[0]
-    while width > 1 and needed([width, *p.model.hidden[1:]]) > available:
+            f"{schedule.total_steps} steps at batch size {schedule.batch_size} needs about "
+            f"{needed:.1f} GiB for {models} model(s) at once (the step keeps tables of one entry "
+            f"per step), but {available / GIB:.1f} GiB is available on {device.type}; lower "
+            f"train.min_steps or train.epochs")
+    width = hidden[0]
+    while width > 1 and planned.bytes(implementation, [width, *hidden[1:]], p.train) > available:
         width //= 2
     raise SweepError(
-        f"model.hidden = {p.model.hidden}: training {len(keys)} model(s) at once needs about "
-        f"{needed(p.model.hidden) / GIB:.1f} GiB, but {available / GIB:.1f} GiB is available on "
-        f"{device.type}; a first hidden layer of about {width} fits. A pass is at least one "
-        f"replicate's models at one batch size, so fewer arms also fit: fewer values in "
-        f"momentum, train.lr or train.nesterov, or train.lr_control: false")
+        f"model.hidden = {hidden}: training {models} model(s) at once needs about "
+        f"{needed:.1f} GiB, but {available / GIB:.1f} GiB is available on {device.type}; a "
+        f"first hidden layer of about {width} fits. A pass is at least one replicate's models "
+        f"at one batch size, so fewer arms also fit: fewer values in momentum, train.lr or "
+        f"train.nesterov, or train.lr_control: false")
 
 
-def train_pass(keys, inputs, fingerprints, p, folds, device, implementation, cache, live):
-    """Train ``keys`` (one batch size, ordered by replicate) together; each model is saved into
-    the cache when it stops. {key: (record, timing)}."""
-    model = trainer.make_trainer(implementation, keys, p.model.hidden, p.train, folds, device)
-    described = f"{devices.describe(device)}, {model.description}"
-    batch = keys[0].arm.batch_size
-    total = p.train.total_steps(batch)
+def train_pass(planned, inputs, fingerprints, p, folds, device, implementation, cache, live):
+    """Train a Pass; each model is saved into the cache when it stops. {key: (record,
+    timing)}."""
+    keys, schedule = planned.keys, planned.schedule
+    pass_trainer = trainer.make_trainer(implementation, keys, p.model.hidden, p.train, schedule,
+                                        folds, device)
+    described = f"{devices.describe(device)}, {pass_trainer.description}"
     print(f"train: {len(keys)} model(s) together, {p.train.train_size} training images each, "
-          f"batch {batch}, up to {p.train.epochs_at(batch)} epoch(s) ({total} steps), "
-          f"{described}", flush=True)
-    recorded = PassRecords(keys, inputs, fingerprints, model, p, described, cache)
-    progress = Progress(len(keys) * total * batch, total)
+          f"batch {schedule.batch_size}, up to {schedule.epochs} epoch(s) "
+          f"({schedule.total_steps} steps), {described}", flush=True)
+    recorded = PassRecords(keys, inputs, fingerprints, pass_trainer, p, schedule, described,
+                           cache)
+    progress = Progress(len(keys) * schedule.total_steps * schedule.batch_size,
+                        schedule.total_steps)
     try:
-        for end in trainer.segments(model, p.train, folds, devices.MemoryProbe(device),
+        for end in trainer.segments(pass_trainer, folds, devices.MemoryProbe(device),
                                     progress):
             recorded.add(end)
             progress.advance(end.step, len(keys) * end.trained.images)
@@ -101,7 +121,7 @@ def train_pass(keys, inputs, fingerprints, p, folds, device, implementation, cac
                 live.add(list(recorded.live().items()))
     finally:
         progress.close()
-        model.close()
+        pass_trainer.close()
     return {key: (recorded.records[key], recorded.timings[key]) for key in keys}
 
 
@@ -179,56 +199,68 @@ def preflight(p):
     runs it, so that such a setting stops `dvc repro` before DVC clears this stage's outputs."""
     device = devices.resolve(p.train.device)
     implementation = trainer.implementation_for(device, p.train.step)
-    for keys_of_pass in passes(arms.models(p), implementation, p):
-        check_memory(implementation, keys_of_pass, p, device)
+    for planned in passes(arms.models(p), implementation, p, schedules_of(p)):
+        check_memory(implementation, planned, p, device)
     return device, implementation
+
+
+def trainers_of(keys, decisions, fingerprints) -> dict:
+    """{fingerprint: the one key that trains it} of the models to train: a control and a grid
+    arm with the same step are one model, trained once."""
+    found = {}
+    for key in keys:
+        if decisions[key].reused is None:
+            found.setdefault(fingerprints[key], key)
+    return found
+
+
+def log_decisions(keys, decisions, fingerprints, trained_by):
+    """A line per model: reused (and from where), or trained (and why)."""
+    for key in keys:
+        decision, trainer_key = decisions[key], trained_by.get(fingerprints[key])
+        if decision.reused is not None:
+            print(f"{key.label}: {decision.why}", flush=True)
+        elif trainer_key is key:
+            print(f"{key.label}: trained ({decision.why})", flush=True)
+        else:
+            print(f"{key.label}: trained once with {trainer_key.label} (the same model)",
+                  flush=True)
 
 
 def run(p, models_dir=results.MODELS_DIR, cache_dir=results.CACHE_DIR):
     device, implementation = preflight(p)
+    schedules = schedules_of(p)
     keys = arms.models(p)
     check_paths(keys, models_dir, cache_dir)
     cache = results.ModelCache(cache_dir, p.model.hidden)
     code = sources.digest(sources.stage_files("train"))
     data = data_hash()
-    inputs = {key: fingerprint_inputs(key, p, data, code, device.type, implementation)
-              for key in keys}
+    inputs = {key: fingerprint_inputs(key, p, schedules[key.arm.batch_size], data, code,
+                                      device.type, implementation) for key in keys}
     fingerprints = {key: fingerprint(inputs[key]) for key in keys}
     keep_in_cache(models_dir, cache)
 
     decisions = decide(keys, inputs, fingerprints, cache, models_dir)
-    # One training per fingerprint: a control and a grid arm with the same step share it.
-    first = {}
-    for key in keys:
-        if decisions[key][0] is None:
-            first.setdefault(fingerprints[key], key)
-    for key in keys:
-        found, why = decisions[key]
-        same = first.get(fingerprints[key])
-        if found:
-            print(f"{key.label}: {why}", flush=True)
-        elif same is key:
-            print(f"{key.label}: trained ({why})", flush=True)
-        else:
-            print(f"{key.label}: trained once with {same.label} (the same model)", flush=True)
-    planned = passes(list(first.values()), implementation, p)
-    for keys_of_pass in planned:
-        check_memory(implementation, keys_of_pass, p, device)
-    found = {key: decisions[key][0] for key in keys if decisions[key][0] is not None}
+    trained_by = trainers_of(keys, decisions, fingerprints)
+    log_decisions(keys, decisions, fingerprints, trained_by)
+    planned = passes(list(trained_by.values()), implementation, p, schedules)
+    for each in planned:
+        check_memory(implementation, each, p, device)
+    outcome = {key: d.reused for key, d in decisions.items() if d.reused is not None}
     live = LiveLog(p.train.target)
-    live.add([(key, row) for key, (record, _) in found.items() for row in record["evaluations"]])
+    live.add([(key, row) for key, (record, _) in outcome.items() for row in record["evaluations"]])
     if planned:
         folds = data_splits.load_folds(p.train, device)
-        for number, keys_of_pass in enumerate(planned, 1):
+        for number, each in enumerate(planned, 1):
             if len(planned) > 1:
                 print(f"train: pass {number} of {len(planned)}", flush=True)
-            trained = train_pass(keys_of_pass, inputs, fingerprints, p, folds, device,
-                                 implementation, cache, live)
-            found.update({key: trained[first[fingerprints[key]]] for key in keys
-                          if fingerprints[key] in {fingerprints[k] for k in trained}})
+            trained = train_pass(each, inputs, fingerprints, p, folds, device, implementation,
+                                 cache, live)
+            outcome.update({key: trained[trained_by[fingerprints[key]]] for key in keys
+                            if trained_by.get(fingerprints[key]) in trained})
     live.end()
 
     rebuild_models_dir(keys, fingerprints, cache, models_dir)
-    counts = Counter("reused" if decisions[k][0] is not None else "trained" for k in keys)
+    counts = Counter("reused" if decisions[k].reused is not None else "trained" for k in keys)
     print(f"train: {counts['trained']} trained, {counts['reused']} reused", flush=True)
-    print(final_table(keys, found), flush=True)
+    print(final_table(keys, outcome), flush=True)

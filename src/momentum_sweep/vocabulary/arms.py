@@ -102,15 +102,15 @@ class Arm:
         return Arm(0.0, self.lr, self.batch_size, effective=self.effective)
 
     @property
-    def listed(self) -> str:
-        """What its listed value is: lr, or step (``effective``)."""
+    def listed_as(self) -> str:
+        """What its listed value ``lr`` is: "lr", or "step" (lr/(1 - momentum), ``effective``)."""
         return "step" if self.effective else "lr"
 
     @property
     def name(self) -> str:
         """Folder name and table key: momentum_0.4_lr_0.1_batch_20, control_0.4_lr_0.1_batch_20,
         nesterov_0.9_step_0.1_batch_1024."""
-        return (f"{self.kind}_{momentum_name(self.momentum)}_{self.listed}_{lr_name(self.lr)}"
+        return (f"{self.kind}_{momentum_name(self.momentum)}_{self.listed_as}_{lr_name(self.lr)}"
                 f"_batch_{self.batch_size}")
 
     @classmethod
@@ -131,20 +131,20 @@ class Arm:
         return arm
 
     @property
-    def rule(self) -> str:
-        """How it trains: SGD at lr 0.1667."""
+    def sgd_rule(self) -> str:
+        """How the optimiser trains it, in words: "SGD at lr 0.1667"."""
         return f"SGD at lr {self.sgd_lr:.4g}"
 
     @property
     def label(self) -> str:
         """How logs, figures and tables name it: momentum 0.4 at lr 0.1, batch 20; control 0.4
         at lr 0.1, batch 20 (SGD at lr 0.1667); nesterov 0.9 at step 0.1 (lr 0.01), batch 1024."""
-        where = f"at {self.listed} {self.lr:.4g}"
+        where = f"at {self.listed_as} {self.lr:.4g}"
         if self.effective and not self.control and self.momentum:
             where += f" (lr {self.sgd_lr:.4g})"
         where += f", batch {self.batch_size}"
         if self.control:
-            return f"control {momentum_name(self.momentum)} {where} ({self.rule})"
+            return f"control {momentum_name(self.momentum)} {where} ({self.sgd_rule})"
         return f"{self.kind} {momentum_name(self.momentum)} {where}"
 
     @property
@@ -152,6 +152,18 @@ class Arm:
         """The update it is one point of, whatever its lr and batch size: (momentum, nesterov);
         plain SGD (its controls included) is (0.0, False)."""
         return (0.0, False) if self.control else (self.momentum, self.nesterov)
+
+
+def arm_of(entry) -> Arm:
+    """The arm of a summary's row (an arm's entry, a comparison, a model)."""
+    return Arm.from_name(entry["arm"])
+
+
+def cell_label(arm, lrs=(), batches=()) -> str:
+    """An arm in a table cell or a metrics value: its line (0.4, n0.9), and its lr and batch size
+    where ``lrs`` and ``batches`` (what the run lists) hold several (0.4 lr 0.05 b1024)."""
+    return (line_label(arm.line) + (f" lr {arm.lr:g}" if len(set(lrs)) > 1 else "")
+            + (f" b{arm.batch_size}" if len(set(batches)) > 1 else ""))
 
 
 def line_name(line) -> str:

@@ -20,7 +20,8 @@ PLANT = textwrap.dedent('''
     from ruamel.yaml import YAML
     from momentum_sweep import params
     from momentum_sweep.analysis import epochs
-    from momentum_sweep.training import arms
+    from momentum_sweep.vocabulary import files, schema
+    from momentum_sweep.vocabulary import arms
 
     p = params.parse(YAML(typ="safe").load(open("params.yaml")))
     rows = []
@@ -29,13 +30,13 @@ PLANT = textwrap.dedent('''
         accuracy = (0.95 + 0.004 * (arm.momentum == 0.5 and arm.lr == 0.1 and not arm.control)
                     - 0.003 * (arm.lr == 0.2) + 0.002 * key.replicate
                     + 0.0002 * (len(arm.name) % 3))
-        rows.append({**epochs.identity(arm, key.replicate, key.replicate,
+        rows.append({**schema.identity(arm, key.replicate, key.replicate,
                                        {"steps": 100, "target": None}),
                      "step": 100, "epoch": p.train.epochs, "examples": 2000,
                      "train_loss": 0.1, "train_accuracy": 0.97, "val_loss": 0.2,
                      "val_accuracy": accuracy, "test_loss": 0.2, "test_accuracy": accuracy,
                      "diverged": 0, "stopped": "budget"})
-    epochs.write_tsv(pd.DataFrame(rows, columns=epochs.COLUMNS), epochs.EPOCHS_FILE)
+    epochs.write_tsv(pd.DataFrame(rows, columns=schema.COLUMNS), files.EPOCHS_FILE)
 ''')
 DVC_YAML = textwrap.dedent('''
     stages:
