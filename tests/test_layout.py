@@ -152,7 +152,8 @@ def test_the_readme_quotes_the_committed_results():
     printed = subprocess.run([sys.executable, str(ROOT / "scripts" / "results-tables")],
                              capture_output=True, text=True, check=True).stdout.strip()
     readme = "".join((ROOT / name).read_text()
-                     for name in ("README.md", "docs/answer.md", "docs/batch.md", "docs/surface.md"))
+                     for name in ("README.md", "docs/answer.md", "docs/batch.md",
+                                  "docs/surface.md"))
     blocks = printed.split("\n\n")
     assert "| momentum 0.0 at lr 0.1, batch 20 |" in blocks[0]
     assert "| momentum 0.4 at lr 0.1, batch 20 |" in blocks[1]

@@ -9,7 +9,8 @@ accuracy. Holm within each family; words for the headline.
 """
 
 from ..errors import SweepError
-from ..vocabulary.arms import Arm, arm_of, cell_label, line_key, line_name, pairs
+from ..vocabulary.arms import (Arm, arm_columns, arm_of, cell_label, line_key, line_name,
+                               pairs)
 from . import statistics
 
 SELECTION_RULE = ("best: the largest mean final validation accuracy over replicates, among "
@@ -31,12 +32,21 @@ def by_replicate(finals, arm, column) -> dict:
     return {int(r): v for r, v in zip(rows["replicate"], rows[column])}
 
 
+# What a summary says of each arm, and of each arm a comparison is about, whatever the measure.
+ENTRY_COLUMNS = ("arm", "kind", "momentum", "nesterov", "lr", "batch_size", "sgd_lr",
+                 "effective_lr", "control", "line")
+COMPARED_COLUMNS = ("line", "momentum", "nesterov", "lr", "batch_size")
+
+
 def arm_entry(arm) -> dict:
     """What every summary says of an arm, whatever its measure."""
-    return {"arm": arm.name, "kind": arm.kind, "momentum": arm.momentum,
-            "nesterov": arm.nesterov, "lr": arm.lr, "batch_size": arm.batch_size,
-            "sgd_lr": arm.sgd_lr, "effective_lr": arm.effective_lr, "control": arm.control,
-            "line": line_key(arm.line)}
+    return arm_columns(arm, ENTRY_COLUMNS)
+
+
+def comparison_row(family, arm, other, metric) -> dict:
+    """What every summary says of a comparison of ``arm`` with ``other``, before its figures."""
+    return {"family": family, "arm": arm.name, "against": other.name,
+            **arm_columns(arm, COMPARED_COLUMNS), "metric": metric}
 
 
 def edge(arm, arms_of_group) -> str | None:
@@ -146,10 +156,7 @@ def lr_wins(finals) -> list:
 def compare(finals, arm, other, family) -> dict:
     mine, theirs = by_replicate(finals, arm, COMPARED), by_replicate(finals, other, COMPARED)
     replicates = sorted(mine.keys() & theirs.keys())
-    return {"family": family, "arm": arm.name, "against": other.name, "line": line_key(arm.line),
-            "momentum": arm.momentum, "nesterov": arm.nesterov, "lr": arm.lr,
-            "batch_size": arm.batch_size,
-            "metric": COMPARED,
+    return {**comparison_row(family, arm, other, COMPARED),
             **statistics.paired([mine[r] for r in replicates], [theirs[r] for r in replicates])}
 
 

@@ -28,10 +28,10 @@ import pandas as pd
 
 from ..atomic import check_writable_folder, write_json
 from ..errors import SweepError
+from ..vocabulary.files import EPOCHS_FILE
 from ..vocabulary.measure import Measure
 from . import epochs, plots, summarize
 from .figures import save
-from ..vocabulary.files import EPOCHS_FILE
 
 SWEPT = ("momentum", "train.lr", "train.batch_size", "train.nesterov", "train.replicates",
          "train.lr_control", "train.device")

@@ -33,8 +33,8 @@ import numpy as np
 import pandas as pd
 
 from ..errors import SweepError
+from ..vocabulary.arms import Arm, control_of, line_label, line_name, pairs
 from ..vocabulary.measure import reached
-from ..vocabulary.arms import Arm, control_of, line_key, line_label, line_name, pairs
 from . import accuracy, statistics
 
 MEASURE = {"name": "steps to the target validation accuracy", "figure": "steps", "unit": "x",
@@ -178,9 +178,7 @@ def ratio_row(family, arm, other, ours, theirs) -> dict:
         result = statistics.within_brackets(
             result, [logs(theirs[r]["low"]) - logs(ours[r]["high"]) for r in shared],
             [logs(theirs[r]["high"]) - logs(ours[r]["low"]) for r in shared])
-    return {"family": family, "arm": arm.name, "against": other.name, "line": line_key(arm.line),
-            "momentum": arm.momentum, "nesterov": arm.nesterov, "lr": arm.lr,
-            "batch_size": arm.batch_size, "metric": "steps",
+    return {**accuracy.comparison_row(family, arm, other, "steps"),
             "not_reached": sum(not ours[r]["reached"] for r in shared),
             "other_not_reached": sum(not theirs[r]["reached"] for r in shared),
             "none_reached": bool(shared) and not any(ours[r]["reached"] or theirs[r]["reached"]

@@ -15,10 +15,10 @@ from pathlib import Path
 
 from ..atomic import check_writable_folder, write_json
 from ..training import results
+from ..vocabulary.files import EPOCHS_FILE, HEADLINE_FILE, SUMMARY_FILE
 from ..vocabulary.measure import Measure
 from . import accuracy, epochs, plots, statistics, steps
 from .figures import PLOTS_DIR, save
-from ..vocabulary.files import EPOCHS_FILE, HEADLINE_FILE, SUMMARY_FILE
 
 
 def summary(table) -> dict:

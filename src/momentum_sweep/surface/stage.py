@@ -23,12 +23,12 @@ import torch
 from tqdm import tqdm
 
 from .. import sources
-from ..vocabulary.files import SURFACE_FILE, SURFACE_HEADLINE_FILE
 from ..atomic import check_writable_folder, write_json
 from ..data import splits as data_splits
 from ..errors import SweepError
 from ..training import device as devices, results
-from ..vocabulary.arms import ModelKey, in_order, line_key, pairs
+from ..vocabulary.arms import ModelKey, arm_columns, in_order, pairs
+from ..vocabulary.files import SURFACE_FILE, SURFACE_HEADLINE_FILE
 from . import figures, measures, summary
 from .cache import CACHE_DIR, SurfaceCache, weights_digest
 
@@ -114,9 +114,9 @@ def measure_model(model, measurers, p) -> dict:
     losses = measurer.line(model.checkpoints[0], model.final,
                            [model.digests[0], model.digests["final"]])
     return {
-        "model": model.key.name, "arm": arm.name, "line": line_key(arm.line),
-        "momentum": arm.momentum, "lr": arm.lr, "batch_size": arm.batch_size,
-        "sgd_lr": arm.sgd_lr, "control": arm.control, "replicate": model.key.replicate,
+        "model": model.key.name,
+        **arm_columns(arm, ("arm", "line", "momentum", "lr", "batch_size", "sgd_lr", "control")),
+        "replicate": model.key.replicate,
         "fold": model.fold, "steps": model.steps,
         "escape_steps": measures.escape_step(fine["loss"], fine["every"], p.surface.escape_loss,
                                              model.steps),
@@ -142,9 +142,10 @@ def between_finals(models, measurers) -> list:
                     continue
                 losses = measurers[model.fold].line(
                     model.final, partner.final, [model.digests["final"], partner.digests["final"]])
-                found.append({"kind": kind, "arm": arm.name, "line": line_key(arm.line),
-                              "momentum": arm.momentum, "lr": arm.lr,
-                              "batch_size": arm.batch_size, "replicate": model.key.replicate,
+                found.append({"kind": kind,
+                              **arm_columns(arm, ("arm", "line", "momentum", "lr",
+                                                  "batch_size")),
+                              "replicate": model.key.replicate,
                               "model": model.key.name, "other": partner.key.name,
                               "losses": losses,
                               "barrier": None if losses is None else measures.barrier(losses)})

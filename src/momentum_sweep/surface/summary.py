@@ -9,7 +9,7 @@ means and pairs.
 """
 
 from ..analysis import statistics
-from ..vocabulary.arms import arm_of, cell_label, line_key, pairs
+from ..vocabulary.arms import arm_columns, arm_of, cell_label, pairs
 
 # Figure -> (word for a higher value, word for a lower one).
 WORDS = {"escape_steps": ("slower", "faster")}
@@ -65,9 +65,8 @@ def word(comparison) -> str:
 def arm_entry(arm, values_by_replicate) -> dict:
     """n, mean, sd and 95% interval of each figure over the arm's replicates."""
     figures = sorted({f for values in values_by_replicate.values() for f in values})
-    entry = {"arm": arm.name, "kind": arm.kind, "line": line_key(arm.line),
-             "momentum": arm.momentum, "nesterov": arm.nesterov, "lr": arm.lr,
-             "batch_size": arm.batch_size, "control": arm.control,
+    entry = {**arm_columns(arm, ("arm", "kind", "line", "momentum", "nesterov", "lr",
+                                 "batch_size", "control")),
              "replicates": len(values_by_replicate)}
     escaped = [v["escape_steps"] for v in values_by_replicate.values()]
     entry["never_escaped"] = sum(s is None for s in escaped)
@@ -106,9 +105,9 @@ def comparisons(values, arms, loss_every) -> list:
                     result = within_resolution(result, mine, theirs,
                                                [loss_every[arm][r] for r in shared],
                                                [loss_every[other][r] for r in shared])
-                family.append({"figure": figure, "family": kind, "arm": arm.name,
-                               "line": line_key(arm.line), "momentum": arm.momentum,
-                               "lr": arm.lr, "batch_size": arm.batch_size,
+                family.append({"figure": figure, "family": kind,
+                               **arm_columns(arm, ("arm", "line", "momentum", "lr",
+                                                   "batch_size")),
                                "against": other.name, **result})
             for row in statistics.family(family):
                 row["verdict"] = word(row)

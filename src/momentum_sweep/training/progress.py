@@ -8,8 +8,8 @@ repository; `dvc queue logs -f <task>` follows its evaluations.
 
 results/live/metrics.json holds the epoch and the mean validation accuracy of the models
 evaluated last; results/live/plots/ its history and each arm's mean curve (with the columns
-plots/templates/momentum.json draws by: the arm's kind, its step and the target). Reused models appear
-with their recorded figures, so the log covers every listed model. It is progress only: nothing
+plots/templates/momentum.json draws by: the arm's kind, its step and the target). Reused models
+appear with their recorded figures, so the log covers every listed model. It is progress only: nothing
 reads it back, so an interrupted run's partial log is never trusted.
 """
 
@@ -17,6 +17,7 @@ import sys
 from pathlib import Path
 
 from ..finite import mean
+from ..vocabulary.arms import arm_columns
 
 LIVE_DIR = Path("results/live")
 
@@ -74,10 +75,9 @@ class LiveLog:
             return
         for key, row in rows:
             self.rows.setdefault((row["epoch"], key.arm), {})[key.replicate] = row
-        points = [{"epoch": epoch, "step": next(iter(found.values()))["step"], "arm": arm.name,
-                   "kind": arm.kind, "momentum": arm.momentum, "lr": arm.lr,
-                   "batch_size": arm.batch_size, "control": int(arm.control),
-                   "target": self.target,
+        points = [{"epoch": epoch, "step": next(iter(found.values()))["step"],
+                   **arm_columns(arm, ("arm", "kind", "momentum", "lr", "batch_size")),
+                   "control": int(arm.control), "target": self.target,
                    "val_accuracy": mean(r["val_accuracy"] for r in found.values()),
                    "train_loss": mean(r["train_loss"] for r in found.values())}
                   for (epoch, arm), found in sorted(self.rows.items(),

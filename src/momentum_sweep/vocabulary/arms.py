@@ -154,6 +154,20 @@ class Arm:
         return (0.0, False) if self.control else (self.momentum, self.nesterov)
 
 
+# How each column that names an arm in a table, a summary or a log is computed from it: one
+# definition; each output picks its columns (``arm_columns``).
+ARM_COLUMNS = {"arm": lambda a: a.name, "kind": lambda a: a.kind,
+               "line": lambda a: line_key(a.line), "momentum": lambda a: a.momentum,
+               "nesterov": lambda a: a.nesterov, "lr": lambda a: a.lr,
+               "batch_size": lambda a: a.batch_size, "sgd_lr": lambda a: a.sgd_lr,
+               "effective_lr": lambda a: a.effective_lr, "control": lambda a: a.control}
+
+
+def arm_columns(arm, names) -> dict:
+    """{name: its value for ``arm``} of the ARM_COLUMNS ``names``, in that order."""
+    return {name: ARM_COLUMNS[name](arm) for name in names}
+
+
 def arm_of(entry) -> Arm:
     """The arm of a summary's row (an arm's entry, a comparison, a model)."""
     return Arm.from_name(entry["arm"])

@@ -19,6 +19,8 @@ trained the model since the previous evaluation (seconds training and evaluating
 second, which pass and how many models it held, peak memory).
 """
 
+from .arms import arm_columns
+
 IDENTITY = ["arm", "kind", "momentum", "lr", "batch_size", "control", "effective_lr",
             "replicate", "fold", "budget_steps", "target"]
 POSITION = ["step", "epoch", "examples"]
@@ -31,7 +33,6 @@ COLUMNS = [*IDENTITY, *POSITION, *QUALITY, "diverged", "stopped", *COST]
 
 def identity(arm, replicate, fold, budget) -> dict:
     """The identity columns of a model of ``arm`` (``budget``: its record's)."""
-    return {"arm": arm.name, "kind": arm.kind, "momentum": arm.momentum, "lr": arm.lr,
-            "batch_size": arm.batch_size, "control": int(arm.control),
-            "effective_lr": arm.effective_lr, "replicate": replicate, "fold": fold,
+    found = arm_columns(arm, IDENTITY[:7])
+    return {**found, "control": int(found["control"]), "replicate": replicate, "fold": fold,
             "budget_steps": budget["steps"], "target": budget["target"]}
