@@ -90,3 +90,19 @@ def test_a_path_that_leaves_the_float_range_is_reported_as_diverged(tmp_path):
         row = table[surface]["0.999"]
         assert row["diverged_step"] > 0 and row["final_loss"] is None
         assert row.get("ends_in") is None and row.get("escaped") is None
+
+
+def test_the_figure_draws_each_momentums_trajectory_and_loss_as_computed():
+    settings = DEFAULT.landscape.saddle
+    runs = landscape.run_surface(landscape.SADDLE, settings, [0.0, 0.9])
+    fig = landscape.figure(runs, landscape.SADDLE.loss, landscape.SADDLE_EXTENT, "saddle",
+                           lambda m: f"outcome of {m}")
+    contour_ax, loss_ax = fig.axes[:2]
+    for m, (trajectory, losses) in runs.items():
+        label = f"momentum {momentum_name(m)}: outcome of {m}"
+        [path] = [line for line in contour_ax.get_lines() if line.get_label() == label]
+        np.testing.assert_array_equal(path.get_xydata(), trajectory)
+        [curve] = [line for line in loss_ax.get_lines() if line.get_label() == label]
+        np.testing.assert_array_equal(curve.get_ydata(), losses)
+        np.testing.assert_array_equal(curve.get_xdata(), np.arange(len(losses)))
+    landscape.plt.close(fig)

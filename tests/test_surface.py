@@ -288,5 +288,25 @@ def test_the_surface_figures_draw_a_curve_band_and_interval_per_arm():
     barriers = drawn["surface_barriers"].axes[0]
     assert len(barriers.containers) == 2                     # vs momentum 0, vs its control
     assert barriers.get_lines()[-1].get_ydata()[0] == 0.05   # the tolerance
+    # the values drawn: each curve is the mean over replicates of the planted points
+    for line, arm in zip(curves.get_lines(), result["arms"]):
+        rows = [m["early_train_loss"] for m in result["models"] if m["arm"] == arm["arm"]]
+        np.testing.assert_allclose(line.get_xdata(), 25 * np.arange(1, 9))
+        np.testing.assert_allclose(line.get_ydata(), np.mean(rows, axis=0))
+    # each interval bar is the arm's mean escape steps with its 95% interval
+    for container, arm in zip(dots.containers, result["arms"]):
+        described = arm["escape_steps"]
+        _, (bar,) = container.lines[0], container.lines[2]
+        assert container.lines[0].get_ydata()[0] == pytest.approx(described["mean"])
+        np.testing.assert_allclose(sorted(bar.get_segments()[0][:, 1]), described["ci"])
+    largest = drawn["surface_curvature"].axes[0]
+    for container, arm in zip(largest.containers, result["arms"]):
+        np.testing.assert_allclose(container.lines[0].get_ydata(), [CURVATURE["lambda_max"]] * 2)
+    scattered = [c for c in dots.collections if type(c).__name__ == "PathCollection"]
+    values = [c.get_offsets()[:, 1] for c in scattered]
+    assert len(values) == 3
+    for found, arm in zip(values, result["arms"]):
+        assert sorted(found) == sorted(m["escape_steps"] for m in result["models"]
+                                       if m["arm"] == arm["arm"])
     for fig in drawn.values():
         figures.plt.close(fig)

@@ -106,7 +106,14 @@ def run_surface(surface, settings, momenta):
             for m in momenta}
 
 
-def draw(runs, loss, extent, title, outcome_text, path):
+# The (x, y) ranges each figure shows: the start, the minima and the saddle.
+SADDLE_EXTENT = [(-0.4, 0.4), (-0.3, 1.3)]
+MINIMA_EXTENT = [(-1.8, 2.4), (-0.8, 0.8)]
+
+
+def figure(runs, loss, extent, title, outcome_text):
+    """A surface's contours with each momentum's trajectory ({momentum: (trajectory [steps + 1,
+    2], losses [steps + 1])}, drawn where finite), and the loss along each."""
     styles = {m: style for (m, _), style in line_styles([(m, False) for m in runs]).items()}
     fig, (contour_ax, loss_ax) = plt.subplots(1, 2, figsize=(12.5, 4.8))
     xs, ys = np.meshgrid(np.linspace(*extent[0], 300), np.linspace(*extent[1], 300))
@@ -134,7 +141,7 @@ def draw(runs, loss, extent, title, outcome_text, path):
     loss_ax.grid(alpha=0.3)
     legend(loss_ax, fontsize=8, loc="upper right")
     fig.set_layout_engine("constrained")
-    save(fig, path)
+    return fig
 
 
 def landscape(p, plots_dir=PLOTS_DIR, out=LANDSCAPE_FILE):
@@ -160,11 +167,11 @@ def landscape(p, plots_dir=PLOTS_DIR, out=LANDSCAPE_FILE):
             return f"diverged at step {row['diverged_step']}"
         return f"ends in {row['ends_in']} minimum"
 
-    draw(saddle_runs, SADDLE.loss, [(-0.4, 0.4), (-0.3, 1.3)],
-         "saddle point at (0, 0): f = x²/2 + y⁴/4 − y²/2", saddle_text,
+    save(figure(saddle_runs, SADDLE.loss, SADDLE_EXTENT,
+                "saddle point at (0, 0): f = x²/2 + y⁴/4 − y²/2", saddle_text),
          Path(plots_dir) / "landscape_saddle.png")
-    draw(minima_runs, minima.loss, [(-1.8, 2.4), (-0.8, 0.8)],
-         f"local and global minimum: f = (x²−1)² + {tilt}·x + y²", minima_text,
+    save(figure(minima_runs, minima.loss, MINIMA_EXTENT,
+                f"local and global minimum: f = (x²−1)² + {tilt}·x + y²", minima_text),
          Path(plots_dir) / "landscape_minima.png")
     write_json(out, table)
     for surface, rows in table.items():
