@@ -125,7 +125,8 @@ def planted_model(key, escape, lambda_max, epochs=(0, 1), loss_every=25):
         "escape_steps": escape, "train_loss_every": loss_every,
         "line_from_initial": {"largest_rise": 0.0},
         "curvature": [{"epoch": e, "lambda_max": lambda_max, "lambda_min": -0.1, "ratio": -0.1,
-                       "grad_norm": 0.2, "sharpness_over_threshold": 0.1} for e in epochs]}
+                       "grad_norm": 0.2, "sharpness_over_threshold": 0.1, "noise_scale": 500.0}
+                      for e in epochs]}
 
 
 def test_escape_verdicts_and_never_escaped_on_planted_measurements():
@@ -153,7 +154,7 @@ def test_escape_verdicts_and_never_escaped_on_planted_measurements():
     # Epoch 0 is never compared: every arm of a replicate starts from the same weights.
     assert {c["figure"] for c in found["comparisons"]} == {
         "escape_steps", "rise_from_initial", "lambda_max_epoch_1", "lambda_min_epoch_1",
-        "grad_norm_epoch_1", "sharpness_over_threshold_epoch_1"}
+        "grad_norm_epoch_1", "sharpness_over_threshold_epoch_1", "noise_scale_epoch_1"}
 
 
 def test_escape_steps_tied_by_the_curves_resolution_give_no_verdict():
@@ -252,7 +253,8 @@ def planted_result():
                 "escape_steps": int(rng.integers(50, 150)), "train_loss_every": 25,
                 "early_train_loss": list(np.linspace(2.3, 0.5, 8) + rng.normal(0, 0.05, 8)),
                 "curvature": [{"epoch": e, **CURVATURE, "ratio": -0.05, "threshold": 20.0,
-                               "sharpness_over_threshold": 0.1} for e in (0, 1)],
+                               "sharpness_over_threshold": 0.1, "noise_scale": 400.0 + r}
+                              for e in (0, 1)],
                 "line_from_initial": {"losses": list(np.linspace(2.3, 0.3, 5)),
                                       "largest_rise": 0.0}})
         for kind, other in (("vs_zero", arms[0]), ("vs_control", arms[2])):
@@ -310,3 +312,47 @@ def test_the_surface_figures_draw_a_curve_band_and_interval_per_arm():
                                        if m["arm"] == arm["arm"])
     for fig in drawn.values():
         figures.plt.close(fig)
+
+
+def test_the_noise_scale_is_the_explicit_per_example_computation():
+    """B_simple from the per-example gradient norms of one backward pass, against each
+    example's gradient taken by autograd one at a time (float64) and the estimators written out
+    in numpy."""
+    torch.manual_seed(0)
+    net = MLP([12, 8])
+    images, labels = torch.rand(37, 784), torch.randint(0, 10, (37,))
+    found = measures.noise_scale(net, images, labels)
+    rows, net64 = [], MLP([12, 8]).double()
+    net64.load_state_dict({k: v.double() for k, v in net.state_dict().items()})
+    for image, label in zip(images.double(), labels):
+        loss = torch.nn.functional.cross_entropy(net64(image[None]), label[None])
+        rows.append(torch.cat([g.reshape(-1) for g in torch.autograd.grad(
+            loss, list(net64.parameters()))]).numpy())
+    g = np.array(rows)                                             # [n, P]
+    trace = np.var(g, axis=0, ddof=1).sum()
+    true_sq = np.sum(g.mean(0) ** 2) - trace / len(g)
+    assert found["gradient_variance_trace"] == pytest.approx(trace, rel=1e-6)
+    assert found["true_gradient_norm_sq"] == pytest.approx(true_sq, rel=1e-6)
+    assert found["noise_scale"] == pytest.approx(trace / true_sq, rel=1e-6)
+    # the mean gradient is the full-probe gradient autograd gives
+    full = torch.autograd.grad(torch.nn.functional.cross_entropy(net(images), labels),
+                               list(net.parameters()))
+    assert np.sum(g.mean(0) ** 2) == pytest.approx(
+        float(sum((f.double() ** 2).sum() for f in full)), rel=1e-5)
+
+
+def test_a_model_that_reached_its_target_is_measured_there_and_compared():
+    zero, half = Arm(0.0, 0.1, 20), Arm(0.5, 0.1, 20)
+    measured = []
+    for r in range(4):
+        for arm, sharp in ((zero, 0.9 + 0.01 * r), (half, 0.5 + 0.02 * r)):
+            key, model = planted_model(ModelKey(arm, r), 100, 1.0)
+            model["at_target"] = {**model["curvature"][0], "sharpness_over_threshold": sharp}
+            measured.append((key, model))
+    found = summary.summary(measured, [], [zero, half], 0.05)
+    row = next(c for c in found["comparisons"]
+               if c["figure"] == "sharpness_over_threshold_at_target")
+    assert row["mean_difference"] == pytest.approx(np.mean([0.5 + 0.02 * r - 0.9 - 0.01 * r
+                                                            for r in range(4)]))
+    entry = next(a for a in found["arms"] if a["arm"] == half.name)
+    assert entry["noise_scale_at_target"]["mean"] == 500.0

@@ -22,6 +22,8 @@ from ..finite import is_number
 CACHE_DIR = Path(".surface-cache")
 CURVATURE_FIELDS = {"lambda_max": True, "lambda_min": True, "grad_norm": False, "loss": False,
                     "products": False, "converged": False}  # field: may it be None
+NOISE_FIELDS = {"noise_scale": True, "gradient_variance_trace": False,
+                "true_gradient_norm_sq": False}
 
 
 def weights_digest(state) -> str:
@@ -41,11 +43,12 @@ def well_formed(kind, value, settings) -> bool:
     """Whether a cached value has the shape ``kind`` gives (None: a diverged model's)."""
     if value is None:
         return True
-    if kind == "curvature":
-        return isinstance(value, dict) and set(value) == set(CURVATURE_FIELDS) and \
-            isinstance(value["converged"], bool) and all(
+    if kind in ("curvature", "noise"):
+        fields = CURVATURE_FIELDS if kind == "curvature" else NOISE_FIELDS
+        return isinstance(value, dict) and set(value) == set(fields) and \
+            isinstance(value.get("converged", False), bool) and all(
                 is_number(value[f]) or (value[f] is None and none)
-                for f, none in CURVATURE_FIELDS.items() if f != "converged")
+                for f, none in fields.items() if f != "converged")
     return isinstance(value, list) and len(value) == settings["points"] and \
         all(is_number(v) for v in value)
 

@@ -28,7 +28,8 @@ NAMES = ["surface_escape", "surface_curvature", "surface_lines", "surface_barrie
 CURVATURE_PANELS = [("lambda_max", "largest Hessian eigenvalue"),
                     ("lambda_min", "smallest Hessian eigenvalue"),
                     ("grad_norm", "gradient norm"),
-                    ("sharpness_over_threshold", "largest eigenvalue / its stability threshold")]
+                    ("sharpness_over_threshold", "largest eigenvalue / its stability threshold"),
+                    ("noise_scale", "gradient noise scale B_simple")]
 
 
 def columns(rows):

@@ -7,6 +7,10 @@
 - ``line``: the loss along the straight line between two sets of weights, and the two figures
   read from it: ``largest_rise`` (how much the loss ever goes back up along the way) and
   ``barrier`` (the highest loss minus the mean of the two ends).
+- ``noise_scale``: the gradient noise scale of McCandlish et al. 2018, B_simple = tr(Sigma) /
+  |G|^2 (Sigma the covariance of one example's gradient, G the mean gradient), from per-example
+  gradients with both estimators unbiased: the batch size above which a larger batch no longer
+  cuts the steps in proportion.
 
 Every loss here is the mean cross-entropy of the probe, a fixed set of training images.
 """
@@ -102,6 +106,43 @@ def curvature(net, images, labels, tol, maxiter, seed=0) -> dict:
             "lambda_min": None if low is None else float(low),
             "grad_norm": hessian.gradient_norm(), "loss": hessian.loss,
             "products": hessian.products, "converged": converged}
+
+
+def gradient_moments(net, images, labels):
+    """(sum over the n examples of |g_i|^2, |sum of g_i|^2), g_i example i's gradient of its own
+    loss, without holding any g_i: for a linear layer g_i is the outer product of its output's
+    gradient d_i and its input a_i (and d_i for the bias), so |g_i|^2 is |d_i|^2 (|a_i|^2 + 1)
+    summed over layers (Goodfellow 2015); the sum of the g_i is the gradient of the summed loss.
+    One forward and one backward pass, in float64. images: [n, 784]; labels: [n]."""
+    params = [p for layer in net.layers for p in (layer.weight, layer.bias)]
+    x, inputs, outputs = images.double(), [], []
+    for i, layer in enumerate(net.layers):
+        inputs.append(x)                                                  # [n, in]
+        z = torch.nn.functional.linear(x, layer.weight.double(), layer.bias.double())  # [n, out]
+        z.retain_grad()
+        outputs.append(z)
+        x = z if i == len(net.layers) - 1 else torch.relu(z)
+    loss = torch.nn.functional.cross_entropy(x, labels, reduction="sum")
+    summed = torch.autograd.grad(loss, [*params, *outputs], retain_graph=False)
+    per_example = sum(((d ** 2).sum(1) * ((a.detach() ** 2).sum(1) + 1)).sum()  # [n] -> []
+                      for d, a in zip(summed[len(params):], inputs))
+    total = sum(float((g.double() ** 2).sum()) for g in summed[:len(params)])
+    return float(per_example), total
+
+
+def noise_scale(net, images, labels) -> dict:
+    """B_simple on the probe (McCandlish et al. 2018, appendix A), from the n per-example
+    gradients g_i with mean g: tr(Sigma) = sum |g_i - g|^2 / (n - 1) (unbiased), |G|^2 = |g|^2 -
+    tr(Sigma)/n (unbiased: the mean of n gradients has E|g|^2 = |G|^2 + tr(Sigma)/n), B_simple
+    their ratio; None where the estimate of |G|^2 is not positive (the noise hides the
+    gradient)."""
+    n = len(images)
+    squares, total = gradient_moments(net, images, labels)
+    mean_sq = total / n ** 2                                           # |g|^2
+    trace = (squares - n * mean_sq) / (n - 1)                          # tr(Sigma)
+    true_sq = mean_sq - trace / n                                      # |G|^2
+    return {"noise_scale": trace / true_sq if true_sq > 0 else None,
+            "gradient_variance_trace": trace, "true_gradient_norm_sq": true_sq}
 
 
 def line(start_state, end_state, hidden, points, images, labels, device) -> list:

@@ -2,9 +2,11 @@
 
 For every model in models/ (its checkpoints, final weights and fine training-loss curve):
 - escape: the steps until its training loss first falls below surface.escape_loss;
-- curvature at each epoch of train.checkpoints it trained through: the Hessian's extreme
-  eigenvalues, their ratio, the gradient's norm, and the largest eigenvalue over the stability
-  threshold of its update, (2 + 2 mu) / lr (above 1: the step overshoots along that direction);
+- curvature at each epoch of train.checkpoints it trained through, and, with a target, where it
+  reached it (``at_target``): the Hessian's extreme eigenvalues, their ratio, the gradient's
+  norm, the largest eigenvalue over the stability threshold of its update ((2 + 2 mu) / lr for
+  heavy-ball, divided by 1 + 2 mu for Nesterov's; above 1: the step overshoots along that
+  direction), and the gradient noise scale B_simple (``measures.noise_scale``);
 - the line from its initial to its final weights (does the loss ever rise on the way?);
 and, per replicate, the lines between each listed arm's final weights and momentum 0's, and its
 control's (the barrier between them: one basin, or separate minima?).
@@ -30,7 +32,7 @@ from ..training import device as devices, results
 from ..vocabulary.arms import ModelKey, arm_columns, in_order, pairs
 from ..vocabulary.files import SURFACE_FILE, SURFACE_HEADLINE_FILE
 from . import figures, measures, summary
-from .cache import CACHE_DIR, SurfaceCache, weights_digest
+from .cache import CACHE_DIR, NOISE_FIELDS, SurfaceCache, weights_digest
 
 
 class ReadModel:
@@ -88,7 +90,8 @@ class Measurer:
         found = self.cache.get("curvature", [digest], {"tol": self.s.lanczos_tol,
                                                        "maxiter": self.s.lanczos_maxiter},
                                compute)
-        found = found or dict.fromkeys(["lambda_max", "lambda_min", "grad_norm", "loss"])
+        found = {**(found or dict.fromkeys(["lambda_max", "lambda_min", "grad_norm", "loss"])),
+                 **(self.noise(state, digest) or dict.fromkeys(NOISE_FIELDS))}
         # heavy-ball's and Nesterov's updates are stable along an eigenvalue below these
         threshold = (2 + 2 * arm.sgd_momentum) / (arm.sgd_lr * (
             1 + 2 * arm.sgd_momentum if arm.method["nesterov"] else 1))
@@ -96,6 +99,15 @@ class Measurer:
         return {**found, "ratio": None if high is None or low is None else low / high,
                 "threshold": threshold,
                 "sharpness_over_threshold": None if high is None else high / threshold}
+
+    def noise(self, state, digest):
+        def compute():
+            if not measures.is_finite_state(state):
+                return None
+            net = measures.network(state, self.p.model.hidden, self.device)
+            return measures.noise_scale(net, self.images, self.labels)
+
+        return self.cache.get("noise", [digest], {}, compute)
 
     def line(self, start, end, digests):
         def compute():
@@ -123,6 +135,9 @@ def measure_model(model, measurers, p) -> dict:
         "train_loss_every": fine["every"],
         "curvature": [{"epoch": e, **measurer.curvature(model.checkpoints[e], model.digests[e],
                                                         arm)} for e in model.epochs],
+        # with a target: where the model reached it, its final weights
+        "at_target": measurer.curvature(model.final, model.digests["final"], arm)
+        if model.record["stopped"]["reason"] == "target" else None,
         "line_from_initial": {
             "losses": losses,
             "largest_rise": None if losses is None else measures.largest_rise(losses)},

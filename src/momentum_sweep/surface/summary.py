@@ -14,8 +14,10 @@ from ..vocabulary.arms import arm_columns, arm_of, cell_label, pairs
 # Figure -> (word for a higher value, word for a lower one).
 WORDS = {"escape_steps": ("slower", "faster")}
 DEFAULT_WORDS = ("higher", "lower")
-CURVATURE = ["lambda_max", "lambda_min", "ratio", "grad_norm", "sharpness_over_threshold"]
-COMPARED_AT_CHECKPOINTS = ["lambda_max", "lambda_min", "grad_norm", "sharpness_over_threshold"]
+CURVATURE = ["lambda_max", "lambda_min", "ratio", "grad_norm", "sharpness_over_threshold",
+             "noise_scale"]
+COMPARED_AT_CHECKPOINTS = ["lambda_max", "lambda_min", "grad_norm", "sharpness_over_threshold",
+                           "noise_scale"]
 KINDS = ("vs_zero", "vs_control")
 BASIN_WORDS = {"same basin": "same", "separate minima": "separate", "cannot tell": "cannot tell",
                "no pairs": "no pairs"}
@@ -45,6 +47,8 @@ def figures_of(model) -> dict:
     for at in model["curvature"]:
         for name in CURVATURE:
             found[f"{name}_epoch_{at['epoch']}"] = at[name]
+    for name in CURVATURE if model.get("at_target") else ():
+        found[f"{name}_at_target"] = model["at_target"][name]
     return found
 
 
@@ -53,6 +57,8 @@ def compared(figure) -> bool:
     share, and not the eigenvalues' ratio (a derived figure)."""
     if not figure.startswith(tuple(CURVATURE)):
         return True
+    if figure.endswith("_at_target"):
+        return figure.removesuffix("_at_target") in COMPARED_AT_CHECKPOINTS
     name, epoch = figure.rsplit("_epoch_", 1)
     return name in COMPARED_AT_CHECKPOINTS and epoch != "0"
 
