@@ -418,6 +418,7 @@ def batch_figure(summary, measure, styles):
                 ax.plot([a["batch_size"]], [a["steps_counted"]["mean"]], linestyle="none",
                         marker="^", markersize=11, color=colour)
     batch_axis(ax, {a["batch_size"] for a in chosen})
+    draw_fits(ax, summary.get("scaling", []), {a["batch_size"] for a in chosen}, styles)
     if steps:
         sgd = sorted((a for a in chosen if arm_of(a).line == (0.0, False)),
                      key=lambda a: a["batch_size"])
@@ -435,6 +436,18 @@ def batch_figure(summary, measure, styles):
     ax.grid(alpha=0.3, which="both")
     legend(ax, fontsize=8)
     return fig
+
+
+def draw_fits(ax, fitted, batches, styles):
+    """Each line's fitted S(B) = S_min (1 + B_crit / B), dotted in its colour (``scaling``)."""
+    grid_of = np.geomspace(min(batches), max(batches), 200) if batches else []
+    for row in fitted:
+        s_min, b_crit = row["s_min"]["value"], row["b_crit"]["value"]
+        if s_min is None or b_crit is None:
+            continue
+        colour, _ = styles[(row["momentum"], row["nesterov"])]
+        ax.plot(grid_of, s_min * (1 + b_crit / grid_of), color=colour, linestyle=":",
+                linewidth=1.2, label=f"fit: S_min {s_min:.0f}, B_crit {b_crit:.0f}")
 
 
 def costs_figure(table, panels):

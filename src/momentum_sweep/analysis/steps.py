@@ -35,7 +35,7 @@ import pandas as pd
 from ..errors import SweepError
 from ..vocabulary.arms import Arm, control_of, line_label, line_name, pairs
 from ..vocabulary.measure import reached
-from . import accuracy, statistics
+from . import accuracy, scaling, statistics
 
 MEASURE = {"name": "steps to the target validation accuracy", "figure": "steps", "unit": "x",
            "higher": "fewer steps", "lower": "more steps"}
@@ -270,6 +270,15 @@ def verdict(row, arms_by_name) -> str:
                               interval.rstrip("]") or "-", WORDS, missing)
 
 
+def tuned_models(models, tuned) -> dict:
+    """{line: {batch: {replicate: the per_model row of the arm tuned for it}}} (``tuned``:
+    {(batch, line): {replicate: arm chosen without it}})."""
+    found = {}
+    for (batch, line), chosen in tuned.items():
+        found.setdefault(line, {})[batch] = models_of(models, chosen)
+    return found
+
+
 def analyse(table, arms) -> dict:
     """The summary of the steps measure: rules, arms, tuned lrs, comparisons."""
     models = per_model(table)
@@ -296,11 +305,14 @@ def analyse(table, arms) -> dict:
     arms_by_name = {a.name: a for a in arms}
     for row in rows:
         row["verdict"] = verdict(row, arms_by_name)
+    fitted = scaling.fit_lines(tuned_models(models, tuned)) if several else []
     return {"measure": {**MEASURE, "target": target},
             "rules": [STEPS_RULE, *([TUNING_RULE] if several else []), RATIO_RULE,
                       statistics.VERDICT_RULE,
-                      f"intervals: {statistics.CONFIDENCE:.0%} t-intervals over replicates"],
+                      f"intervals: {statistics.CONFIDENCE:.0%} t-intervals over replicates",
+                      *([scaling.FIT_RULE] if fitted else [])],
             "arms": entries, "comparisons": rows, **({"notes": notes} if notes else {}),
+            **({"scaling": fitted} if fitted else {}),
             "models": [{k: (None if isinstance(v, float) and not math.isfinite(v) else v)
                         for k, v in row.items()} for row in models.to_dict("records")]}
 
