@@ -12,7 +12,12 @@ import pytest
 import vl_convert
 
 from clones import ROOT, statuses, wait_for_queue
+from momentum_sweep import params
 from momentum_sweep.data import download
+from momentum_sweep.data.splits import load_probe, probe_indices, scaled
+from momentum_sweep.surface import measures
+from momentum_sweep.training.model import initial_state
+from momentum_sweep.vocabulary.arms import replicate_seeds
 
 pytestmark = pytest.mark.dvc
 
@@ -150,6 +155,24 @@ def test_a_batch_size_grid_split_over_experiments_joins_into_the_whole_grids_ans
     log = repo.run("momentum-sweep-compare", "--names", "batch-20", "batch-200").stdout
     assert "compare: 2 of 2 experiment(s)" in log
     joined = json.loads((repo / "comparison" / "summary.json").read_text())
+
+    # why: the tuned models' noise scale and sharpness, read from the experiments that trained
+    # them; at the initial weights, the noise scale of the weights replicate 0 starts from
+    log = repo.run("momentum-sweep-dynamics", "comparison/summary.json", "--names", "batch-20",
+                   "batch-200", "--out", "dynamics").stdout
+    found = json.loads((repo / "dynamics" / "dynamics.json").read_text())
+    assert len(found["arms"]) == sum(a["best_lr_of_line"] for a in joined["arms"]) == 4
+    assert (repo / "dynamics" / "stability.png").stat().st_size > 10_000
+    p = params.load(repo / "params.yaml")
+    start = measures.network(initial_state(p.model.hidden, replicate_seeds(p.train.seed, 0)["init"]),
+                             p.model.hidden, "cpu")
+    probe = load_probe(probe_indices(p.train, p.surface.probe_size, 0), "cpu",
+                       repo / "data" / "flat")
+    expected = measures.noise_scale(start, scaled(probe.images), probe.labels)["noise_scale"]
+    initial = [m["noise_scale_initial"] for m in found["models"] if m["replicate"] == 0]
+    assert initial == pytest.approx([expected] * len(initial)) and len(initial) == 4
+    reached = [m for m in found["models"] if m["sharpness_over_limit_at_target"] is not None]
+    assert all(m["lambda_max_at_target"] > 0 for m in reached)
 
     log = repo.dvc("exp", "run", "summarize", *common, "-S", "train.batch_size=[20,200]").stdout
     assert "train: 0 trained, 16 reused" in log  # each slice's models, once

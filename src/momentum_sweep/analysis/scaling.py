@@ -66,10 +66,10 @@ def fit_lines(tuned_models, resamples=RESAMPLES, seed=0) -> list:
     per_model row}}}."""
     kept = {line: line_steps(by_batch, sorted(by_batch)) for line, by_batch in
             tuned_models.items()}
-    replicates = sorted(set.intersection(*[set(r) for steps in kept.values()
-                                           for r in steps.values()]) if kept else set())
     lines = [line for line, steps in kept.items() if len(steps) >= FEWEST_BATCH_SIZES]
-    if len(replicates) < 2 or not lines:
+    held = [set(r) for line in lines for r in kept[line].values()]
+    replicates = sorted(set.intersection(*held)) if held else []
+    if len(replicates) < 2:
         return []
     # samples: one array per (line, batch) over the shared replicates, resampled together
     columns = [(line, b) for line in lines for b in sorted(kept[line])]

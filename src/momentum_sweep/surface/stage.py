@@ -92,9 +92,7 @@ class Measurer:
                                compute)
         found = {**(found or dict.fromkeys(["lambda_max", "lambda_min", "grad_norm", "loss"])),
                  **(self.noise(state, digest) or dict.fromkeys(NOISE_FIELDS))}
-        # heavy-ball's and Nesterov's updates are stable along an eigenvalue below these
-        threshold = (2 + 2 * arm.sgd_momentum) / (arm.sgd_lr * (
-            1 + 2 * arm.sgd_momentum if arm.method["nesterov"] else 1))
+        threshold = arm.sharpness_limit
         high, low = found["lambda_max"], found["lambda_min"]
         return {**found, "ratio": None if high is None or low is None else low / high,
                 "threshold": threshold,

@@ -97,6 +97,13 @@ class Arm:
                 "nesterov": self.nesterov and not self.control, "batch_size": self.batch_size}
 
     @property
+    def sharpness_limit(self) -> float:
+        """The largest Hessian eigenvalue its update is stable along on a quadratic: 2/lr for
+        plain SGD, 2(1 + mu)/lr for heavy-ball, 2(1 + mu)/((1 + 2 mu) lr) for Nesterov's."""
+        mu, lr = self.sgd_momentum, self.sgd_lr
+        return (2 + 2 * mu) / (lr * (1 + 2 * mu if self.method["nesterov"] else 1))
+
+    @property
     def reference(self) -> "Arm":
         """Momentum 0 at the same listed lr and batch size: what the arm is compared with."""
         return Arm(0.0, self.lr, self.batch_size, effective=self.effective)
