@@ -314,7 +314,7 @@ def test_the_surface_figures_draw_a_curve_band_and_interval_per_arm():
         figures.plt.close(fig)
 
 
-def test_the_noise_scale_is_the_explicit_per_example_computation():
+def test_the_noise_scale_is_the_explicit_per_example_computation(monkeypatch):
     """B_simple from the per-example gradient norms of one backward pass, against each
     example's gradient taken by autograd one at a time (float64) and the estimators written out
     in numpy."""
@@ -334,6 +334,10 @@ def test_the_noise_scale_is_the_explicit_per_example_computation():
     assert found["gradient_variance_trace"] == pytest.approx(trace, rel=1e-6)
     assert found["true_gradient_norm_sq"] == pytest.approx(true_sq, rel=1e-6)
     assert found["noise_scale"] == pytest.approx(trace / true_sq, rel=1e-6)
+    # in chunks, the same
+    monkeypatch.setattr(measures, "NOISE_CHUNK", 10)
+    assert measures.noise_scale(net, images, labels)["noise_scale"] == pytest.approx(
+        found["noise_scale"], rel=1e-9)
     # the mean gradient is the full-probe gradient autograd gives
     full = torch.autograd.grad(torch.nn.functional.cross_entropy(net(images), labels),
                                list(net.parameters()))

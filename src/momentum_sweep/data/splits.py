@@ -90,6 +90,11 @@ class Folds:
     def fold_of(self, replicate) -> int:
         return fold_of(replicate, self.count)
 
+    def training(self, fold) -> Split:
+        """The training images (uint8) and labels of a model validating on ``fold``."""
+        rows = self.train_rows(fold).to(self.pool.images.device)
+        return Split(self.pool.images[rows], self.pool.labels[rows])
+
     def train_rows(self, fold) -> torch.Tensor:
         """[N] int64 on the CPU: the rows of ``pool`` a model validating on ``fold`` trains on."""
         return fold_rows(len(self.pool), fold, self.fold_size)[0]

@@ -8,8 +8,8 @@ size, line) its tuned arm's models (``best_lr_of_line``), read from the experime
 them through DVC's Python API, are measured with the surface stage's measures on the probe of
 the fold each validates on (surface.probe_size training images, never validation ones):
 
-- the gradient noise scale B_simple (``measures.noise_scale``) at the initial weights and where
-  the model reached the target;
+- the gradient noise scale B_simple (``measures.noise_scale``, on every training image of the
+  fold) at the initial weights and where the model reached the target;
 - the largest Hessian eigenvalue there (``measures.curvature``: Lanczos on exact products) over
   its update's stability limit (``Arm.sharpness_limit``: 2/lr, 2(1 + mu)/lr, Nesterov's 2(1 +
   mu)/((1 + 2 mu) lr)): at 1 the step sits at its edge of stability.
@@ -41,8 +41,8 @@ from . import measures
 FIGURES = ("noise_scale_initial", "noise_scale_at_target", "lambda_max_at_target",
            "sharpness_over_limit_at_target")
 GEOMETRIC = ("noise_scale_initial", "noise_scale_at_target")
-RULE = ("noise scale B_simple = tr(Sigma)/|G|^2 on the probe (per-example gradients, unbiased "
-        "estimators), at the initial weights and where each tuned model reached the target; "
+RULE = ("noise scale B_simple = tr(Sigma)/|G|^2 on the fold's training images (per-example "
+        "gradients, unbiased estimators), at the initial weights and where each tuned model reached the target; "
         "sharpness over limit = the Hessian's largest eigenvalue there (Lanczos) over its "
         "update's stability limit on a quadratic (2/lr; 2(1 + mu)/lr heavy-ball; 2(1 + mu)/((1 "
         "+ 2 mu) lr) Nesterov's): 1 is the edge of stability; intervals: 95% t-intervals over "
@@ -74,34 +74,41 @@ def filesystems(repo, names) -> list:
 
 
 class Probes:
-    """Each fold's probe, loaded once."""
+    """Each fold's probe (the curvature's) and training images (the noise scale's), loaded
+    once."""
 
     def __init__(self, p):
         self.p, self.found = p, {}
+        self.folds = data_splits.load_folds(p.train, "cpu")
 
     def of(self, fold):
         if fold not in self.found:
             probe = data_splits.load_probe(
                 data_splits.probe_indices(self.p.train, self.p.surface.probe_size, fold), "cpu")
-            self.found[fold] = (data_splits.scaled(probe.images), probe.labels)
+            self.found[fold] = (data_splits.scaled(probe.images), probe.labels,
+                                self.folds.training(fold))
         return self.found[fold]
 
 
 def measure(model, arm, p, probes) -> dict:
     """A tuned model's figures (FIGURES)."""
-    images, labels = probes.of(model["record"]["inputs"]["fold"])
+    images, labels, training = probes.of(model["record"]["inputs"]["fold"])
     initial = measures.network(model["initial"], p.model.hidden, "cpu")
-    found = {"noise_scale_initial": measures.noise_scale(initial, images, labels)["noise_scale"]}
+    found = {"noise_scale_initial": noise(initial, training)}
     if model["record"]["stopped"]["reason"] != "target":
         return {**found, **dict.fromkeys(FIGURES[1:])}
     final = measures.network(model["final"], p.model.hidden, "cpu")
     high = measures.curvature(final, images, labels, p.surface.lanczos_tol,
                               p.surface.lanczos_maxiter)["lambda_max"]
     return {**found,
-            "noise_scale_at_target": measures.noise_scale(final, images, labels)["noise_scale"],
+            "noise_scale_at_target": noise(final, training),
             "lambda_max_at_target": high,
             "sharpness_over_limit_at_target": None if high is None
             else high / arm.sharpness_limit}
+
+
+def noise(net, training):
+    return measures.noise_scale(net, training.images, training.labels)["noise_scale"]
 
 
 def describe(name, values) -> dict:

@@ -10,7 +10,9 @@
 - ``noise_scale``: the gradient noise scale of McCandlish et al. 2018, B_simple = tr(Sigma) /
   |G|^2 (Sigma the covariance of one example's gradient, G the mean gradient), from per-example
   gradients with both estimators unbiased: the batch size above which a larger batch no longer
-  cuts the steps in proportion.
+  cuts the steps in proportion. Taken on every training image of the model's fold, not the
+  probe: near a minimum |G|^2 is about tr(Sigma)/B_simple, so its estimate from n images is
+  no better than the noise of n images allows, and n must be well above B_simple.
 
 Every loss here is the mean cross-entropy of the probe, a fixed set of training images.
 """
@@ -22,6 +24,7 @@ import torch
 from scipy.sparse.linalg import ArpackNoConvergence, LinearOperator, eigsh
 from threadpoolctl import threadpool_limits
 
+from ..data.splits import scaled
 from ..training.model import MLP
 
 
@@ -108,26 +111,42 @@ def curvature(net, images, labels, tol, maxiter, seed=0) -> dict:
             "products": hessian.products, "converged": converged}
 
 
+NOISE_CHUNK = 5000  # examples through one float64 forward and backward pass at a time
+
+
 def gradient_moments(net, images, labels):
     """(sum over the n examples of |g_i|^2, |sum of g_i|^2), g_i example i's gradient of its own
     loss, without holding any g_i: for a linear layer g_i is the outer product of its output's
     gradient d_i and its input a_i (and d_i for the bias), so |g_i|^2 is |d_i|^2 (|a_i|^2 + 1)
     summed over layers (Goodfellow 2015); the sum of the g_i is the gradient of the summed loss.
-    One forward and one backward pass, in float64. images: [n, 784]; labels: [n]."""
-    params = [p for layer in net.layers for p in (layer.weight, layer.bias)]
-    x, inputs, outputs = images.double(), [], []
-    for i, layer in enumerate(net.layers):
-        inputs.append(x)                                                  # [n, in]
-        z = torch.nn.functional.linear(x, layer.weight.double(), layer.bias.double())  # [n, out]
-        z.retain_grad()
+    A forward and a backward pass per NOISE_CHUNK examples, in float64. images: [n, 784] float
+    (or uint8, scaled here); labels: [n]."""
+    squares, summed = 0.0, None
+    for start in range(0, len(images), NOISE_CHUNK):
+        chunk = images[start:start + NOISE_CHUNK]
+        chunk = scaled(chunk) if chunk.dtype == torch.uint8 else chunk
+        part, gradient = chunk_moments(net, chunk, labels[start:start + NOISE_CHUNK])
+        squares += part
+        summed = gradient if summed is None else summed + gradient
+    return squares, float((summed ** 2).sum())
+
+
+def chunk_moments(net, images, labels):
+    """(sum of |g_i|^2, the summed gradient [P] float64) of one chunk (``gradient_moments``)."""
+    weights = [(layer.weight.detach().double().requires_grad_(),               # [out, in]
+                layer.bias.detach().double().requires_grad_()) for layer in net.layers]
+    x, inputs, outputs = images.double(), [], []                           # x: [n, 784]
+    for i, (weight, bias) in enumerate(weights):
+        inputs.append(x)                                                   # [n, in]
+        z = torch.nn.functional.linear(x, weight, bias)                    # [n, out]
         outputs.append(z)
-        x = z if i == len(net.layers) - 1 else torch.relu(z)
+        x = z if i == len(weights) - 1 else torch.relu(z)
     loss = torch.nn.functional.cross_entropy(x, labels, reduction="sum")
-    summed = torch.autograd.grad(loss, [*params, *outputs], retain_graph=False)
+    params = [p for pair in weights for p in pair]
+    found = torch.autograd.grad(loss, [*params, *outputs])
     per_example = sum(((d ** 2).sum(1) * ((a.detach() ** 2).sum(1) + 1)).sum()  # [n] -> []
-                      for d, a in zip(summed[len(params):], inputs))
-    total = sum(float((g.double() ** 2).sum()) for g in summed[:len(params)])
-    return float(per_example), total
+                      for d, a in zip(found[len(params):], inputs))
+    return float(per_example), torch.cat([g.reshape(-1) for g in found[:len(params)]])
 
 
 def noise_scale(net, images, labels) -> dict:

@@ -74,10 +74,13 @@ def arms_trained(models) -> list:
 class Measurer:
     """The measures of ``measures`` on one fold's probe, through the cache."""
 
-    def __init__(self, p, probe, device, cache):
+    def __init__(self, p, probe, training, device, cache):
+        """``probe``: the fold's probe; ``training``: all its training images (the noise
+        scale's)."""
         self.p, self.s, self.device, self.cache = p, p.surface, device, cache
         self.images = data_splits.scaled(probe.images)                    # [N, 784]
         self.labels = probe.labels                                         # [N]
+        self.training = training                                           # uint8 [n, 784]
 
     def curvature(self, state, digest, arm):
         def compute():
@@ -103,9 +106,10 @@ class Measurer:
             if not measures.is_finite_state(state):
                 return None
             net = measures.network(state, self.p.model.hidden, self.device)
-            return measures.noise_scale(net, self.images, self.labels)
+            return measures.noise_scale(net, self.training.images, self.training.labels)
 
-        return self.cache.get("noise", [digest], {}, compute)
+        return self.cache.get("noise", [digest], {"images": "the fold's training images"},
+                              compute)
 
     def line(self, start, end, digests):
         def compute():
@@ -192,7 +196,9 @@ def run(p, models_dir=results.MODELS_DIR, plots_dir=figures.PLOTS_DIR, cache_dir
                for fold in sorted({m.fold for m in models})}
     caches = {fold: SurfaceCache({"probe": probe, **common}, cache_dir)
               for fold, probe in indices.items()}
-    measurers = {fold: Measurer(p, data_splits.load_probe(probe, device), device, caches[fold])
+    folds = data_splits.load_folds(p.train, device)
+    measurers = {fold: Measurer(p, data_splits.load_probe(probe, device),
+                                folds.training(fold), device, caches[fold])
                  for fold, probe in indices.items()}
     print(f"surface: {len(models)} model(s), probe of {p.surface.probe_size} training images "
           f"per fold ({len(indices)} fold(s)), curvature at the epochs of train.checkpoints, on "
