@@ -291,3 +291,16 @@ def test_the_results_tables_print_a_one_lr_runs_ratios_with_their_bounds(tmp_pat
     wrong = subprocess.run([*script, "surface", path], capture_output=True, text=True)
     assert wrong.returncode != 0 and "Traceback" not in wrong.stderr
     assert wrong.stderr.strip().startswith(f"error: {path}: not a summary of the surface kind")
+
+
+def test_a_lower_target_is_read_from_the_same_models_and_a_higher_one_refused():
+    from momentum_sweep.analysis import compare
+    from momentum_sweep.errors import SweepError
+
+    table = planted_table()
+    lower = steps.per_model(compare.at_lower_target(table, 0.93))
+    # the planted curves are 0.9 then 0.97: 0.93 is first reached where 0.96 is
+    assert lower["reached"].tolist() == steps.per_model(table)["reached"].tolist()
+    assert (lower["estimate"] < steps.per_model(table)["estimate"] + 1e-9).all()
+    with pytest.raises(SweepError, match="only a lower target"):
+        compare.at_lower_target(table, 0.97)

@@ -17,7 +17,9 @@ the answer the whole grid would.
 
 Writes <out>/summary.json (as results/summary.json), <out>/headline.json (as
 metrics/summary.json), <out>/arms.tsv (one row per arm), <out>/experiments.tsv (one row per
-experiment, with whether and why it was left out) and the summarize stage's figures.
+experiment, with whether and why it was left out) and the summarize stage's figures; with
+``--also-target T`` (steps to a target only), the summary at the lower target T too,
+<out>/summary-T.json: a second target read from the same models.
 """
 
 import argparse
@@ -182,14 +184,28 @@ def arms_table(summary) -> pd.DataFrame:
                          for a in summary["arms"]])
 
 
-def compare_experiments(repo=".", out="comparison", names=None):
-    """(joined summary, arms table, experiments table); each is written under ``out``."""
+def at_lower_target(joined, target):
+    """The joined table read at a lower validation accuracy than its run's: every model that
+    stopped at the run's target passed this one before, so its steps to it are in its rows
+    (the tuned lrs are chosen anew at this target). A SweepError unless it is lower."""
+    run = Measure.of_table(joined).target
+    if run is None or not 0 < target < run:
+        raise SweepError(f"--also-target {target}: the experiments' models stop at "
+                         f"train.target = {run}, so only a lower target (0 < target < {run}) "
+                         f"can be read from them")
+    return joined.assign(target=target)
+
+
+def compare_experiments(repo=".", out="comparison", names=None, also_targets=()):
+    """(joined summary, arms table, experiments table); each is written under ``out``, and,
+    for each of ``also_targets``, the summary at that lower target as summary-<target>.json."""
     out = Path(out)
     check_writable_folder(out)
     joined, report = collect(repo, names)
     if joined.empty:
         raise SweepError(f"{repo}: no successful experiment to compare (`dvc exp pull` them, "
                          f"or run some: `dvc exp run --queue -S 'momentum=choice(0.1,0.4)'`)")
+    lower = {t: summarize.summary(at_lower_target(joined, t)) for t in also_targets}
     summary = summarize.summary(joined)
     table = arms_table(summary)
     drawn = plots.figures(joined, summary)
@@ -199,6 +215,8 @@ def compare_experiments(repo=".", out="comparison", names=None):
     epochs.write_tsv(report, out / "experiments.tsv")
     for name, fig in drawn.items():
         save(fig, out / f"{name}.png")
+    for target, found in lower.items():
+        write_json(out / f"summary-{target:g}.json", found)
     return summary, table, report
 
 
@@ -208,9 +226,12 @@ def main(argv=None):
     parser.add_argument("--out", default="comparison", help="output folder (default comparison)")
     parser.add_argument("--names", nargs="+", metavar="NAME",
                         help="compare only these experiments (default: every one)")
+    parser.add_argument("--also-target", nargs="+", type=float, default=(), metavar="T",
+                        help="also summarize steps to these lower validation accuracies")
     args = parser.parse_args(argv)
     try:
-        summary, table, report = compare_experiments(args.repo, args.out, args.names)
+        summary, table, report = compare_experiments(args.repo, args.out, args.names,
+                                                     args.also_target)
     except SweepError as error:
         print(f"error: {error}", file=sys.stderr)
         return 1
