@@ -430,9 +430,10 @@ def batch_figure(summary, measure, styles):
         ax.set_yscale("log")
     tuned = "its tuned lr" if accuracy.several_lrs(summary["arms"]) else "its lr"
     ax.set(xlabel="batch size (log)", ylabel=measure_label(measure),
-           title=f"each line at {tuned} (mean over replicates, 95% band"
-                 + ("; arrowhead: at least, as models did not reach the target)" if steps
-                    else ")"))
+           title=f"each line at {tuned} (mean over replicates, 95% band)"
+                 + ("\narrowhead: at least (models that did not reach the target); dotted: "
+                    "S(B) = S_min (1 + B_crit / B) fitted" if steps else ""))
+    ax.title.set_fontsize(9)
     ax.grid(alpha=0.3, which="both")
     legend(ax, fontsize=8)
     return fig
