@@ -360,3 +360,4 @@ def test_a_model_that_reached_its_target_is_measured_there_and_compared():
                                                             for r in range(4)]))
     entry = next(a for a in found["arms"] if a["arm"] == half.name)
     assert entry["noise_scale_at_target"]["mean"] == 500.0
+

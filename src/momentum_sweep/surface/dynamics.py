@@ -37,6 +37,7 @@ from ..analysis.compare import check_repository, experiments
 from ..analysis.figures import legend, line_styles, plt, save
 from ..vocabulary.arms import arm_of, line_name
 from . import measures
+from .cache import weights_digest
 
 FIGURES = ("noise_scale_initial", "noise_scale_at_target", "lambda_max_at_target",
            "sharpness_over_limit_at_target")
@@ -78,8 +79,17 @@ class Probes:
     once."""
 
     def __init__(self, p):
-        self.p, self.found = p, {}
+        self.p, self.found, self.initial = p, {}, {}
         self.folds = data_splits.load_folds(p.train, "cpu")
+
+    def initial_noise(self, state, training):
+        """The noise scale at initial weights, once per set of them (every arm of a replicate
+        starts from the same)."""
+        digest = weights_digest(state)
+        if digest not in self.initial:
+            self.initial[digest] = noise(measures.network(state, self.p.model.hidden, "cpu"),
+                                         training)
+        return self.initial[digest]
 
     def of(self, fold):
         if fold not in self.found:
@@ -93,8 +103,7 @@ class Probes:
 def measure(model, arm, p, probes) -> dict:
     """A tuned model's figures (FIGURES)."""
     images, labels, training = probes.of(model["record"]["inputs"]["fold"])
-    initial = measures.network(model["initial"], p.model.hidden, "cpu")
-    found = {"noise_scale_initial": noise(initial, training)}
+    found = {"noise_scale_initial": probes.initial_noise(model["initial"], training)}
     if model["record"]["stopped"]["reason"] != "target":
         return {**found, **dict.fromkeys(FIGURES[1:])}
     final = measures.network(model["final"], p.model.hidden, "cpu")
@@ -122,9 +131,10 @@ def dynamics(summary, repo=".", names=None, p=None) -> dict:
     wanted = tuned_folders(summary)
     found, probes = {}, Probes(p)
     for fs in filesystems(repo, names):
+        here = {Path(path).name for path in fs.ls("models", detail=False)}
         for name, replicate in wanted:
             folder = f"models/{name}/replicate_{replicate}"
-            if (name, replicate) not in found and fs.exists(f"{folder}/model.pt"):
+            if name in here and (name, replicate) not in found and fs.exists(folder):
                 found[(name, replicate)] = measure(read_model(fs, folder), arm_of({"arm": name}),
                                                    p, probes)
                 print(f"dynamics: {folder}", flush=True)
