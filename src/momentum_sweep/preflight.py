@@ -11,7 +11,7 @@ from .training import train
 
 
 def run(p):
-    device, implementation = train.preflight(p)
+    device, implementation, _ = train.preflight(p)
     print(f"params: params.yaml is valid ({len(p.momenta)} momentum value(s), "
           f"{len(p.train.lrs)} learning rate(s), {len(p.train.batch_sizes)} batch size(s), "
           f"{p.train.replicates} replicate(s)); training would run on {device.type} with the "

@@ -194,14 +194,16 @@ def rebuild_models_dir(keys, fingerprints, cache, models_dir):
 
 
 def preflight(p):
-    """(device, step implementation) after every check that can be made before training: the
-    device exists, and each pass fits in memory were every model to train. The params stage
-    runs it, so that such a setting stops `dvc repro` before DVC clears this stage's outputs."""
+    """(device, step implementation, {batch size: Schedule}) after every check that can be made
+    before training: the device exists, and each pass fits in memory were every model to train.
+    The params stage runs it, so that such a setting stops `dvc repro` before DVC clears this
+    stage's outputs."""
     device = devices.resolve(p.train.device)
     implementation = trainer.implementation_for(device, p.train.step)
-    for planned in passes(arms.models(p), implementation, p, schedules_of(p)):
+    schedules = schedules_of(p)
+    for planned in passes(arms.models(p), implementation, p, schedules):
         check_memory(implementation, planned, p, device)
-    return device, implementation
+    return device, implementation, schedules
 
 
 def trainers_of(keys, decisions, fingerprints) -> dict:
@@ -228,8 +230,7 @@ def log_decisions(keys, decisions, fingerprints, trained_by):
 
 
 def run(p, models_dir=results.MODELS_DIR, cache_dir=results.CACHE_DIR):
-    device, implementation = preflight(p)
-    schedules = schedules_of(p)
+    device, implementation, schedules = preflight(p)
     keys = arms.models(p)
     check_paths(keys, models_dir, cache_dir)
     cache = results.ModelCache(cache_dir, p.model.hidden)
