@@ -40,10 +40,11 @@ from . import accuracy, scaling, statistics
 MEASURE = {"name": "steps to the target validation accuracy", "figure": "steps", "unit": "x",
            "higher": "fewer steps", "lower": "more steps"}
 TUNING_RULE = ("tuned lr: at each batch size, for each line (momentum and update), the lr with "
-               "the most replicates reaching the target, then the fewest mean steps (a model "
-               "that does not reach it counts as its whole budget), ties to the smaller lr; "
-               "chosen on validation; each replicate's comparison uses the lrs chosen on the "
-               "other replicates (leave one out)")
+               "the most replicates reaching the target, then the fewest steps (the geometric "
+               "mean of the estimates; a model that does not reach it counts as its whole "
+               "budget), ties to the smaller lr, over the replicates every lr has; chosen on "
+               "validation; each replicate's comparison uses the lrs chosen on the other "
+               "replicates (leave one out)")
 STEPS_RULE = ("steps to the target: known between the evaluation that first finds the "
               "validation accuracy at or above the target and the one before; estimated "
               "between them by interpolating the accuracy linearly in log steps; an arm's steps "
