@@ -82,13 +82,12 @@ class Probes:
         self.p, self.found, self.initial = p, {}, {}
         self.folds = data_splits.load_folds(p.train, "cpu")
 
-    def initial_noise(self, state, training):
+    def initial_noise(self, state, hidden, training):
         """The noise scale at initial weights, once per set of them (every arm of a replicate
         starts from the same)."""
         digest = weights_digest(state)
         if digest not in self.initial:
-            self.initial[digest] = noise(measures.network(state, self.p.model.hidden, "cpu"),
-                                         training)
+            self.initial[digest] = noise(measures.network(state, hidden, "cpu"), training)
         return self.initial[digest]
 
     def of(self, fold):
@@ -103,10 +102,11 @@ class Probes:
 def measure(model, arm, p, probes) -> dict:
     """A tuned model's figures (FIGURES)."""
     images, labels, training = probes.of(model["record"]["inputs"]["fold"])
-    found = {"noise_scale_initial": probes.initial_noise(model["initial"], training)}
+    hidden = model["record"]["inputs"]["model"]["hidden"]  # the experiment's network
+    found = {"noise_scale_initial": probes.initial_noise(model["initial"], hidden, training)}
     if model["record"]["stopped"]["reason"] != "target":
         return {**found, **dict.fromkeys(FIGURES[1:])}
-    final = measures.network(model["final"], p.model.hidden, "cpu")
+    final = measures.network(model["final"], hidden, "cpu")
     high = measures.curvature(final, images, labels, p.surface.lanczos_tol,
                               p.surface.lanczos_maxiter)["lambda_max"]
     return {**found,
