@@ -147,21 +147,29 @@ def test_ci_runs_the_readme_test_command():
 
 def test_the_readme_quotes_the_committed_results():
     """Every block scripts/results-tables prints (from results/summary.json, docs/tuned/,
-    docs/batch/, results/surface.json and docs/saddle/surface.json) is in the README or its
-    details, docs/answer.md, docs/batch.md and docs/surface.md, as printed."""
+    docs/batch/, results/surface.json, docs/saddle/surface.json, docs/noise/ and docs/second/)
+    is in the README or its details, docs/answer.md, docs/batch.md, docs/surface.md,
+    docs/why.md and docs/second.md, as printed."""
     printed = subprocess.run([sys.executable, str(ROOT / "scripts" / "results-tables")],
                              capture_output=True, text=True, check=True).stdout.strip()
     readme = "".join((ROOT / name).read_text()
                      for name in ("README.md", "docs/answer.md", "docs/batch.md",
-                                  "docs/surface.md"))
+                                  "docs/surface.md", "docs/why.md", "docs/second.md"))
     blocks = printed.split("\n\n")
     assert "| momentum 0.0 at lr 0.1, batch 20 |" in blocks[0]
     assert "| momentum 0.4 at lr 0.1, batch 20 |" in blocks[1]
     assert "| 0.4 |" in blocks[2] and "400 models" in blocks[3]
-    assert blocks[4].startswith("| batch | tuned plain SGD") and "775 models" in blocks[5]
+    assert blocks[4].startswith("| batch | tuned plain SGD") and "1225 models" in blocks[5]
     assert blocks[6].startswith("| batch | tuned plain SGD") and blocks[6] != blocks[4]
     assert "| 8192 | nesterov 0.9 |" in blocks[7]
-    assert blocks[8].startswith("| measure") and len(blocks) == 13
+    assert blocks[8].startswith("| measure")
+    assert blocks[13].startswith("| batch | tuned plain SGD")        # the batch run at 95%
+    assert blocks[14].startswith("| line | S_min")                   # the fits
+    assert blocks[15].startswith("| batch | plain SGD's noise scale")  # sharpness, noise
+    assert blocks[16].startswith("Plain SGD's noise scale")          # the prediction
+    assert blocks[17].startswith("| | predicted (before the run)")   # against the outcome
+    assert blocks[18].startswith("| batch | tuned plain SGD")        # the second network
+    assert blocks[19].startswith("- **Noise sets the scale.**") and len(blocks) == 20
     for block in blocks:
         assert block in readme, block
 
@@ -231,3 +239,18 @@ def test_both_trainers_have_the_interface_the_pass_asks_for():
         source = inspect.getsource(cls)
         assert all(f"self.{a} =" in source or f"self.{a}, " in source
                    for a in trainer.TRAINER_INTERFACE["attributes"]), cls
+
+
+def test_the_second_networks_prediction_was_committed_before_its_outcome():
+    """docs/second/prediction.json is in the history before docs/second/summary.json is."""
+    def added(path):
+        found = subprocess.run(["git", "log", "--diff-filter=A", "--format=%H", "--", path],
+                               cwd=ROOT, capture_output=True, text=True).stdout.split()
+        return found[-1] if found else None
+
+    prediction, outcome = added("docs/second/prediction.json"), added("docs/second/summary.json")
+    if prediction is None or outcome is None:
+        pytest.skip("the history that added them is not in this clone (a shallow one)")
+    assert prediction != outcome
+    assert subprocess.run(["git", "merge-base", "--is-ancestor", prediction, outcome],
+                          cwd=ROOT).returncode == 0
