@@ -169,7 +169,7 @@ def test_the_readme_quotes_the_committed_results():
     assert blocks[16].startswith("Plain SGD's noise scale")          # the prediction
     assert blocks[17].startswith("| | predicted (before the run)")   # against the outcome
     assert blocks[18].startswith("| batch | tuned plain SGD")        # the second network
-    assert blocks[19].startswith("- **Noise sets the scale.**") and len(blocks) == 20
+    assert blocks[19].startswith("- **Noise.**") and len(blocks) == 20
     for block in blocks:
         assert block in readme, block
 

@@ -43,7 +43,7 @@ def test_the_budget_holds_every_batch_size_and_the_schedule_resolves_steps_withi
         assert after - before >= min(spacing, found.total_steps - before)
         assert after <= max(math.ceil(1.1 * before), before + spacing)
     raw["train"]["target"] = None
-    assert schedule(raw, batch).evaluations == tuple(
+    assert tuple(schedule(raw, batch).evaluations) == tuple(
         range(per_epoch, found.total_steps + 1, per_epoch))
     assert found.segment_ends == sorted({*steps, *range(per_epoch, found.total_steps + 1,
                                                         per_epoch)})

@@ -29,7 +29,8 @@ PLANT = textwrap.dedent('''
         arm = key.arm
         accuracy = (0.95 + 0.004 * (arm.momentum == 0.5 and arm.lr == 0.1 and not arm.control)
                     - 0.003 * (arm.lr == 0.2) + 0.002 * key.replicate
-                    + 0.0002 * (len(arm.name) % 3))
+                    + 0.0002 * (len(arm.name) % 3)
+                    + 0.0001 * ((key.replicate * len(arm.name)) % 5) / 5)  # no exact ties
         rows.append({**schema.identity(arm, key.replicate, key.replicate,
                                        {"steps": 100, "target": None}),
                      "step": 100, "epoch": p.train.epochs, "examples": 2000,

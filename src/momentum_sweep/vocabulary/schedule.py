@@ -29,7 +29,7 @@ class Schedule:
     batch_size: int
     steps_per_epoch: int
     epochs: int                  # the budget in whole epochs
-    evaluations: tuple           # the steps (1 = after the first) after which it is evaluated
+    evaluations: tuple | range   # the steps (1 = after the first) after which it is evaluated
     checkpoints: tuple           # the epochs whose weights are kept, ascending
     target: float | None         # train.target: where a model may stop
 
@@ -45,8 +45,11 @@ class Schedule:
             evaluations = geometric_evaluations(
                 -(-EVALUATION_SPACING * t.validation_size // batch_size), total)
         checkpoints = sorted({epochs if e == "final" else e for e in t.checkpoints})
-        return cls(batch_size, per_epoch, epochs, tuple(evaluations), tuple(checkpoints),
-                   t.target)
+        # a range, not a tuple: a budget of 10^12 steps is refused by the memory check, not
+        # by building its list of epochs
+        return cls(batch_size, per_epoch, epochs,
+                   evaluations if isinstance(evaluations, range) else tuple(evaluations),
+                   tuple(checkpoints), t.target)
 
     @property
     def total_steps(self) -> int:
