@@ -164,8 +164,8 @@ def test_a_batch_size_grid_split_over_experiments_joins_into_the_whole_grids_ans
     assert len(found["arms"]) == sum(a["best_lr_of_line"] for a in joined["arms"]) == 4
     assert (repo / "dynamics" / "stability.png").stat().st_size > 10_000
     p = params.load(repo / "params.yaml")
-    start = measures.network(initial_state(p.model.hidden, replicate_seeds(p.train.seed, 0)["init"]),
-                             p.model.hidden, "cpu")
+    weights = initial_state(p.model.hidden, replicate_seeds(p.train.seed, 0)["init"])
+    start = measures.network(weights, p.model.hidden, "cpu")
     training = load_folds(p.train, "cpu", repo / "data" / "flat").training(0)  # fold 0's
     expected = measures.noise_scale(start, training.images, training.labels)["noise_scale"]
     initial = [m["noise_scale_initial"] for m in found["models"] if m["replicate"] == 0]

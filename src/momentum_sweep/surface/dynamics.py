@@ -43,7 +43,8 @@ FIGURES = ("noise_scale_initial", "noise_scale_at_target", "lambda_max_at_target
            "sharpness_over_limit_at_target")
 GEOMETRIC = ("noise_scale_initial", "noise_scale_at_target")
 RULE = ("noise scale B_simple = tr(Sigma)/|G|^2 on the fold's training images (per-example "
-        "gradients, unbiased estimators), at the initial weights and where each tuned model reached the target; "
+        "gradients, unbiased estimators), at the initial weights and where each tuned model "
+        "reached the target; "
         "sharpness over limit = the Hessian's largest eigenvalue there (Lanczos) over its "
         "update's stability limit on a quadratic (2/lr; 2(1 + mu)/lr heavy-ball; 2(1 + mu)/((1 "
         "+ 2 mu) lr) Nesterov's): 1 is the edge of stability; intervals: 95% t-intervals over "
@@ -153,7 +154,8 @@ def dynamics(summary, repo=".", names=None, p=None) -> dict:
     sgd = next((row for row in summary.get("scaling", []) if row["line"] == "0p0"), None)
     return {"rules": [RULE], "arms": arms,
             "sgd_b_crit": None if sgd is None else sgd["b_crit"],
-            "models": [{"arm": name, "replicate": r, **v} for (name, r), v in sorted(found.items())]}
+            "models": [{"arm": name, "replicate": r, **v}
+                       for (name, r), v in sorted(found.items())]}
 
 
 def figure(found):
