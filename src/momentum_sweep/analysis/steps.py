@@ -334,6 +334,13 @@ def faster_from(rows, batches) -> dict:
     return found
 
 
+def break_of(summary, line=(0.9, False)):
+    """The smallest batch size of a steps summary from which ``line`` needs fewer steps than
+    tuned plain SGD, and at every larger one (``faster_from``); None where it never does."""
+    rows = [c for c in summary["comparisons"] if c["family"] == "tuned_vs_zero"]
+    return faster_from(rows, sorted({a["batch_size"] for a in summary["arms"]})).get(line)
+
+
 def headline(summary) -> dict:
     """The decisions (see summarize.headline): the target; with several lrs, the smallest
     batch size from which each line needs fewer steps than tuned plain SGD (``faster_from``),
