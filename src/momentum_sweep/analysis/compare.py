@@ -30,7 +30,7 @@ import pandas as pd
 
 from ..atomic import check_writable_folder, write_json
 from ..errors import SweepError
-from ..vocabulary.files import EPOCHS_FILE
+from ..vocabulary.files import COMPARISON_HEADLINE, EPOCHS_FILE
 from ..vocabulary.measure import Measure
 from . import epochs, plots, summarize
 from .figures import save
@@ -210,7 +210,7 @@ def compare_experiments(repo=".", out="comparison", names=None, also_targets=())
     table = arms_table(summary)
     drawn = plots.figures(joined, summary)
     write_json(out / "summary.json", summary)
-    write_json(out / "headline.json", summarize.headline(summary))
+    write_json(out / COMPARISON_HEADLINE, summarize.headline(summary))
     epochs.write_tsv(table, out / "arms.tsv")
     epochs.write_tsv(report, out / "experiments.tsv")
     for name, fig in drawn.items():
@@ -236,7 +236,7 @@ def main(argv=None):
         print(f"error: {error}", file=sys.stderr)
         return 1
     print(f"compare: {int(report['included'].sum())} of {len(report)} experiment(s), "
-          f"{len(table)} arm(s) -> {args.out}/summary.json, headline.json, arms.tsv, "
+          f"{len(table)} arm(s) -> {args.out}/summary.json, {COMPARISON_HEADLINE}, arms.tsv, "
           f"experiments.tsv and the figures")
     for entry in report[~report["included"]].itertuples():
         print(f"  left out {entry.experiment}: {entry.why}")

@@ -29,7 +29,7 @@ Colours, markers, bands and the PNG write are shared with every figure (``figure
 import numpy as np
 from matplotlib.ticker import FixedLocator, NullFormatter, NullLocator
 
-from ..vocabulary.arms import Arm, arm_of, line_name, pairs
+from ..vocabulary.arms import FAMILIES, Arm, arm_of, line_name, pairs
 from ..vocabulary.measure import Measure
 from . import accuracy, epochs, statistics
 from .figures import (LINESTYLES, arm_style, draw_band, draw_interval, legend, line_styles, note,
@@ -252,10 +252,10 @@ def difference_panels(summary):
     rows = summary["comparisons"]
     panels = []
     for batch, lr in sorted({(c["batch_size"], c["lr"]) for c in rows
-                             if c["family"] in ("vs_zero", "vs_control")}):
+                             if c["family"] in FAMILIES}):
         panels.append((f"batch {batch}, lr {lr:g}",
                        [c for c in rows if (c["batch_size"], c["lr"]) == (batch, lr)
-                        and c["family"] in ("vs_zero", "vs_control")]))
+                        and c["family"] in FAMILIES]))
     for batch in sorted({c["batch_size"] for c in rows if c["family"] == "tuned_vs_zero"}):
         panels.append((f"batch {batch}, with lr tuned",
                        [c for c in rows if c["family"] == "tuned_vs_zero"

@@ -15,7 +15,7 @@ from pathlib import Path
 
 from ..atomic import check_writable_folder, write_json
 from ..training import results
-from ..vocabulary.files import EPOCHS_FILE, HEADLINE_FILE, SUMMARY_FILE
+from ..vocabulary.files import EPOCHS_FILE, SUMMARY_FILE, SUMMARY_HEADLINE_FILE
 from ..vocabulary.measure import Measure
 from . import accuracy, epochs, plots, statistics, steps
 from .figures import PLOTS_DIR, save
@@ -43,21 +43,21 @@ def headline(found) -> dict:
 
 def run(p, models_dir=results.MODELS_DIR, plots_dir=PLOTS_DIR):
     """Stage `summarize`."""
-    for folder in (EPOCHS_FILE.parent, HEADLINE_FILE.parent, plots_dir):
+    for folder in (EPOCHS_FILE.parent, SUMMARY_HEADLINE_FILE.parent, plots_dir):
         check_writable_folder(folder)
     table = epochs.table_of_models(models_dir)
     found = summary(table)
     drawn = plots.figures(table, found)
     epochs.write_tsv(table, EPOCHS_FILE)
     write_json(SUMMARY_FILE, found)
-    write_json(HEADLINE_FILE, headline(found))
+    write_json(SUMMARY_HEADLINE_FILE, headline(found))
     for name, fig in drawn.items():
         save(fig, Path(plots_dir) / f"{name}.png")
     if "warning" in found:
         print(f"summarize: {found['warning']}", flush=True)
     for line in found.get("notes", []):
         print(f"summarize: {line}", flush=True)
-    print(f"summarize: {found['measure']['name']}; {SUMMARY_FILE}, {HEADLINE_FILE}, "
+    print(f"summarize: {found['measure']['name']}; {SUMMARY_FILE}, {SUMMARY_HEADLINE_FILE}, "
           f"{len(drawn)} figures in {plots_dir}/", flush=True)
     for a in found["arms"]:
         if a["best_lr_of_line"] and a.get("edge") != "one lr":

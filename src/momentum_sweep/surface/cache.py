@@ -1,7 +1,7 @@
 """Surface results, reused on the rule models are: a measurement is recomputed only when what
 decides it changed, and only a sealed, well-formed entry is trusted.
 
-A measurement's key is a hash of its kind, the weights it is taken at (a digest of their bytes,
+A measurement's key is a hash of what it measures (``curvature``, ``noise`` or ``line``), the weights it is taken at (a digest of their bytes,
 so that the initial weights, which every arm of a replicate shares, are measured once), the
 settings it uses, the probe, the code that computes it (``measures`` and what it imports), the
 torch version and the device type. Its entry, ``.surface-cache/<key>.json``, is written
@@ -39,12 +39,12 @@ def seal(key, value) -> str:
     return of_json({"key": key, "value": value})
 
 
-def well_formed(kind, value, settings) -> bool:
-    """Whether a cached value has the shape ``kind`` gives (None: a diverged model's)."""
+def well_formed(measurement, value, settings) -> bool:
+    """Whether a cached value has the shape ``measurement`` gives (None: a diverged model's)."""
     if value is None:
         return True
-    if kind in ("curvature", "noise"):
-        fields = CURVATURE_FIELDS if kind == "curvature" else NOISE_FIELDS
+    if measurement in ("curvature", "noise"):
+        fields = CURVATURE_FIELDS if measurement == "curvature" else NOISE_FIELDS
         return isinstance(value, dict) and set(value) == set(fields) and \
             isinstance(value.get("converged", False), bool) and all(
                 is_number(value[f]) or (value[f] is None and none)
@@ -60,10 +60,10 @@ class SurfaceCache:
         self.root = Path(root)
         self.computed = self.reused = self.damaged = 0
 
-    def key(self, kind, weights, settings) -> str:
-        return of_json({"kind": kind, "weights": weights, "settings": settings, **self.common})
+    def key(self, measurement, weights, settings) -> str:
+        return of_json({"measurement": measurement, "weights": weights, "settings": settings, **self.common})
 
-    def trusted(self, path, key, kind, settings):
+    def trusted(self, path, key, measurement, settings):
         """(True, the value) of a sealed, well-formed entry; (False, None) otherwise."""
         try:
             entry = json.loads(path.read_text())
@@ -71,17 +71,17 @@ class SurfaceCache:
             return False, None
         if not (isinstance(entry, dict) and set(entry) == {"key", "value", "seal"}
                 and entry["key"] == key and entry["seal"] == seal(key, entry["value"])
-                and well_formed(kind, entry["value"], settings)):
+                and well_formed(measurement, entry["value"], settings)):
             self.damaged += 1
             return False, None
         return True, entry["value"]
 
-    def get(self, kind, weights, settings, compute):
+    def get(self, measurement, weights, settings, compute):
         """The cached result of ``compute()`` for these inputs; computed and kept if absent,
         unreadable or not trusted."""
-        key = self.key(kind, weights, settings)
+        key = self.key(measurement, weights, settings)
         path = self.root / f"{key}.json"
-        found, value = self.trusted(path, key, kind, settings)
+        found, value = self.trusted(path, key, measurement, settings)
         if found:
             self.reused += 1
             return value

@@ -129,11 +129,11 @@ def lines_figure(result, styles):
             draw_curve(axes[0], a, rows, arm, styles, short(arm))
     axes[0].set(title="From the initial weights:\ninitial (a = 0) to final (a = 1)", yscale="log",
                 ylabel="probe loss", xlabel="a")
-    for ax, kind, title in ((axes[1], "vs_zero", "momentum 0"),
+    for ax, family, title in ((axes[1], "vs_zero", "momentum 0"),
                             (axes[2], "vs_control", "its control")):
         grouped = {}
         for loss_line in result["lines"]:
-            if loss_line["kind"] == kind and loss_line["losses"] is not None:
+            if loss_line["family"] == family and loss_line["losses"] is not None:
                 grouped.setdefault(arm_of(loss_line), []).append(loss_line["losses"])
         for arm, rows in sorted(grouped.items(), key=lambda g: in_order(g[0])):
             draw_curve(ax, a, rows, arm, styles, short(arm))
@@ -152,16 +152,16 @@ def barriers_figure(result, styles):
     labels = []
     for i, row in enumerate(result["barriers"]):
         values = [loss_line["barrier"] for loss_line in result["lines"]
-                  if (loss_line["kind"], loss_line["arm"]) == (row["kind"], row["arm"])]
+                  if (loss_line["family"], loss_line["arm"]) == (row["family"], row["arm"])]
         arm = arm_of(row)
         colour, marker, _ = arm_style(arm, styles)
         dots_and_interval(ax, i, values, row["barrier"], colour, marker,
-                          hollow=row["kind"] == "vs_control")
+                          hollow=row["family"] == "vs_control")
         labels.append(f"{short(arm)} vs "
-                      f"{'0' if row['kind'] == 'vs_zero' else 'control'}: {row['verdict']}")
+                      f"{'0' if row['family'] == 'vs_zero' else 'control'}: {row['verdict']}")
     ax.axhline(tolerance, color="k", lw=0.8, ls=":", label=f"tolerance {tolerance:g}")
     ax.set_xticks(range(len(labels)), labels, rotation=45, ha="right", fontsize=7)
-    ax.set_xlim(-0.5, len(labels) - 0.25)  # one slot per line kind, however few
+    ax.set_xlim(-0.5, len(labels) - 0.25)  # one slot per line, however few
     ax.set(ylabel="barrier (probe loss)",
            title="Barriers between final weights (dots: replicates; bar: mean, 95% CI)")
     legend(ax, fontsize=7)

@@ -151,7 +151,7 @@ def between_finals(models, measurers) -> list:
     and its control (on the probe of the replicate's fold)."""
     by_key = {m.key: m for m in models}
     found = []
-    for kind, compared in pairs(arms_trained(models)).items():
+    for family, compared in pairs(arms_trained(models)).items():
         for arm, other in compared:
             for model in [m for m in models if m.key.arm == arm]:
                 partner = by_key.get(ModelKey(other, model.key.replicate))
@@ -159,7 +159,7 @@ def between_finals(models, measurers) -> list:
                     continue
                 losses = measurers[model.fold].line(
                     model.final, partner.final, [model.digests["final"], partner.digests["final"]])
-                found.append({"kind": kind,
+                found.append({"family": family,
                               **arm_columns(arm, ("arm", "line", "momentum", "lr",
                                                   "batch_size")),
                               "replicate": model.key.replicate,
@@ -231,5 +231,5 @@ def run(p, models_dir=results.MODELS_DIR, plots_dir=figures.PLOTS_DIR, cache_dir
     print(f"surface: {computed} measurement(s) computed, {reused} reused"
           + (f" ({damaged} cache entries damaged, recomputed)" if damaged else "")
           + f", {time.perf_counter() - started:.1f} s", flush=True)
-    for kind, words in result["headline"].items():
-        print(f"  {kind} (against momentum 0): {words}", flush=True)
+    for figure, words in result["headline"].items():
+        print(f"  {figure} (against momentum 0): {words}", flush=True)

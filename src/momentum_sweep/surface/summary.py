@@ -1,6 +1,6 @@
 """The statistics of results/surface.json, through the one statistics module: per arm n, mean and
 95% interval of every figure; paired comparisons of each listed arm against momentum 0 and
-against its lr control, Holm-adjusted per figure and kind (``statistics.family``); a word per
+against its lr control, Holm-adjusted per figure and family (``statistics.family``); a word per
 comparison with its rule; and metrics/surface.json's headline, a word per listed arm.
 
 Every model contributes one value per figure (``figures_of``); a model without one (it never
@@ -9,7 +9,7 @@ means and pairs.
 """
 
 from ..analysis import statistics
-from ..vocabulary.arms import arm_columns, arm_of, cell_label, pairs
+from ..vocabulary.arms import FAMILIES, arm_columns, arm_of, cell_label, pairs
 
 # Figure -> (word for a higher value, word for a lower one).
 WORDS = {"escape_steps": ("slower", "faster")}
@@ -18,7 +18,6 @@ CURVATURE = ["lambda_max", "lambda_min", "ratio", "grad_norm", "sharpness_over_t
              "noise_scale"]
 COMPARED_AT_CHECKPOINTS = ["lambda_max", "lambda_min", "grad_norm", "sharpness_over_threshold",
                            "noise_scale"]
-KINDS = ("vs_zero", "vs_control")
 BASIN_WORDS = {"same basin": "same", "separate minima": "separate", "cannot tell": "cannot tell",
                "no pairs": "no pairs"}
 
@@ -95,12 +94,12 @@ def within_resolution(row, a, b, every_a, every_b) -> dict:
 
 def comparisons(values, arms, loss_every) -> list:
     """``values``: {arm: {replicate: figures}}; ``loss_every``: {arm: {replicate: its fine
-    curve's steps per point}}. One row per (figure, kind, arm)."""
+    curve's steps per point}}. One row per (figure, family, arm)."""
     every = sorted({f for found in values.values() for v in found.values() for f in v
                     if compared(f)}, key=lambda f: (f != "escape_steps", f))
     rows = []
     for figure in every:
-        for kind, arm_pairs in pairs(arms).items():
+        for family_name, arm_pairs in pairs(arms).items():
             family = []
             for arm, other in arm_pairs:
                 shared = sorted(values[arm].keys() & values[other].keys())
@@ -111,7 +110,7 @@ def comparisons(values, arms, loss_every) -> list:
                     result = within_resolution(result, mine, theirs,
                                                [loss_every[arm][r] for r in shared],
                                                [loss_every[other][r] for r in shared])
-                family.append({"figure": figure, "family": kind,
+                family.append({"figure": figure, "family": family_name,
                                **arm_columns(arm, ("arm", "line", "momentum", "lr",
                                                    "batch_size")),
                                "against": other.name, **result})
@@ -135,15 +134,15 @@ def barrier_verdict(description, tolerance) -> str:
 
 
 def barriers(lines, tolerance) -> list:
-    """Per (kind, arm): the barriers of its replicates' lines, described, with a verdict."""
+    """Per (family, arm): the barriers of its replicates' lines, described, with a verdict."""
     grouped = {}
     for line in lines:
-        grouped.setdefault((line["kind"], line["arm"]), []).append(line)
+        grouped.setdefault((line["family"], line["arm"]), []).append(line)
     rows = []
-    for (kind, arm), found in sorted(grouped.items(), key=lambda g: KINDS.index(g[0][0])):
+    for (family, arm), found in sorted(grouped.items(), key=lambda g: FAMILIES.index(g[0][0])):
         description = statistics.describe([line["barrier"] for line in found])
         first = found[0]
-        rows.append({"kind": kind, "arm": arm, "line": first["line"],
+        rows.append({"family": family, "arm": arm, "line": first["line"],
                      "momentum": first["momentum"], "lr": first["lr"],
                      "batch_size": first["batch_size"], "replicates": len(found),
                      "barrier": description, "verdict": barrier_verdict(description, tolerance)})
@@ -162,7 +161,7 @@ def headline(rows, barrier_rows) -> dict:
                                        and r["family"] == "vs_zero"]),
             "basin": statistics.cell([(cell_label(arm_of(b), lrs, batches),
                                        BASIN_WORDS[b["verdict"]])
-                                      for b in barrier_rows if b["kind"] == "vs_zero"],
+                                      for b in barrier_rows if b["family"] == "vs_zero"],
                                      null="cannot tell")}
 
 

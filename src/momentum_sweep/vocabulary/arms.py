@@ -268,9 +268,12 @@ def in_order(arm) -> tuple:
     return (arm.control, arm.batch_size, arm.lr, arm.momentum, arm.nesterov)
 
 
+FAMILIES = ("vs_zero", "vs_control")  # the paired comparisons' families, in order
+
+
 def pairs(arms_found) -> dict:
-    """The paired comparisons among ``arms_found``: {"vs_zero": [(arm, momentum 0 at its lr and
-    batch size)], "vs_control": [(arm, its control)]}, arms in order."""
+    """The paired comparisons among ``arms_found``, by family: {"vs_zero": [(arm, momentum 0 at its
+    lr and batch size)], "vs_control": [(arm, its control)]}, arms in order."""
     ordered = sorted(arms_found, key=in_order)
     listed = [a for a in ordered if not a.control]
     present = set(listed)
