@@ -7,11 +7,13 @@ run on the same weights (a trained model from models/, the default probe):
   eigsh       one curvature measurement (both extreme eigenvalues, scipy's eigsh) with ARPACK's
               BLAS on one thread, as the stage runs it, against BLAS on its default threads,
               which compete with torch's for the same cores;
+  noise       one gradient noise scale on the fold's training images (float32 passes, float64
+              sums), as the stage runs it;
   per model   a model's measurements as the stage makes them at the default params, estimated
-              from this model's: the curvature at each checkpoint epoch but 0 (the initial
-              weights are shared by a replicate's arms and measured once), the line from its
-              initial weights and its share of the lines between final weights; and the total
-              for 45 models.
+              from this model's: the curvature and the noise scale at each checkpoint epoch but 0
+              (the initial weights are shared by a replicate's arms and measured once), the line
+              from its initial weights and its share of the lines between final weights; and the
+              total for 45 models.
 
 Each timing is the median of --repeats, taken in turns. Run from the repository root after
 `dvc repro train`:  python benchmarks/surface_cost.py
@@ -97,6 +99,11 @@ def main():
     print(f"eigsh       {products} products: BLAS on 1 thread {one:.2f} s, on its default "
           f"threads {default:.2f} s ({default / one:.2f}x)")
 
+    training = splits.load_folds(P.train, "cpu").training(0)
+    noise = median_seconds(lambda: measures.noise_scale(net, training.images, training.labels),
+                           repeats)
+    print(f"noise       {len(training.labels)} training images: {noise:.2f} s")
+
     start = torch.load(FOLDER / "checkpoints.pt", weights_only=True)[0]
     final = net.state_dict()
     line_seconds = median_seconds(lambda: measures.line(start, final, P.model.hidden,
@@ -109,10 +116,11 @@ def main():
     per_replicate = len(arms.arms(P))
     lines = 2 * len([a for a in arms.arms(P) if not a.control and a.momentum > 0])
     share = lines / per_replicate
-    per_model = len(epochs) * one + (1 + share) * line_seconds
-    shared = one / per_replicate if 0 in checkpoints else 0.0  # epoch 0
+    per_model = len(epochs) * (one + noise) + (1 + share) * line_seconds
+    shared = (one + noise) / per_replicate if 0 in checkpoints else 0.0  # epoch 0
     models = len(arms.models(P))
-    print(f"per model   {len(epochs)} curvature measurement(s) ({', '.join(map(str, epochs))}) "
+    print(f"per model   {len(epochs)} curvature and noise measurement(s) "
+          f"({', '.join(map(str, epochs))}) "
           f"+ {1 + share:.2f} lines of {P.surface.line_points} points ({line_seconds:.3f} s "
           f"each): {per_model + shared:.2f} s; {models} models: "
           f"{models * (per_model + shared):.0f} s")

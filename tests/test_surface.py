@@ -189,7 +189,7 @@ def test_comparisons_are_holm_adjusted_per_figure_and_reference():
 ])
 def test_barrier_verdicts_follow_the_rule(barriers, verdict):
     arm = Arm(0.5, 0.1, 20)
-    lines = [{"kind": "vs_zero", "arm": arm.name, "line": "0p5", "momentum": 0.5, "lr": 0.1,
+    lines = [{"family": "vs_zero", "arm": arm.name, "line": "0p5", "momentum": 0.5, "lr": 0.1,
               "batch_size": 20, "barrier": b} for b in barriers]
     [row] = summary.barriers(lines, tolerance=0.05)
     assert row["verdict"] == verdict and row["replicates"] == len(barriers)
@@ -257,8 +257,8 @@ def planted_result():
                               for e in (0, 1)],
                 "line_from_initial": {"losses": list(np.linspace(2.3, 0.3, 5)),
                                       "largest_rise": 0.0}})
-        for kind, other in (("vs_zero", arms[0]), ("vs_control", arms[2])):
-            lines.append({"kind": kind, "arm": arms[1].name, "line": "0p5", "momentum": 0.5,
+        for family, other in (("vs_zero", arms[0]), ("vs_control", arms[2])):
+            lines.append({"family": family, "arm": arms[1].name, "line": "0p5", "momentum": 0.5,
                           "lr": 0.1, "batch_size": 20, "replicate": r, "model": "m",
                           "other": other.name, "losses": [0.3, 0.5, 0.31, 0.4, 0.32],
                           "barrier": 0.5 - 0.31})
@@ -331,13 +331,16 @@ def test_the_noise_scale_is_the_explicit_per_example_computation(monkeypatch):
     g = np.array(rows)                                             # [n, P]
     trace = np.var(g, axis=0, ddof=1).sum()
     true_sq = np.sum(g.mean(0) ** 2) - trace / len(g)
+    # The passes are float32 (eps 6e-8), as training; B_simple (about 800 here) is 20 times the
+    # 37 examples, and |G|^2, a difference, loses that factor: about 1e-6, so 1e-5 holds on any
+    # summation order.
     assert found["gradient_variance_trace"] == pytest.approx(trace, rel=1e-6)
-    assert found["true_gradient_norm_sq"] == pytest.approx(true_sq, rel=1e-6)
-    assert found["noise_scale"] == pytest.approx(trace / true_sq, rel=1e-6)
-    # in chunks, the same
+    assert found["true_gradient_norm_sq"] == pytest.approx(true_sq, rel=1e-5)
+    assert found["noise_scale"] == pytest.approx(trace / true_sq, rel=1e-5)
+    # in chunks, the same up to the float32 order of the sums
     monkeypatch.setattr(measures, "NOISE_CHUNK", 10)
     assert measures.noise_scale(net, images, labels)["noise_scale"] == pytest.approx(
-        found["noise_scale"], rel=1e-9)
+        found["noise_scale"], rel=1e-5)
     # the mean gradient is the full-probe gradient autograd gives
     full = torch.autograd.grad(torch.nn.functional.cross_entropy(net(images), labels),
                                list(net.parameters()))

@@ -111,7 +111,7 @@ def curvature(net, images, labels, tol, maxiter, seed=0) -> dict:
             "products": hessian.products, "converged": converged}
 
 
-NOISE_CHUNK = 5000  # examples through one float64 forward and backward pass at a time
+NOISE_CHUNK = 5000  # examples through one forward and backward pass at a time
 
 
 def gradient_moments(net, images, labels):
@@ -119,8 +119,9 @@ def gradient_moments(net, images, labels):
     loss, without holding any g_i: for a linear layer g_i is the outer product of its output's
     gradient d_i and its input a_i (and d_i for the bias), so |g_i|^2 is |d_i|^2 (|a_i|^2 + 1)
     summed over layers (Goodfellow 2015); the sum of the g_i is the gradient of the summed loss.
-    A forward and a backward pass per NOISE_CHUNK examples, in float64. images: [n, 784] float
-    (or uint8, scaled here); labels: [n]."""
+    A forward and a backward pass per NOISE_CHUNK examples in float32, as training computes;
+    every square and sum over examples in float64, where the estimators' differences cancel.
+    images: [n, 784] float (or uint8, scaled here); labels: [n]."""
     squares, summed = 0.0, None
     for start in range(0, len(images), NOISE_CHUNK):
         chunk = images[start:start + NOISE_CHUNK]
@@ -133,20 +134,25 @@ def gradient_moments(net, images, labels):
 
 def chunk_moments(net, images, labels):
     """(sum of |g_i|^2, the summed gradient [P] float64) of one chunk (``gradient_moments``)."""
-    weights = [(layer.weight.detach().double().requires_grad_(),               # [out, in]
-                layer.bias.detach().double().requires_grad_()) for layer in net.layers]
-    x, inputs, outputs = images.double(), [], []                           # x: [n, 784]
+    weights = [(layer.weight.detach().requires_grad_(),                      # [out, in]
+                layer.bias.detach().requires_grad_()) for layer in net.layers]
+    x, inputs, outputs = images, [], []                                      # x: [n, 784]
     for i, (weight, bias) in enumerate(weights):
-        inputs.append(x)                                                   # [n, in]
-        z = torch.nn.functional.linear(x, weight, bias)                    # [n, out]
+        inputs.append(x)                                                     # [n, in]
+        z = torch.nn.functional.linear(x, weight, bias)                      # [n, out]
         outputs.append(z)
         x = z if i == len(weights) - 1 else torch.relu(z)
     loss = torch.nn.functional.cross_entropy(x, labels, reduction="sum")
     params = [p for pair in weights for p in pair]
     found = torch.autograd.grad(loss, [*params, *outputs])
-    per_example = sum(((d ** 2).sum(1) * ((a.detach() ** 2).sum(1) + 1)).sum()  # [n] -> []
+    per_example = sum((squared_norms(d) * (squared_norms(a.detach()) + 1)).sum()  # [n] -> []
                       for d, a in zip(found[len(params):], inputs))
-    return float(per_example), torch.cat([g.reshape(-1) for g in found[:len(params)]])
+    return float(per_example), torch.cat([g.reshape(-1).double() for g in found[:len(params)]])
+
+
+def squared_norms(rows):
+    """|row|^2 of each row, in float64. rows: [n, k] -> [n]."""
+    return (rows.double() ** 2).sum(1)
 
 
 def noise_scale(net, images, labels) -> dict:
