@@ -33,10 +33,12 @@ def pytest_configure(config):
 def pytest_collection_modifyitems(items):
     """The longest tests first, then the other dvc tests, then the unit tests: each worker takes
     the next test when it frees up, so the long ones run side by side from the start and the
-    short ones fill in around them."""
+    short ones fill in around them. Among the long ones, those that need no template first: one
+    worker starts on them while the other builds the template, instead of waiting for it."""
     def cost(item):
-        return 0 if item.get_closest_marker("long") else 1 if item.get_closest_marker("dvc") \
+        rank = 0 if item.get_closest_marker("long") else 1 if item.get_closest_marker("dvc") \
             else 2
+        return rank, "template" in item.fixturenames
 
     items.sort(key=cost)
 

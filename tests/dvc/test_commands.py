@@ -1,6 +1,7 @@
 """DVC's own commands on the pipeline: `dvc repro` after a corrupted download, `dvc exp run -S`
 with a number YAML 1.1 would read as a string, `dvc plots show` and `dvc plots diff` through
-the repository's Vega-Lite template, every command the README shows run as written, a
+the repository's Vega-Lite template, every command the README shows run as written (a queued
+experiment running the code it was queued with among them), a
 batch-size grid split over experiments and joined by momentum-sweep-compare, the scripts on any
 run, and the benchmarks, run so that they cannot rot."""
 
@@ -112,15 +113,29 @@ def readme_commands() -> list:
     return [line.split("  #")[0].strip() for line in block.splitlines() if line.strip()]
 
 
+KERNELS = "src/momentum_sweep/training/native_kernels.c"
+STEP = "const float alpha = lr / (float)B;"
+
+
+def accuracies_of(summary: dict) -> dict:
+    return {a["arm"]: a["test_accuracy"]["mean"] for a in summary["arms"]}
+
+
 @pytest.mark.long
 def test_every_command_the_readme_shows_runs_as_written(repo):
     """On the small config, in order, each exactly as the README writes it (the shell splits
-    it), each experiment from the committed params; what each says it does, it does."""
+    it), each experiment from the committed params; what each says it does, it does. Between
+    queuing and `dvc queue start` the workspace's training step is edited: a queued experiment
+    runs the code it was queued with (its commit), as `dvc exp show` then records."""
     commands = readme_commands()
     assert commands[0] == "dvc repro" and len(commands) >= 8
     for command in commands:
         if command.startswith("dvc exp run"):
             repo.git("checkout", "params.yaml")
+        if command == "dvc queue start":
+            kernels = repo / KERNELS
+            assert STEP in kernels.read_text()
+            kernels.write_text(kernels.read_text().replace(STEP, "const float alpha = 2 * lr / B;"))
         result = repo.run("bash", "-c", command, env={"COLUMNS": "100000"})
         if command.startswith("dvc exp run --queue"):  # a sweep: one experiment each
             assert result.stdout.count("Queued experiment") == 2, result.stdout
@@ -141,6 +156,26 @@ def test_every_command_the_readme_shows_runs_as_written(repo):
             assert headline["b20"] == headline["b1024"] == "not reached: 0.9"
         if command == "dvc exp show --only-changed":
             assert "vs_zero" in result.stdout and "train.lr" in result.stdout
+
+    # The queued momentum 0.4 trains what the committed run trained (the same arms and
+    # settings), with the committed step: its results are the committed ones.
+    committed = accuracies_of(json.loads(repo.git("show", "HEAD:results/summary.json").stdout))
+    shown = json.loads(repo.dvc("exp", "show", "--json").stdout)
+    queued = [e["rev"] for commit in shown for exp in (commit.get("experiments") or [])
+              for e in exp["revs"]
+              if e["data"]["params"]["params.yaml"]["data"]["momentum"] == 0.4
+              and e["data"]["params"]["params.yaml"]["data"]["train"]["lr"] == 0.1
+              and e["data"]["params"]["params.yaml"]["data"]["train"]["replicates"] == 2
+              and e["data"]["params"]["params.yaml"]["data"]["train"]["target"] is None]
+    assert len(queued) == 2  # `dvc exp run -S momentum=0.4` and the queued one
+    for rev in queued:  # the whole summary is a plain output: read it at the experiment
+        found = json.loads(repo.git("show", f"{rev}:results/summary.json").stdout)
+        assert accuracies_of(found) == committed, rev
+    # The edit does change results: the workspace, which runs it, gets other figures.
+    repo.git("checkout", "params.yaml")
+    repo.dvc("repro", "summarize")
+    assert accuracies_of(repo.summary()).keys() == committed.keys()
+    assert accuracies_of(repo.summary()) != committed
 
 
 def test_a_batch_size_grid_split_over_experiments_joins_into_the_whole_grids_answer(repo):

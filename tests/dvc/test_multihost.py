@@ -37,14 +37,14 @@ def test_two_hosts_share_a_sweep_through_git_and_dvc_remotes(template, tmp_path)
     main.git("push", "-q", "origin", "HEAD:main")
     main.dvc("push")
 
-    # Host a sweeps two momenta on two workers, host b one momentum on one.
+    # Host a sweeps two momenta on two workers, host b one momentum on one; up to the summary.
     slices = {"a": ("0,1", "momentum=0.1,0.2", 2), "b": ("0", "momentum=0.4", 1)}
     sweeps = []
     for name, (devices, sweep, count) in slices.items():  # each: clone, pull, its slice, push
         host = git_clone(origin, tmp_path / f"host-{name}")
         host.dvc("pull")
         sweeps.append((host.start("scripts/sweep-host", "origin", devices, "-S", sweep,
-                                  "-S", "train.epochs=1"), count))
+                                  "-S", "train.epochs=1", "--stage", "summarize"), count))
     for sweep, count in sweeps:  # the hosts work at the same time, as real hosts do
         log = sweep.communicate(timeout=900)[0]
         assert sweep.returncode == 0 and log.count("Success") == count, log
@@ -98,6 +98,8 @@ def test_two_hosts_share_a_sweep_through_git_and_dvc_remotes(template, tmp_path)
     (["origni", "0", "-S", "momentum=0.1"], "git remote 'origni' cannot be reached"),
     (["origin", "0", "--temp", "-S", "momentum=0.1"], "unknown argument '--temp'"),
     (["origin", "0"], "nothing to sweep"),
+    (["origin", "0", "-S", "momentum=0.1", "--stage", "summary"],
+     "--stage 'summary' is not a stage of dvc.yaml: params download flatten train summarize"),
 ])
 def test_sweep_host_refuses_bad_arguments_before_queuing_anything(repo, tmp_path, args, message):
     repo.git("init", "-q", "--bare", str(tmp_path / "origin.git"))
