@@ -62,6 +62,29 @@ def test_hessian_products_and_extreme_eigenvalues_equal_the_explicit_hessians(pr
     assert found["loss"] == loss(flat).item()
 
 
+def test_batch_sharpness_is_the_explicit_mini_batch_curvature_along_its_gradient(probe,
+                                                                                  monkeypatch):
+    """Each mini-batch's g' H g / |g|^2 from its explicit Hessian and gradient, on the batches
+    the same seed draws, averaged."""
+    images, labels = probe
+    net = measures.network(initial_state(TINY, 5), TINY, "cpu")
+    monkeypatch.setattr(measures, "SHARPNESS_BATCHES", 4)
+    generator = torch.Generator().manual_seed(3)
+    expected = []
+    for _ in range(4):
+        chosen = torch.randperm(len(images), generator=generator)[:8]
+        loss, flat = flat_loss(net, images[chosen], labels[chosen])
+        hessian = torch.autograd.functional.hessian(loss, flat).double()         # [P, P]
+        gradient = torch.func.grad(loss)(flat).double()                          # [P]
+        expected.append(float(gradient @ hessian @ gradient / (gradient @ gradient)))
+    found = measures.batch_sharpness(net, images, labels, 8, seed=3)
+    assert found == pytest.approx(np.mean(expected), rel=1e-4)
+    # uint8 images are scaled as training scales them: the same figure
+    raw = (images * 255).round().to(torch.uint8)
+    assert measures.batch_sharpness(net, raw, labels, 8, seed=3) == pytest.approx(found,
+                                                                                   rel=1e-4)
+
+
 def test_hessian_products_equal_curvlinops(probe):
     """An independent implementation (curvlinops, through torch.func) on the default network."""
     from curvlinops import HessianLinearOperator
@@ -125,7 +148,9 @@ def planted_model(key, escape, lambda_max, epochs=(0, 1), loss_every=25):
         "escape_steps": escape, "train_loss_every": loss_every,
         "line_from_initial": {"largest_rise": 0.0},
         "curvature": [{"epoch": e, "lambda_max": lambda_max, "lambda_min": -0.1, "ratio": -0.1,
-                       "grad_norm": 0.2, "sharpness_over_threshold": 0.1, "noise_scale": 500.0}
+                       "grad_norm": 0.2, "sharpness_over_threshold": 0.1, "noise_scale": 500.0,
+                       "batch_sharpness": 30.0, "batch_sharpness_over_threshold": 1.5,
+                       "batch_sharpness_over_step_edge": 0.75}
                       for e in epochs]}
 
 
@@ -154,7 +179,8 @@ def test_escape_verdicts_and_never_escaped_on_planted_measurements():
     # Epoch 0 is never compared: every arm of a replicate starts from the same weights.
     assert {c["figure"] for c in found["comparisons"]} == {
         "escape_steps", "rise_from_initial", "lambda_max_epoch_1", "lambda_min_epoch_1",
-        "grad_norm_epoch_1", "sharpness_over_threshold_epoch_1", "noise_scale_epoch_1"}
+        "grad_norm_epoch_1", "sharpness_over_threshold_epoch_1", "noise_scale_epoch_1",
+        "batch_sharpness_epoch_1"}
 
 
 def test_escape_steps_tied_by_the_curves_resolution_give_no_verdict():
@@ -253,7 +279,9 @@ def planted_result():
                 "escape_steps": int(rng.integers(50, 150)), "train_loss_every": 25,
                 "early_train_loss": list(np.linspace(2.3, 0.5, 8) + rng.normal(0, 0.05, 8)),
                 "curvature": [{"epoch": e, **CURVATURE, "ratio": -0.05, "threshold": 20.0,
-                               "sharpness_over_threshold": 0.1, "noise_scale": 400.0 + r}
+                               "sharpness_over_threshold": 0.1, "noise_scale": 400.0 + r,
+                               "batch_sharpness": 25.0 + r, "batch_sharpness_over_threshold": 1.2,
+                               "batch_sharpness_over_step_edge": 0.6}
                               for e in (0, 1)],
                 "line_from_initial": {"losses": list(np.linspace(2.3, 0.3, 5)),
                                       "largest_rise": 0.0}})
@@ -304,6 +332,10 @@ def test_the_surface_figures_draw_a_curve_band_and_interval_per_arm():
     largest = drawn["surface_curvature"].axes[0]
     for container, arm in zip(largest.containers, result["arms"]):
         np.testing.assert_allclose(container.lines[0].get_ydata(), [CURVATURE["lambda_max"]] * 2)
+    edge = drawn["surface_curvature"].axes[-1]  # batch sharpness over a larger step's edge
+    for container in edge.containers:
+        np.testing.assert_allclose(container.lines[0].get_ydata(), [0.6] * 2)
+    assert list(edge.get_lines()[-1].get_ydata()) == [1, 1]  # the edge
     scattered = [c for c in dots.collections if type(c).__name__ == "PathCollection"]
     values = [c.get_offsets()[:, 1] for c in scattered]
     assert len(values) == 3

@@ -6,8 +6,8 @@ so that the initial weights, which every arm of a replicate shares, are measured
 settings it uses, the probe, the code that computes it (``measures`` and what it imports), the
 torch version and the device type. Its entry, ``.surface-cache/<key>.json``, is written
 atomically and holds the key, the value and a SHA-256 over both (the seal): an entry whose seal,
-key or shape does not match (a curvature is a dict of numbers, a line a list of
-``surface.line_points`` numbers, a diverged model's either one None) is measured again, never
+key or shape does not match (a curvature is a dict of numbers, a batch sharpness a number, a
+line a list of ``surface.line_points`` numbers, a diverged model's any one None) is measured again, never
 reported. Adding replicates or a momentum measures only the new weights.
 """
 
@@ -49,6 +49,8 @@ def well_formed(measurement, value, settings) -> bool:
             isinstance(value.get("converged", False), bool) and all(
                 is_number(value[f]) or (value[f] is None and none)
                 for f, none in fields.items() if f != "converged")
+    if measurement == "batch_sharpness":
+        return is_number(value)
     return isinstance(value, list) and len(value) == settings["points"] and \
         all(is_number(v) for v in value)
 

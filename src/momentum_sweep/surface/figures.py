@@ -29,7 +29,9 @@ CURVATURE_PANELS = [("lambda_max", "largest Hessian eigenvalue"),
                     ("lambda_min", "smallest Hessian eigenvalue"),
                     ("grad_norm", "gradient norm"),
                     ("sharpness_over_threshold", "largest eigenvalue / its stability threshold"),
-                    ("noise_scale", "gradient noise scale B_simple")]
+                    ("noise_scale", "gradient noise scale B_simple"),
+                    ("batch_sharpness_over_step_edge", "batch sharpness / 2(1-mu)/lr")]
+ON_EDGE = {"sharpness_over_threshold", "batch_sharpness_over_step_edge"}  # 1: at that edge
 
 
 def columns(rows):
@@ -109,12 +111,13 @@ def curvature_figure(result, styles):
             ax.errorbar(x, mean, yerr=[mean - low, high - mean], color=colour, marker=marker,
                         ls=LINESTYLES[arm.kind], ms=4, capsize=2, lw=1,
                         mfc="none" if arm.control else colour, label=short(arm))
-        if name == "sharpness_over_threshold":
+        if name in ON_EDGE:
             ax.axhline(1, color="k", lw=0.8, ls=":")
         ax.set_xticks(range(len(epochs)), [str(e) for e in epochs])
         ax.set(xlabel="epoch (0: initial weights)", title=title)
     legend(axes[0], fontsize=6)
-    fig.suptitle("Curvature on the probe along training (mean over replicates, 95% CI)")
+    fig.suptitle("Curvature on the probe along training; noise scale and batch sharpness on the "
+                 "training images (mean over replicates, 95% CI)")
     return fig
 
 

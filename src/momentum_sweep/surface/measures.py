@@ -7,6 +7,8 @@
 - ``line``: the loss along the straight line between two sets of weights, and the two figures
   read from it: ``largest_rise`` (how much the loss ever goes back up along the way) and
   ``barrier`` (the highest loss minus the mean of the two ends).
+- ``batch_sharpness``: the mean curvature of a mini-batch's loss along its own gradient (Andreyev
+  and Beneventano 2024), at the batch size the model trained with: the curvature its steps meet.
 - ``noise_scale``: the gradient noise scale of McCandlish et al. 2018, B_simple = tr(Sigma) /
   |G|^2 (Sigma the covariance of one example's gradient, G the mean gradient), from per-example
   gradients with both estimators unbiased: the batch size above which a larger batch no longer
@@ -14,7 +16,8 @@
   probe: near a minimum |G|^2 is about tr(Sigma)/B_simple, so its estimate from n images is
   no better than the noise of n images allows, and n must be well above B_simple.
 
-Every loss here is the mean cross-entropy of the probe, a fixed set of training images.
+Every loss here but the noise scale's and the batch sharpness's (the fold's training images) is
+the mean cross-entropy of the probe, a fixed set of training images.
 """
 
 import math
@@ -168,6 +171,33 @@ def noise_scale(net, images, labels) -> dict:
     true_sq = mean_sq - trace / n                                      # |G|^2
     return {"noise_scale": trace / true_sq if true_sq > 0 else None,
             "gradient_variance_trace": trace, "true_gradient_norm_sq": true_sq}
+
+
+SHARPNESS_BATCHES = 50  # mini-batches per batch sharpness: its cost, 50 batches of the model's
+
+
+def batch_sharpness(net, images, labels, batch_size, seed=0) -> float:
+    """Batch sharpness (Andreyev & Beneventano 2024): over SHARPNESS_BATCHES mini-batches of
+    ``batch_size`` images, each drawn without replacement with ``seed``, the mean of g_B' H_B g_B
+    / |g_B|^2, the curvature of the mini-batch's own mean loss along its own gradient: what a
+    step of that mini-batch meets. Plain SGD trains where it reaches 2/lr. None if every
+    gradient is zero. images: [n, 784] float (or uint8, scaled here); labels: [n]."""
+    params = list(net.parameters())
+    generator = torch.Generator().manual_seed(seed)
+    ratios = []
+    for _ in range(SHARPNESS_BATCHES):
+        chosen = torch.randperm(len(images), generator=generator)[:batch_size]  # [B]
+        batch = images[chosen.to(images.device)]                               # [B, 784]
+        batch = scaled(batch) if batch.dtype == torch.uint8 else batch
+        loss = torch.nn.functional.cross_entropy(net(batch), labels[chosen.to(labels.device)])
+        gradient = torch.autograd.grad(loss, params, create_graph=True)         # [P] in pieces
+        along = torch.autograd.grad(gradient, params, [g.detach() for g in gradient])  # H_B g_B
+        squared = sum(float((g.detach().double() ** 2).sum()) for g in gradient)  # |g_B|^2
+        if squared > 0:
+            curved = sum(float((h.double() * g.detach().double()).sum())          # g_B' H_B g_B
+                         for h, g in zip(along, gradient))
+            ratios.append(curved / squared)
+    return float(np.mean(ratios)) if ratios else None
 
 
 def line(start_state, end_state, hidden, points, images, labels, device) -> list:

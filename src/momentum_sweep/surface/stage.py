@@ -6,13 +6,16 @@ For every model in models/ (its checkpoints, final weights and fine training-los
   reached it (``at_target``): the Hessian's extreme eigenvalues, their ratio, the gradient's
   norm, the largest eigenvalue over the stability threshold of its update ((2 + 2 mu) / lr for
   heavy-ball, divided by 1 + 2 mu for Nesterov's; above 1: the step overshoots along that
-  direction), and the gradient noise scale B_simple (``measures.noise_scale``);
+  direction), the gradient noise scale B_simple (``measures.noise_scale``), and the batch
+  sharpness at the model's batch size (``measures.batch_sharpness``) over that threshold and over
+  plain SGD's at the update's steady-state step (2 (1 - mu) / lr: the edge of a larger step);
 - the line from its initial to its final weights (does the loss ever rise on the way?);
 and, per replicate, the lines between each listed arm's final weights and momentum 0's, and its
 control's (the barrier between them: one basin, or separate minima?).
 
-All on the probe: surface.probe_size training images of the fold the model validates on (so
-never its validation images), recorded in the output. Writes results/surface.json (everything),
+All on the probe, surface.probe_size training images of the fold the model validates on (so
+never its validation images), recorded in the output; the noise scale and the batch sharpness
+on all its training images. Writes results/surface.json (everything),
 metrics/surface.json (its headline) and plots/surface_*.png (``figures``), all of them only once
 every figure is drawn. Measurements are reused by ``cache``. It reads what `train` wrote and
 never imports the trainer.
@@ -96,10 +99,17 @@ class Measurer:
         found = {**(found or dict.fromkeys(["lambda_max", "lambda_min", "grad_norm", "loss"])),
                  **(self.noise(state, digest) or dict.fromkeys(NOISE_FIELDS))}
         threshold = arm.sharpness_limit
+        # Plain SGD's edge at the update's steady-state step lr/(1 - mu): 2(1 - mu)/lr, where a
+        # momentum that acts as that larger step sits.
+        step_edge = 2 / arm.effective_lr
         high, low = found["lambda_max"], found["lambda_min"]
+        batch = self.batch_sharpness(state, digest, arm.batch_size)
         return {**found, "ratio": None if high is None or low is None else low / high,
                 "threshold": threshold,
-                "sharpness_over_threshold": None if high is None else high / threshold}
+                "sharpness_over_threshold": None if high is None else high / threshold,
+                "batch_sharpness": batch,
+                "batch_sharpness_over_threshold": None if batch is None else batch / threshold,
+                "batch_sharpness_over_step_edge": None if batch is None else batch / step_edge}
 
     def noise(self, state, digest):
         def compute():
@@ -110,6 +120,18 @@ class Measurer:
 
         return self.cache.get("noise", [digest], {"images": "the fold's training images"},
                               compute)
+
+    def batch_sharpness(self, state, digest, batch_size):
+        def compute():
+            if not measures.is_finite_state(state):
+                return None
+            net = measures.network(state, self.p.model.hidden, self.device)
+            return measures.batch_sharpness(net, self.training.images, self.training.labels,
+                                            batch_size)
+
+        return self.cache.get("batch_sharpness", [digest],
+                              {"images": "the fold's training images", "batch_size": batch_size,
+                               "batches": measures.SHARPNESS_BATCHES}, compute)
 
     def line(self, start, end, digests):
         def compute():

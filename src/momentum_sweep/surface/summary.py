@@ -15,9 +15,10 @@ from ..vocabulary.arms import FAMILIES, arm_columns, arm_of, cell_label, pairs
 WORDS = {"escape_steps": ("slower", "faster")}
 DEFAULT_WORDS = ("higher", "lower")
 CURVATURE = ["lambda_max", "lambda_min", "ratio", "grad_norm", "sharpness_over_threshold",
-             "noise_scale"]
+             "noise_scale", "batch_sharpness", "batch_sharpness_over_threshold",
+             "batch_sharpness_over_step_edge"]
 COMPARED_AT_CHECKPOINTS = ["lambda_max", "lambda_min", "grad_norm", "sharpness_over_threshold",
-                           "noise_scale"]
+                           "noise_scale", "batch_sharpness"]
 BASIN_WORDS = {"same basin": "same", "separate minima": "separate", "cannot tell": "cannot tell",
                "no pairs": "no pairs"}
 
