@@ -191,12 +191,12 @@ def test_the_surface_measures_only_new_weights_and_the_saddle_experiment(repo):
                                    "momentum 0.4 at lr 0.1, batch 20",
                                    "control 0.4 at lr 0.1, batch 20 (SGD at lr 0.1667)"], [2])
     # The new replicate: one initial point (shared by its three models) and two checkpoints per
-    # model, each a curvature and a noise scale; three lines from the initial weights, two
-    # between final weights.
+    # model, each a curvature, a noise scale and a batch sharpness; three lines from the initial
+    # weights, two between final weights.
     computed, reused = measured(log)
-    assert computed == 2 * (1 + 2 * 3) + 3 + 2
-    # per replicate: 9 eigsh runs, 9 noise scales and 5 lines
-    assert computed + reused == 3 * (2 * 3 * 3 + 3 + 2)
+    assert computed == 3 * (1 + 2 * 3) + 3 + 2
+    # per replicate: 9 eigsh runs, 9 noise scales, 9 batch sharpnesses and 5 lines
+    assert computed + reused == 3 * (3 * 3 * 3 + 3 + 2)
 
     # The saddle experiment: a small initialisation. 200 steps here are too few to leave the
     # plateau at loss ln 10: no model escapes, and that is reported, not dropped.
