@@ -173,7 +173,7 @@ def noise_scale(net, images, labels) -> dict:
             "gradient_variance_trace": trace, "true_gradient_norm_sq": true_sq}
 
 
-SHARPNESS_BATCHES = 50  # mini-batches per batch sharpness: its cost, 50 batches of the model's
+SHARPNESS_BATCHES = 50  # mini-batches averaged per batch sharpness: its cost in passes
 
 
 def batch_sharpness(net, images, labels, batch_size, seed=0) -> float:
