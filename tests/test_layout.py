@@ -147,7 +147,8 @@ def test_ci_runs_the_readme_test_command():
 
 def test_the_readme_quotes_the_committed_results():
     """Every block scripts/results-tables prints (from results/summary.json, docs/tuned/,
-    docs/batch/, results/surface.json, docs/saddle/surface.json, docs/noise/ and docs/second/)
+    docs/batch/, results/surface.json, docs/saddle/surface.json, docs/edge/, docs/noise/ and
+    docs/second/)
     is in the README or its details, docs/answer.md, docs/batch.md, docs/surface.md,
     docs/why.md and docs/second.md, as printed."""
     printed = subprocess.run([sys.executable, str(ROOT / "scripts" / "results-tables")],
@@ -166,10 +167,11 @@ def test_the_readme_quotes_the_committed_results():
     assert blocks[13].startswith("| batch | tuned plain SGD")        # the batch run at 95%
     assert blocks[14].startswith("| line | S_min")                   # the fits
     assert blocks[15].startswith("| batch | plain SGD's noise scale")  # sharpness, noise
-    assert blocks[16].startswith("Plain SGD's noise scale")          # the prediction
-    assert blocks[17].startswith("| | predicted (before the run)")   # against the outcome
-    assert blocks[18].startswith("| batch | tuned plain SGD")        # the second network
-    assert blocks[19].startswith("- **Noise.**") and len(blocks) == 20
+    assert blocks[16].startswith("| arm | reached 96%")              # batch sharpness, large
+    assert blocks[17].startswith("Plain SGD's noise scale")          # the prediction
+    assert blocks[18].startswith("| | predicted (before the run)")   # against the outcome
+    assert blocks[19].startswith("| batch | tuned plain SGD")        # the second network
+    assert blocks[20].startswith("- **Noise.**") and len(blocks) == 21
     for block in blocks:
         assert block in readme, block
 
@@ -195,6 +197,22 @@ def test_the_tuned_experiment_is_the_default_pipeline_on_a_grid_of_four_lrs():
         (m, lr) for m in momenta for lr in (0.025, 0.05, 0.1, 0.2)]
     assert all(a["replicates"] == 20 and not a["control"] for a in tuned["arms"])
     assert sum(a["best_lr_of_line"] for a in tuned["arms"]) == 5
+
+
+def test_the_edge_experiment_trains_the_batch_experiments_tuned_steps_at_large_batch():
+    """docs/edge/ holds what scripts/doc-experiment edge copied: plain SGD and heavy-ball 0.9 at
+    batch 2048 and 8192, 3 replicates, each at every step the batch experiment tuned either of
+    them to there, and the batch sharpness where each model reached 96%."""
+    edge = json.loads((ROOT / "docs" / "edge" / "surface.json").read_text())
+    batch = json.loads((ROOT / "docs" / "batch" / "summary.json").read_text())
+    sizes, lines = (2048, 8192), {(0.0, False), (0.9, False)}
+    tuned = {a["lr"] for a in batch["arms"] if a["best_lr_of_line"] and a["batch_size"] in sizes
+             and (a["momentum"], a["nesterov"]) in lines}
+    listed = [a for a in edge["arms"] if not a["control"]]
+    assert {(a["batch_size"], a["momentum"], a["lr"]) for a in listed} == {
+        (b, m, lr) for b in sizes for m, _ in lines for lr in tuned}
+    assert all(a["replicates"] == 3 for a in listed)
+    assert all("batch_sharpness" in m["at_target"] for m in edge["models"] if m["at_target"])
 
 
 def test_the_batch_experiment_spans_batch_sizes_20_to_8192_with_every_tuned_step_inside():
