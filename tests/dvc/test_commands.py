@@ -161,12 +161,10 @@ def test_every_command_the_readme_shows_runs_as_written(repo):
     # settings), with the committed step: its results are the committed ones.
     committed = accuracies_of(json.loads(repo.git("show", "HEAD:results/summary.json").stdout))
     shown = json.loads(repo.dvc("exp", "show", "--json").stdout)
-    queued = [e["rev"] for commit in shown for exp in (commit.get("experiments") or [])
-              for e in exp["revs"]
-              if e["data"]["params"]["params.yaml"]["data"]["momentum"] == 0.4
-              and e["data"]["params"]["params.yaml"]["data"]["train"]["lr"] == 0.1
-              and e["data"]["params"]["params.yaml"]["data"]["train"]["replicates"] == 2
-              and e["data"]["params"]["params.yaml"]["data"]["train"]["target"] is None]
+    settings = [(e["rev"], e["data"]["params"]["params.yaml"]["data"]) for commit in shown
+                for exp in (commit.get("experiments") or []) for e in exp["revs"]]
+    queued = [rev for rev, s in settings if s["momentum"] == 0.4 and s["train"]["lr"] == 0.1
+              and s["train"]["replicates"] == 2 and s["train"]["target"] is None]
     assert len(queued) == 2  # `dvc exp run -S momentum=0.4` and the queued one
     for rev in queued:  # the whole summary is a plain output: read it at the experiment
         found = json.loads(repo.git("show", f"{rev}:results/summary.json").stdout)
