@@ -85,53 +85,44 @@ class Measurer:
         self.labels = probe.labels                                         # [N]
         self.training = training                                           # uint8 [n, 784]
 
-    def curvature(self, state, digest, arm):
+    def at_weights(self, measurement, state, digest, settings, measure):
+        """``measure(net)`` at one set of weights, through the cache; None for a diverged
+        model's (weights no longer finite)."""
         def compute():
             if not measures.is_finite_state(state):
                 return None
-            net = measures.network(state, self.p.model.hidden, self.device)
-            return measures.curvature(net, self.images, self.labels, self.s.lanczos_tol,
-                                      self.s.lanczos_maxiter)
+            return measure(measures.network(state, self.p.model.hidden, self.device))
 
-        found = self.cache.get("curvature", [digest], {"tol": self.s.lanczos_tol,
-                                                       "maxiter": self.s.lanczos_maxiter},
-                               compute)
+        return self.cache.get(measurement, [digest], settings, compute)
+
+    def curvature(self, state, digest, arm):
+        found = self.at_weights(
+            "curvature", state, digest,
+            {"tol": self.s.lanczos_tol, "maxiter": self.s.lanczos_maxiter},
+            lambda net: measures.curvature(net, self.images, self.labels, self.s.lanczos_tol,
+                                           self.s.lanczos_maxiter))
+        noise = self.at_weights(
+            "noise", state, digest, {"images": "the fold's training images"},
+            lambda net: measures.noise_scale(net, self.training.images, self.training.labels))
+        batch = self.at_weights(
+            "batch_sharpness", state, digest,
+            {"images": "the fold's training images", "batch_size": arm.batch_size,
+             "batches": measures.SHARPNESS_BATCHES},
+            lambda net: measures.batch_sharpness(net, self.training.images,
+                                                 self.training.labels, arm.batch_size))
         found = {**(found or dict.fromkeys(["lambda_max", "lambda_min", "grad_norm", "loss"])),
-                 **(self.noise(state, digest) or dict.fromkeys(NOISE_FIELDS))}
+                 **(noise or dict.fromkeys(NOISE_FIELDS))}
         threshold = arm.sharpness_limit
         # Plain SGD's edge at the update's steady-state step lr/(1 - mu): 2(1 - mu)/lr, where a
         # momentum that acts as that larger step sits.
         step_edge = 2 / arm.effective_lr
         high, low = found["lambda_max"], found["lambda_min"]
-        batch = self.batch_sharpness(state, digest, arm.batch_size)
         return {**found, "ratio": None if high is None or low is None else low / high,
                 "threshold": threshold,
                 "sharpness_over_threshold": None if high is None else high / threshold,
                 "batch_sharpness": batch,
                 "batch_sharpness_over_threshold": None if batch is None else batch / threshold,
                 "batch_sharpness_over_step_edge": None if batch is None else batch / step_edge}
-
-    def noise(self, state, digest):
-        def compute():
-            if not measures.is_finite_state(state):
-                return None
-            net = measures.network(state, self.p.model.hidden, self.device)
-            return measures.noise_scale(net, self.training.images, self.training.labels)
-
-        return self.cache.get("noise", [digest], {"images": "the fold's training images"},
-                              compute)
-
-    def batch_sharpness(self, state, digest, batch_size):
-        def compute():
-            if not measures.is_finite_state(state):
-                return None
-            net = measures.network(state, self.p.model.hidden, self.device)
-            return measures.batch_sharpness(net, self.training.images, self.training.labels,
-                                            batch_size)
-
-        return self.cache.get("batch_sharpness", [digest],
-                              {"images": "the fold's training images", "batch_size": batch_size,
-                               "batches": measures.SHARPNESS_BATCHES}, compute)
 
     def line(self, start, end, digests):
         def compute():
