@@ -1,14 +1,14 @@
 """Surface results, reused on the rule models are: a measurement is recomputed only when what
 decides it changed, and only a sealed, well-formed entry is trusted.
 
-A measurement's key is a hash of what it measures (``curvature``, ``noise`` or ``line``), the weights it is taken at (a digest of their bytes,
-so that the initial weights, which every arm of a replicate shares, are measured once), the
-settings it uses, the probe, the code that computes it (``measures`` and what it imports), the
-torch version and the device type. Its entry, ``.surface-cache/<key>.json``, is written
+A measurement's key is a hash of what it measures (``curvature``, ``noise``, ``batch_sharpness``
+or ``line``), the weights it is taken at (a digest of their bytes, so that the initial weights,
+which every arm of a replicate shares, are measured once), the settings it uses, the probe, the
+code that computes it (``measures`` and what it imports), the torch version and the device type. Its entry, ``.surface-cache/<key>.json``, is written
 atomically and holds the key, the value and a SHA-256 over both (the seal): an entry whose seal,
-key or shape does not match (a curvature is a dict of numbers, a batch sharpness a number, a
-line a list of ``surface.line_points`` numbers, a diverged model's any one None) is measured again, never
-reported. Adding replicates or a momentum measures only the new weights.
+key or shape does not match (a curvature or noise scale is a dict of numbers, a batch sharpness
+a number, a line a list of ``surface.line_points`` numbers, a diverged model's any one None) is
+measured again, never reported. Adding replicates or a momentum measures only the new weights.
 """
 
 import hashlib
@@ -63,7 +63,8 @@ class SurfaceCache:
         self.computed = self.reused = self.damaged = 0
 
     def key(self, measurement, weights, settings) -> str:
-        return of_json({"measurement": measurement, "weights": weights, "settings": settings, **self.common})
+        return of_json({"measurement": measurement, "weights": weights, "settings": settings,
+                        **self.common})
 
     def trusted(self, path, key, measurement, settings):
         """(True, the value) of a sealed, well-formed entry; (False, None) otherwise."""
