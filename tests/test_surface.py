@@ -194,6 +194,9 @@ def test_escape_steps_tied_by_the_curves_resolution_give_no_verdict():
     assert row["tied"] and row["p"] is None and row["verdict"] == "cannot tell"
     assert row["ci"] == [-75, -25]
     assert found["headline"]["escape"] == "cannot tell: 0.5"
+    # each arm's own escape steps: all 150, so somewhere in (125, 150], never [150, 150]
+    entry = next(a for a in found["arms"] if a["arm"] == half.name)
+    assert entry["escape_steps"]["mean"] == 150 and entry["escape_steps"]["ci"] == [125, 150]
 
 
 def test_comparisons_are_holm_adjusted_per_figure_and_reference():

@@ -68,8 +68,10 @@ def word(comparison) -> str:
     return statistics.word(comparison, higher, lower, "no pairs")
 
 
-def arm_entry(arm, values_by_replicate) -> dict:
-    """n, mean, sd and 95% interval of each figure over the arm's replicates."""
+def arm_entry(arm, values_by_replicate, every_by_replicate) -> dict:
+    """n, mean, sd and 95% interval of each figure over the arm's replicates; the escape steps'
+    interval never narrower than their fine curves resolve (``every_by_replicate``: each
+    replicate's steps per point)."""
     figures = sorted({f for values in values_by_replicate.values() for f in values})
     entry = {**arm_columns(arm, ("arm", "kind", "line", "momentum", "nesterov", "lr",
                                  "batch_size", "control")),
@@ -78,6 +80,12 @@ def arm_entry(arm, values_by_replicate) -> dict:
     entry["never_escaped"] = sum(s is None for s in escaped)
     for figure in figures:
         entry[figure] = statistics.describe([v.get(figure) for v in values_by_replicate.values()])
+    # each escape v means somewhere in (v - every, v]
+    known = [(v["escape_steps"], every_by_replicate[r]) for r, v in values_by_replicate.items()
+             if v["escape_steps"] is not None]
+    if known:
+        entry["escape_steps"] = statistics.within_brackets(
+            entry["escape_steps"], [v - every for v, every in known], [v for v, _ in known])
     return entry
 
 
@@ -178,6 +186,8 @@ def summary(measured, lines, arms, tolerance) -> dict:
     barrier_rows = barriers(lines, tolerance)
     return {"headline": headline(rows, barrier_rows),
             "rules": [COMPARISON_RULE, barrier_rule(tolerance),
-                      f"intervals: {statistics.CONFIDENCE:.0%} t-intervals over replicates"],
-            "arms": [arm_entry(arm, values[arm]) for arm in arms], "comparisons": rows,
+                      f"intervals: {statistics.CONFIDENCE:.0%} t-intervals over replicates; an "
+                      f"arm's escape steps', widened to every mean its curves' points allow"],
+            "arms": [arm_entry(arm, values[arm], loss_every[arm]) for arm in arms],
+            "comparisons": rows,
             "barriers": barrier_rows}
