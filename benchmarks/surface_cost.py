@@ -100,9 +100,12 @@ def main():
           f"threads {default:.2f} s ({default / one:.2f}x)")
 
     training = splits.load_folds(P.train, "cpu").training(0)
-    noise = median_seconds(lambda: measures.noise_scale(net, training.images, training.labels),
-                           repeats)
-    print(f"noise       {len(training.labels)} training images: {noise:.2f} s")
+    norms = measures.image_norms(training.images)  # as the stage: once per fold
+    once = median_seconds(lambda: measures.image_norms(training.images), repeats)
+    noise = median_seconds(
+        lambda: measures.noise_scale(net, training.images, training.labels, norms), repeats)
+    print(f"noise       {len(training.labels)} training images: {noise:.2f} s, after their "
+          f"norms ({once:.2f} s, once per fold)")
 
     start = torch.load(FOLDER / "checkpoints.pt", weights_only=True)[0]
     final = net.state_dict()

@@ -62,13 +62,11 @@ def test_hessian_products_and_extreme_eigenvalues_equal_the_explicit_hessians(pr
     assert found["loss"] == loss(flat).item()
 
 
-def test_batch_sharpness_is_the_explicit_mini_batch_curvature_along_its_gradient(probe,
-                                                                                  monkeypatch):
+def test_batch_sharpness_is_the_explicit_mini_batch_curvature_along_its_gradient(probe):
     """Each mini-batch's g' H g / |g|^2 from its explicit Hessian and gradient, on the batches
     the same seed draws, averaged."""
     images, labels = probe
     net = measures.network(initial_state(TINY, 5), TINY, "cpu")
-    monkeypatch.setattr(measures, "SHARPNESS_BATCHES", 4)
     generator = torch.Generator().manual_seed(3)
     expected = []
     for _ in range(4):
@@ -77,11 +75,11 @@ def test_batch_sharpness_is_the_explicit_mini_batch_curvature_along_its_gradient
         hessian = torch.autograd.functional.hessian(loss, flat).double()         # [P, P]
         gradient = torch.func.grad(loss)(flat).double()                          # [P]
         expected.append(float(gradient @ hessian @ gradient / (gradient @ gradient)))
-    found = measures.batch_sharpness(net, images, labels, 8, seed=3)
+    found = measures.batch_sharpness(net, images, labels, 8, 4, seed=3)
     assert found == pytest.approx(np.mean(expected), rel=1e-4)
     # uint8 images are scaled as training scales them: the same figure
     raw = (images * 255).round().to(torch.uint8)
-    assert measures.batch_sharpness(net, raw, labels, 8, seed=3) == pytest.approx(found,
+    assert measures.batch_sharpness(net, raw, labels, 8, 4, seed=3) == pytest.approx(found,
                                                                                    rel=1e-4)
 
 
@@ -372,6 +370,8 @@ def test_the_noise_scale_is_the_explicit_per_example_computation(monkeypatch):
     assert found["gradient_variance_trace"] == pytest.approx(trace, rel=1e-6)
     assert found["true_gradient_norm_sq"] == pytest.approx(true_sq, rel=1e-5)
     assert found["noise_scale"] == pytest.approx(trace / true_sq, rel=1e-5)
+    # the images' norms computed once for many weights (the surface stage's way): the same
+    assert measures.noise_scale(net, images, labels, measures.image_norms(images)) == found
     # in chunks, the same up to the float32 order of the sums
     monkeypatch.setattr(measures, "NOISE_CHUNK", 10)
     assert measures.noise_scale(net, images, labels)["noise_scale"] == pytest.approx(

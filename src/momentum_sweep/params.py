@@ -211,6 +211,7 @@ class LossSurfaceParams(Section):
     barrier_tolerance: Positive
     lanczos_tol: Annotated[float, Field(gt=0, lt=1)]
     lanczos_maxiter: Count
+    sharpness_batches: Count
 
 
 class Params(Section):

@@ -117,38 +117,53 @@ def curvature(net, images, labels, tol, maxiter, seed=0) -> dict:
 NOISE_CHUNK = 5000  # examples through one forward and backward pass at a time
 
 
-def gradient_moments(net, images, labels):
+def gradient_moments(net, images, labels, norms=None):
     """(sum over the n examples of |g_i|^2, |sum of g_i|^2), g_i example i's gradient of its own
     loss, without holding any g_i: for a linear layer g_i is the outer product of its output's
     gradient d_i and its input a_i (and d_i for the bias), so |g_i|^2 is |d_i|^2 (|a_i|^2 + 1)
     summed over layers (Goodfellow 2015); the sum of the g_i is the gradient of the summed loss.
     A forward and a backward pass per NOISE_CHUNK examples in float32, as training computes;
     every square and sum over examples in float64, where the estimators' differences cancel.
-    images: [n, 784] float (or uint8, scaled here); labels: [n]."""
+    images: [n, 784] float (or uint8, scaled here); labels: [n]; norms: ``image_norms(images)``
+    [n], computed here if None (they depend on the images alone: a caller measuring many sets
+    of weights on the same images computes them once)."""
+    norms = image_norms(images) if norms is None else norms
     squares, summed = 0.0, None
     for start in range(0, len(images), NOISE_CHUNK):
         chunk = images[start:start + NOISE_CHUNK]
         chunk = scaled(chunk) if chunk.dtype == torch.uint8 else chunk
-        part, gradient = chunk_moments(net, chunk, labels[start:start + NOISE_CHUNK])
+        part, gradient = chunk_moments(net, chunk, labels[start:start + NOISE_CHUNK],
+                                       norms[start:start + NOISE_CHUNK])
         squares += part
         summed = gradient if summed is None else summed + gradient
     return squares, float((summed ** 2).sum())
 
 
-def chunk_moments(net, images, labels):
-    """(sum of |g_i|^2, the summed gradient [P] float64) of one chunk (``gradient_moments``)."""
+def image_norms(images):
+    """|a_i|^2 of each image as the first layer reads it, in float64. images: [n, 784] float
+    (or uint8, scaled here) -> [n]."""
+    return torch.cat([squared_norms(scaled(chunk) if chunk.dtype == torch.uint8 else chunk)
+                      for chunk in images.split(NOISE_CHUNK)])
+
+
+def chunk_moments(net, images, labels, norms):
+    """(sum of |g_i|^2, the summed gradient [P] float64) of one chunk (``gradient_moments``);
+    norms: the chunk's ``image_norms`` [n]."""
     weights = [(layer.weight.detach().requires_grad_(),                      # [out, in]
                 layer.bias.detach().requires_grad_()) for layer in net.layers]
-    x, inputs, outputs = images, [], []                                      # x: [n, 784]
+    x, inputs, outputs = images, [norms], []                # x: [n, 784]; inputs: |a_i|^2, [n]
     for i, (weight, bias) in enumerate(weights):
-        inputs.append(x)                                                     # [n, in]
         z = torch.nn.functional.linear(x, weight, bias)                      # [n, out]
         outputs.append(z)
-        x = z if i == len(weights) - 1 else torch.relu(z)
+        if i == len(weights) - 1:
+            x = z
+        else:
+            x = torch.relu(z)                                                # [n, out]
+            inputs.append(squared_norms(x.detach()))                         # [n]
     loss = torch.nn.functional.cross_entropy(x, labels, reduction="sum")
     params = [p for pair in weights for p in pair]
     found = torch.autograd.grad(loss, [*params, *outputs])
-    per_example = sum((squared_norms(d) * (squared_norms(a.detach()) + 1)).sum()  # [n] -> []
+    per_example = sum((squared_norms(d) * (a + 1)).sum()                     # [n] -> []
                       for d, a in zip(found[len(params):], inputs))
     return float(per_example), torch.cat([g.reshape(-1).double() for g in found[:len(params)]])
 
@@ -158,14 +173,14 @@ def squared_norms(rows):
     return (rows.double() ** 2).sum(1)
 
 
-def noise_scale(net, images, labels) -> dict:
+def noise_scale(net, images, labels, norms=None) -> dict:
     """B_simple on the probe (McCandlish et al. 2018, appendix A), from the n per-example
     gradients g_i with mean g: tr(Sigma) = sum |g_i - g|^2 / (n - 1) (unbiased), |G|^2 = |g|^2 -
     tr(Sigma)/n (unbiased: the mean of n gradients has E|g|^2 = |G|^2 + tr(Sigma)/n), B_simple
     their ratio; None where the estimate of |G|^2 is not positive (the noise hides the
-    gradient)."""
+    gradient). norms: as ``gradient_moments``."""
     n = len(images)
-    squares, total = gradient_moments(net, images, labels)
+    squares, total = gradient_moments(net, images, labels, norms)
     mean_sq = total / n ** 2                                           # |g|^2
     trace = (squares - n * mean_sq) / (n - 1)                          # tr(Sigma)
     true_sq = mean_sq - trace / n                                      # |G|^2
@@ -173,11 +188,8 @@ def noise_scale(net, images, labels) -> dict:
             "gradient_variance_trace": trace, "true_gradient_norm_sq": true_sq}
 
 
-SHARPNESS_BATCHES = 50  # mini-batches averaged per batch sharpness: its cost in passes
-
-
-def batch_sharpness(net, images, labels, batch_size, seed=0) -> float:
-    """Batch sharpness (Andreyev & Beneventano 2024): over SHARPNESS_BATCHES mini-batches of
+def batch_sharpness(net, images, labels, batch_size, batches, seed=0) -> float:
+    """Batch sharpness (Andreyev & Beneventano 2024): over ``batches`` mini-batches of
     ``batch_size`` images, each drawn without replacement with ``seed``, the mean of g_B' H_B g_B
     / |g_B|^2, the curvature of the mini-batch's own mean loss along its own gradient: what a
     step of that mini-batch meets. Plain SGD trains where it reaches 2/lr. None if every
@@ -185,7 +197,7 @@ def batch_sharpness(net, images, labels, batch_size, seed=0) -> float:
     params = list(net.parameters())
     generator = torch.Generator().manual_seed(seed)
     ratios = []
-    for _ in range(SHARPNESS_BATCHES):
+    for _ in range(batches):
         chosen = torch.randperm(len(images), generator=generator)[:batch_size]  # [B]
         batch = images[chosen.to(images.device)]                               # [B, 784]
         batch = scaled(batch) if batch.dtype == torch.uint8 else batch

@@ -21,6 +21,7 @@ every figure is drawn. Measurements are reused by ``cache``. It reads what `trai
 never imports the trainer.
 """
 
+import functools
 import sys
 import time
 
@@ -85,6 +86,11 @@ class Measurer:
         self.labels = probe.labels                                         # [N]
         self.training = training                                           # uint8 [n, 784]
 
+    @functools.cached_property
+    def training_norms(self):
+        """The training images' ``measures.image_norms``, for every noise scale of this fold."""
+        return measures.image_norms(self.training.images)                  # [n]
+
     def at_weights(self, measurement, state, digest, settings, measure):
         """``measure(net)`` at one set of weights, through the cache; None for a diverged
         model's (weights no longer finite)."""
@@ -103,13 +109,14 @@ class Measurer:
                                            self.s.lanczos_maxiter))
         noise = self.at_weights(
             "noise", state, digest, {"images": "the fold's training images"},
-            lambda net: measures.noise_scale(net, self.training.images, self.training.labels))
+            lambda net: measures.noise_scale(net, self.training.images, self.training.labels,
+                                             self.training_norms))
         batch = self.at_weights(
             "batch_sharpness", state, digest,
             {"images": "the fold's training images", "batch_size": arm.batch_size,
-             "batches": measures.SHARPNESS_BATCHES},
-            lambda net: measures.batch_sharpness(net, self.training.images,
-                                                 self.training.labels, arm.batch_size))
+             "batches": self.s.sharpness_batches},
+            lambda net: measures.batch_sharpness(net, self.training.images, self.training.labels,
+                                                 arm.batch_size, self.s.sharpness_batches))
         found = {**(found or dict.fromkeys(["lambda_max", "lambda_min", "grad_norm", "loss"])),
                  **(noise or dict.fromkeys(NOISE_FIELDS))}
         threshold = arm.sharpness_limit
