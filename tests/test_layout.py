@@ -106,6 +106,15 @@ def test_every_library_the_code_imports_is_declared(folder, extras):
         f"{sorted(needed - declared_distributions(*extras))}")
 
 
+def test_dvc_reads_its_yaml_with_libyamls_parser():
+    """ruamel.yaml.clib is declared for speed alone: this fails if it no longer gives ruamel.yaml's
+    safe loader, the one DVC reads dvc.yaml and dvc.lock with, its C parser."""
+    from ruamel.yaml import YAML
+    from ruamel.yaml.main import CParser
+
+    assert CParser is not None and YAML(typ="safe").Parser is CParser
+
+
 def tracked_text_files():
     names = subprocess.run(["git", "ls-files", "-co", "--exclude-standard"], cwd=ROOT, check=True,
                            text=True, stdout=subprocess.PIPE).stdout.split()

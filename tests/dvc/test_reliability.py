@@ -92,7 +92,7 @@ def test_ctrl_c_keeps_every_finished_model_even_after_narrowing_the_list(repo):
 def test_going_back_after_an_experiment_on_one_momentum_retrains_nothing(repo):
     repo.dvc("repro", "summarize")
     before = repo.model_files()
-    repo.dvc("exp", "run", "-S", "momentum=0.0")
+    repo.dvc("exp", "run", "train", "-S", "momentum=0.0")  # what it reuses: models
     assert sorted(p.name for p in (repo / "models").iterdir()) == [
         "momentum_0.0_lr_0.1_batch_20"]
     repo.git("checkout", "params.yaml")
@@ -269,19 +269,20 @@ def test_minus_zero_is_momentum_zero(repo):
 
 def test_two_concurrent_runs_one_is_refused_by_dvcs_lock(repo):
     repo.set_params(KILL_CONFIG)  # work for the first run
-    first = repo.start("dvc", "repro")
+    # Up to training: DVC's lock is what is tested, not the stages after it.
+    first = repo.start("dvc", "repro", "train")
     for line in first.stdout:
         if "model(s) together" in line:  # training, so DVC's lock is held: hold it there
             os.killpg(first.pid, signal.SIGSTOP)
             break
     try:
-        second = repo.dvc("repro", check=False)
+        second = repo.dvc("repro", "train", check=False)
     finally:
         os.killpg(first.pid, signal.SIGCONT)
     first_log = first.communicate(timeout=300)[0]
     assert first.returncode == 0, first_log
     assert second.returncode != 0 and "lock" in second.stdout.lower(), second.stdout
-    assert "Running stage" not in repo.dvc("repro").stdout
+    assert "Running stage" not in repo.dvc("repro", "train").stdout
 
 
 def test_tampered_raw_data_is_detected_and_rebuilt(repo):
