@@ -7,6 +7,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -55,11 +56,16 @@ class Clone:
 
     def run(self, *args, check=True, timeout=900, env=None):
         """Run a command here (``env``: variables to add); the CompletedProcess has stdout and
-        stderr merged."""
-        result = subprocess.run([str(a) for a in args], cwd=self.path,
-                                env={**environment(), **(env or {})},
-                                stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                                timeout=timeout, stdin=subprocess.DEVNULL)
+        stderr merged. The output goes through a file, not a pipe: a daemon the command starts
+        (`dvc queue start`'s worker) keeps a pipe open until it exits, and the call would wait
+        for it, where a terminal returns at once."""
+        with tempfile.TemporaryFile() as output:
+            result = subprocess.run([str(a) for a in args], cwd=self.path,
+                                    env={**environment(), **(env or {})}, stdout=output,
+                                    stderr=subprocess.STDOUT, timeout=timeout,
+                                    stdin=subprocess.DEVNULL)
+            output.seek(0)
+            result.stdout = output.read().decode()
         if check and result.returncode != 0:
             raise AssertionError(f"{' '.join(map(str, args))} failed ({result.returncode}):\n"
                                  f"{result.stdout}")

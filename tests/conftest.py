@@ -34,13 +34,23 @@ def pytest_collection_modifyitems(items):
     """The longest tests first, then the other dvc tests, then the unit tests: each worker takes
     the next test when it frees up, so the long ones run side by side from the start and the
     short ones fill in around them. Among the long ones, those that need no template first: one
-    worker starts on them while the other builds the template, instead of waiting for it."""
+    worker starts on them while the other builds the template, instead of waiting for it.
+
+    pytest-xdist hands each worker two consecutive tests to start with: the long tests are dealt
+    to the workers in turn, so that no worker starts with two of them while another has none."""
     def cost(item):
         rank = 0 if item.get_closest_marker("long") else 1 if item.get_closest_marker("dvc") \
             else 2
         return rank, "template" in item.fixturenames
 
     items.sort(key=cost)
+    # set in each worker: the workers collect and order the tests that xdist then hands out
+    workers = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
+    long = [item for item in items if item.get_closest_marker("long")]
+    if workers > 1:
+        hands = [long[w::workers] for w in range(workers)]
+        first = [item for hand in hands for item in hand[:2]]
+        items[:len(long)] = first + [item for item in long if item not in first]
 
 
 @pytest.fixture(scope="session")

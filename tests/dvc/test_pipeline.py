@@ -65,7 +65,7 @@ def test_only_what_changed_trains_and_reuse_is_byte_identical(repo):
     assert trained(log) == labels([C2], [0, 1]) and reused(log) == labels([M0, M2], [0, 1])
 
     repo.set_params({"train": {"replicates": 3}})  # a replicate more: only its models
-    log = repo.dvc("repro").stdout
+    log = repo.dvc("repro", "summarize").stdout
     assert trained(log) == labels([M0, M2, C2], [2])
     live = json.loads((repo / "results" / "live" / "metrics.json").read_text())
     assert live["epoch"] == 2 and 0.5 < live["val_accuracy"] < 1  # DVCLive's progress log
