@@ -90,6 +90,7 @@ BAD = [  # (key path, bad value, words the message must hold besides the key)
     ("surface.barrier_tolerance", 0, "greater than 0"),
     ("surface.lanczos_tol", 1.5, "less than 1"),
     ("surface.lanczos_maxiter", 0, "greater than or equal to 1"),
+    ("surface.sharpness_batches", 0, "greater than or equal to 1"),
     ("surface.probe", 10, "unknown key"),
     ("surface", DELETE, "required but missing"),
     ("momentun", 0.4, "unknown key"),
