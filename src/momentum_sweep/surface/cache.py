@@ -4,11 +4,12 @@ decides it changed, and only a sealed, well-formed entry is trusted.
 A measurement's key is a hash of what it measures (``curvature``, ``noise``, ``batch_sharpness``
 or ``line``), the weights it is taken at (a digest of their bytes, so that the initial weights,
 which every arm of a replicate shares, are measured once), the settings it uses, the probe, the
-code that computes it (``measures`` and what it imports), the torch version and the device type. Its entry, ``.surface-cache/<key>.json``, is written
-atomically and holds the key, the value and a SHA-256 over both (the seal): an entry whose seal,
-key or shape does not match (a curvature or noise scale is a dict of numbers, a batch sharpness
-a number, a line a list of ``surface.line_points`` numbers, a diverged model's any one None) is
-measured again, never reported. Adding replicates or a momentum measures only the new weights.
+code that computes it (``measures`` and what it imports), the torch version and the device type.
+Its entry, ``.surface-cache/<key>.json``, is written atomically and holds the key, the value and
+a SHA-256 over both (the seal): an entry whose seal, key or shape does not match (a curvature or
+noise scale is a dict of numbers, a batch sharpness a number, a line a list of
+``surface.line_points`` numbers, a diverged model's any one None) is measured again, never
+reported. Adding replicates or a momentum measures only the new weights.
 """
 
 import hashlib
